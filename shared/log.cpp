@@ -1,0 +1,88 @@
+// SPDX-License-Identifier: AGPL-3.0-or-later
+#include "shared/log.h"
+
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdarg>
+#include <cstdio>
+#include <cstring>
+
+namespace fr {
+
+namespace {
+
+const char *gIdentity = nullptr;
+int gFd = 2;
+LogLevel gLevel = LogLevel::Info;
+
+void writeAll(int fd, const char *buf, std::size_t len) noexcept
+{
+	while (len > 0) {
+		const ssize_t n = ::write(fd, buf, len);
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			return;
+		}
+		buf += n;
+		len -= static_cast<std::size_t>(n);
+	}
+}
+
+// Appends "identity: " and returns the offset after it.
+std::size_t prefix(char *buf, std::size_t size) noexcept
+{
+	if (gIdentity == nullptr)
+		return 0;
+	const int n = std::snprintf(buf, size, "%s: ", gIdentity);
+	if (n < 0)
+		return 0;
+	return static_cast<std::size_t>(n) < size ? static_cast<std::size_t>(n) : size - 1;
+}
+
+void finish(char *buf, std::size_t size, std::size_t len) noexcept
+{
+	if (len >= size - 1)
+		len = size - 2; // truncated: keep room for the newline
+	buf[len++] = '\n';
+	writeAll(gFd, buf, len);
+}
+
+} // namespace
+
+void setLogIdentity(const char *identity) noexcept { gIdentity = identity; }
+void setLogFd(int fd) noexcept { gFd = fd; }
+void setLogLevel(LogLevel level) noexcept { gLevel = level; }
+LogLevel logLevel() noexcept { return gLevel; }
+
+void logf(LogLevel level, const char *fmt, ...) noexcept
+{
+	if (level < gLevel)
+		return;
+	const int savedErrno = errno;
+	char buf[1024];
+	std::size_t len = prefix(buf, sizeof(buf));
+	va_list args;
+	va_start(args, fmt);
+	const int n = std::vsnprintf(buf + len, sizeof(buf) - len, fmt, args);
+	va_end(args);
+	if (n > 0)
+		len += static_cast<std::size_t>(n);
+	finish(buf, sizeof(buf), len);
+	errno = savedErrno;
+}
+
+void logError(const Error &error, LogLevel level) noexcept
+{
+	if (level < gLevel)
+		return;
+	const int savedErrno = errno;
+	char buf[1024];
+	std::size_t len = prefix(buf, sizeof(buf));
+	len += error.format(buf + len, sizeof(buf) - len);
+	finish(buf, sizeof(buf), len);
+	errno = savedErrno;
+}
+
+} // namespace fr
