@@ -1,0 +1,47 @@
+// SPDX-License-Identifier: AGPL-3.0-or-later
+#pragma once
+
+// The fixed contract between the helper (which builds the VM), the guest
+// daemon (which runs in it) and the client (which talks to it). Changing a
+// value here changes all three at once; docs/protocol.md and
+// helper/README.md describe them.
+
+#include <cstddef>
+#include <cstdint>
+
+namespace fr::abi {
+
+// Per-VM ticket: 32 random bytes, handed to the helper as 64 lowercase hex
+// digits on a pipe, placed into the VM's initramfs at kTicketPath (mode 0400),
+// read and unlinked by the daemon.
+inline constexpr std::size_t kTicketBytes = 32;
+inline constexpr std::size_t kTicketHexLength = 2 * kTicketBytes;
+inline constexpr const char *kTicketPath = "/ticket";
+
+// The daemon listens on this AF_VSOCK port (vsock transport).
+inline constexpr std::uint32_t kVsockPort = 807;
+// CIDs below this are never used (0-2 are reserved, low ones are commonly
+// hand-assigned).
+inline constexpr std::uint32_t kMinCid = 10;
+
+// virtio-serial transport: the port's name as the guest sees it
+// (/dev/virtio-ports/<name>).
+inline constexpr const char *kSerialPortName = "org.file-restore.0";
+
+// Disks: virtio-blk serials hold at most 20 bytes, so the helper names the
+// N-th --image "frdisk<N>" (N from 0, in argv order) and the daemon exposes
+// it as the top-level directory "disk<N>". The client maps archive names to
+// disk indices.
+inline constexpr const char *kDiskSerialPrefix = "frdisk";
+inline constexpr const char *kDiskDirPrefix = "disk";
+
+// Kernel command-line parameters the helper sets for the daemon.
+inline constexpr const char *kCmdlineIdleTimeout = "fr.idle";   // seconds, decimal
+inline constexpr const char *kCmdlineTransport = "fr.transport"; // "vsock" or "serial"
+
+// QEMU runs with "-name guest=<kQemuNamePrefix><VM name>": the client proves a
+// pid is still its QEMU by this marker in /proc/<pid>/cmdline (plus the
+// process start time), never by pid alone.
+inline constexpr const char *kQemuNamePrefix = "file-restore:";
+
+} // namespace fr::abi
