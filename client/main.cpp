@@ -1,19 +1,15 @@
 // SPDX-License-Identifier: AGPL-3.0-or-later
-// file-restore: placeholder CLI until the client lands (only --version).
-#include <CLI/CLI.hpp>
+// file-restore: the CLI. All logic lives in the client library (cli.cpp).
+#include <csignal>
 
-#include <cstdio>
-
-#include "fr_config.h"
+#include "client/cli.h"
+#include "client/guest_session.h"
 
 int main(int argc, char **argv)
 {
-	CLI::App app{"file-restore: restore single files from VM disk backups"};
-	app.set_version_flag("--version", std::string("file-restore ") + FR_VERSION);
-	try {
-		app.parse(argc, argv);
-	} catch (const CLI::ParseError &e) {
-		return app.exit(e);
-	}
-	return 0;
+	// Writes to a closed stdout (`| head`) fail with EPIPE instead of
+	// killing us before we clean up partial output.
+	std::signal(SIGPIPE, SIG_IGN);
+	auto sessions = fr::client::makeProtocolSessionFactory();
+	return fr::client::runCli(argc, argv, *sessions);
 }

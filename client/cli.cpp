@@ -1,0 +1,672 @@
+// SPDX-License-Identifier: AGPL-3.0-or-later
+#include "client/cli.h"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cinttypes>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <ctime>
+#include <string>
+#include <vector>
+
+#include <CLI/CLI.hpp>
+#include <nlohmann/json.hpp>
+
+#include "client/archives.h"
+#include "client/encoding.h"
+#include "client/guest_path.h"
+#include "client/helper_launcher.h"
+#include "client/listing.h"
+#include "client/runtime_dir.h"
+#include "client/safe_writer.h"
+#include "client/state_store.h"
+#include "client/transport.h"
+#include "client/vm_manager.h"
+#include "client/vm_name.h"
+#include "fr_config.h"
+#include "shared/display.h"
+#include "shared/validate.h"
+
+namespace fr::client {
+
+namespace {
+
+using nlohmann::json;
+
+constexpr std::uint64_t kDefaultTimeout = 120;
+
+// A failure with its exit code, thrown to runCli's one catch.
+struct Failure {
+	int code;
+	std::string message;
+};
+
+[[noreturn]] void usage(const std::string &message)
+{
+	throw Failure{kExitUsage, message};
+}
+
+int exitCodeFor(const Error &error)
+{
+	if (std::strcmp(error.call(), "file-restore-helper") == 0)
+		return error.errnum() == EIO || error.errnum() == ETIMEDOUT ? kExitVmFailed
+									     : kExitRefused;
+	switch (error.errnum()) {
+	case ENOENT:
+		return kExitNotFound;
+	case EEXIST:
+		return kExitExists;
+	case ETIMEDOUT:
+	case EHOSTDOWN:
+		return kExitVmFailed;
+	default:
+		return kExitFailure;
+	}
+}
+
+[[noreturn]] void fail(const Error &error)
+{
+	throw Failure{exitCodeFor(error), error.message()};
+}
+
+template <typename T>
+T check(Result<T> result)
+{
+	if (!result)
+		fail(result.error());
+	return std::move(result).value();
+}
+
+void check(const Status &status)
+{
+	if (!status)
+		fail(status.error());
+}
+
+void warn(const std::string &message)
+{
+	const std::string line = "file-restore: " + message + (message.ends_with('\n') ? "" : "\n");
+	(void)!::write(2, line.data(), line.size());
+}
+
+Status writeAll(int fd, std::string_view data)
+{
+	while (!data.empty()) {
+		const ssize_t n = ::write(fd, data.data(), data.size());
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			return Error(errno, "write", fd == 1 ? "stdout" : "output");
+		data.remove_prefix(static_cast<std::size_t>(n));
+	}
+	return {};
+}
+
+// Options shared by list and extract.
+struct Target {
+	std::string repository;
+	std::vector<std::string> images;
+	bool base64 = false;
+	std::string timeout;
+	std::string transport = "auto";
+	std::string memory;
+	std::string idleTimeout;
+};
+
+struct Options {
+	bool verbose = false;
+	std::string outputFormat = "text";
+	Target target;
+	std::vector<std::string> positionals;
+	// extract
+	std::string format;
+	bool zstd = false;
+	bool symlinks = false;
+	// status / stop
+	bool namesOnly = false;
+	bool all = false;
+};
+
+OutputFormat outputFormatOf(const std::string &text)
+{
+	if (text == "json")
+		return OutputFormat::Json;
+	if (text == "json-pretty")
+		return OutputFormat::JsonPretty;
+	return OutputFormat::Text;
+}
+
+std::optional<std::uint32_t> optionalNumber(const std::string &text, const char *what,
+					    std::uint64_t min, std::uint64_t max)
+{
+	if (text.empty())
+		return std::nullopt;
+	Result<std::uint64_t> value = parseDecimal(text, min, max, what);
+	if (!value)
+		usage(value.error().message());
+	return static_cast<std::uint32_t>(*value);
+}
+
+// Progress on stderr for long transfers, only when stderr is a terminal.
+class Progress {
+public:
+	explicit Progress(std::string what) : what_(std::move(what)), tty_(::isatty(2) == 1) {}
+	~Progress() { clear(); }
+
+	void add(std::size_t bytes)
+	{
+		total_ += bytes;
+		if (!tty_)
+			return;
+		const auto now = Clock::now();
+		if (now - start_ < std::chrono::seconds(1) || now - shown_ < std::chrono::milliseconds(500))
+			return;
+		shown_ = now;
+		const double seconds =
+			std::chrono::duration_cast<std::chrono::duration<double>>(now - start_).count();
+		char line[256];
+		std::snprintf(line, sizeof(line), "\r\033[K%s: %.1f MiB (%.1f MiB/s)", what_.c_str(),
+			      static_cast<double>(total_) / 1048576.0,
+			      static_cast<double>(total_) / 1048576.0 / seconds);
+		(void)!::write(2, line, std::strlen(line));
+		visible_ = true;
+	}
+	void clear()
+	{
+		if (visible_)
+			(void)!::write(2, "\r\033[K", 4);
+		visible_ = false;
+	}
+	std::uint64_t total() const { return total_; }
+
+private:
+	std::string what_;
+	bool tty_;
+	bool visible_ = false;
+	std::uint64_t total_ = 0;
+	Clock::time_point start_ = Clock::now();
+	Clock::time_point shown_ = start_;
+};
+
+class Commands {
+public:
+	Commands(Options &options, SessionFactory &sessions) : o_(options), sessions_(sessions) {}
+
+	int list();
+	int extract();
+	int status();
+	int stop();
+
+private:
+	struct Resolved {
+		VmSpec spec;
+		GuestTarget target;
+	};
+	Resolved resolve(const std::string *snapshot, const std::string &path);
+	void openRuntime();
+	VmManager &manager();
+	Deadline deadline() const
+	{
+		const std::uint64_t seconds =
+			o_.target.timeout.empty()
+				? kDefaultTimeout
+				: *optionalNumber(o_.target.timeout, "--timeout", 1, 86400);
+		return start_ + std::chrono::seconds(seconds);
+	}
+	OutputFormat format() const { return outputFormatOf(o_.outputFormat); }
+	void print(const std::string &text) { check(writeAll(1, text)); }
+
+	Options &o_;
+	SessionFactory &sessions_;
+	Clock::time_point start_ = Clock::now();
+	std::optional<RuntimeDir> dir_;
+	std::unique_ptr<StateStore> store_;
+	std::unique_ptr<SpawnHelperRunner> helper_;
+	SystemDialer dialer_;
+	std::unique_ptr<VmManager> manager_;
+};
+
+void Commands::openRuntime()
+{
+	if (dir_)
+		return;
+	const std::string base = check(runtimeBase(std::getenv("XDG_RUNTIME_DIR")));
+	dir_ = check(openRuntimeDir(base));
+	// Staging directories of extractions whose client was killed.
+	cleanJournal(dir_->fd.get());
+}
+
+VmManager &Commands::manager()
+{
+	if (manager_)
+		return *manager_;
+	openRuntime();
+	store_ = std::make_unique<StateStore>(dir_->fd.get(), dir_->path);
+	helper_ = std::make_unique<SpawnHelperRunner>(helperPath());
+	ManagerContext ctx;
+	ctx.dir = &*dir_;
+	ctx.store = store_.get();
+	ctx.helper = helper_.get();
+	ctx.dialer = &dialer_;
+	ctx.sessions = &sessions_;
+	ctx.warn = warn;
+	ctx.verbose = o_.verbose;
+	ctx.vhostVsockUsable = vhostVsockUsable();
+	manager_ = std::make_unique<VmManager>(std::move(ctx));
+	return *manager_;
+}
+
+Commands::Resolved Commands::resolve(const std::string *snapshot, const std::string &rawPath)
+{
+	Resolved out;
+	const Target &t = o_.target;
+	std::string path = rawPath;
+	if (t.base64) {
+		std::optional<std::string> decoded = base64Decode(rawPath);
+		if (!decoded)
+			usage("--base64: the path '" + escapeForDisplay(rawPath) +
+			      "' is not valid base64");
+		path = *decoded;
+	}
+	if (!t.images.empty()) {
+		out.spec.archives = check(imageArchives(t.images));
+		std::vector<std::string> paths;
+		for (const Archive &archive : out.spec.archives)
+			paths.push_back(archive.path);
+		out.spec.name = imageVmName(paths);
+	} else {
+		std::string repository = t.repository;
+		if (repository.empty()) {
+			const char *fromEnv = std::getenv("FILE_RESTORE_REPOSITORY");
+			repository = fromEnv != nullptr ? fromEnv : "";
+		}
+		if (repository.empty())
+			usage("no repository: pass --repository DIR or set FILE_RESTORE_REPOSITORY "
+			      "(or use --image FILE)");
+		Result<std::string> normalised = normaliseSnapshot(*snapshot);
+		if (!normalised)
+			usage(normalised.error().message());
+		const std::string repo = check(canonicalPath(repository, "repository"));
+		const std::string dir = check(canonicalPath(repo + "/" + *normalised, "snapshot"));
+		out.spec.archives = check(snapshotArchives(dir));
+		out.spec.name = snapshotVmName(repo, *normalised);
+	}
+	Result<GuestTarget> target = mapToGuest(out.spec.archives, path);
+	if (!target && target.error().errnum() != ENOENT)
+		usage(target.error().message());
+	out.target = check(std::move(target));
+
+	const std::optional<TransportChoice> transport = parseTransportChoice(t.transport);
+	if (!transport)
+		usage("--transport: must be auto, vsock or serial");
+	out.spec.transport = *transport;
+	out.spec.memoryMib = optionalNumber(t.memory, "--memory", 1, 1 << 20);
+	out.spec.idleTimeout = optionalNumber(t.idleTimeout, "--idle-timeout", 1, 7 * 86400);
+	return out;
+}
+
+int Commands::list()
+{
+	const bool images = !o_.target.images.empty();
+	const std::size_t wanted = images ? 1 : 2;
+	if (o_.positionals.size() > wanted || o_.positionals.size() + 1 < wanted)
+		usage(images ? "list --image FILE... [PATH]" : "list SNAPSHOT [PATH]");
+	const std::string *snapshot = images ? nullptr : &o_.positionals[0];
+	const std::string path = o_.positionals.size() == wanted ? o_.positionals.back()
+								 : (o_.target.base64 ? "Lw==" : "/");
+	Resolved r = resolve(snapshot, path);
+
+	const bool text = format() == OutputFormat::Text;
+	json entries = json::array();
+	auto emit = [&](const GuestEntry &entry) {
+		std::string full = r.target.userPath;
+		if (full != "/")
+			full += '/';
+		full += entry.name;
+		if (text)
+			print(entryText(entry) + "\n");
+		else
+			entries.push_back(entryJson(full, entry));
+	};
+
+	if (r.target.isRoot) {
+		// The archives: known without starting a VM.
+		for (const Archive &archive : r.spec.archives) {
+			GuestEntry entry;
+			entry.name = archive.name;
+			entry.type = EntryType::Virtual;
+			emit(entry);
+		}
+	} else {
+		VmConnection vm = check(manager().acquire(r.spec, deadline()));
+		check(vm.session().list(r.target.guestPath, [&](const GuestEntry &entry) -> Status {
+			// One component, as the protocol promises; anything else would
+			// make "filepath" lie about where the entry is.
+			if (entry.name.empty() || entry.name.find('/') != std::string::npos ||
+			    entry.name == "." || entry.name == "..")
+				return Error::invalid(EPROTO, "list", escapeForDisplay(entry.name),
+						      "the guest sent an invalid entry name");
+			emit(entry);
+			return {};
+		}));
+	}
+	if (!text)
+		print(dumpJson(entries, format()));
+	return kExitOk;
+}
+
+int Commands::extract()
+{
+	const bool images = !o_.target.images.empty();
+	const std::size_t minimum = images ? 1 : 2;
+	if (o_.positionals.size() < minimum || o_.positionals.size() > minimum + 1)
+		usage(images ? "extract --image FILE... PATH [TARGET]"
+			     : "extract SNAPSHOT PATH [TARGET]");
+	const std::string *snapshot = images ? nullptr : &o_.positionals[0];
+	const std::string &path = o_.positionals[minimum - 1];
+	std::string target = o_.positionals.size() > minimum ? o_.positionals[minimum] : "";
+	ExtractFormat archiveFormat = ExtractFormat::Raw;
+	if (!o_.format.empty()) {
+		archiveFormat = o_.format == "zip" ? ExtractFormat::Zip : ExtractFormat::Tar;
+		if (target.empty())
+			target = "-";
+		if (target != "-")
+			usage("--format writes the archive to stdout: give '-' as the target (or none)");
+	} else if (o_.zstd) {
+		usage("--zstd needs --format tar|zip");
+	}
+	if (target.empty())
+		target = ".";
+
+	Resolved r = resolve(snapshot, path);
+	if (r.target.isRoot)
+		usage("extract needs a path inside an archive, e.g. /" +
+		      escapeForDisplay(r.spec.archives.front().name) + "/part/1/etc");
+
+	if (target == "-") {
+		VmConnection vm = check(manager().acquire(r.spec, deadline()));
+		Progress progress("receiving");
+		Status status = vm.session().extract(r.target.guestPath, archiveFormat, o_.zstd,
+						     [&](std::string_view chunk) {
+							     progress.add(chunk.size());
+							     return writeAll(1, chunk);
+						     });
+		progress.clear();
+		if (!status && status.error().errnum() == EISDIR)
+			throw Failure{kExitUsage, status.error().message() +
+							  " (a directory needs --format tar|zip, or a "
+							  "target directory)"};
+		check(status);
+		return kExitOk;
+	}
+
+	// Into a directory: the target is ours to create (mkdir -p), trusted as
+	// the user's own path; everything below it is written by the safe writer.
+	if (::mkdir(target.c_str(), 0777) != 0 && errno != EEXIST) {
+		std::string prefix;
+		for (std::size_t slash = target.find('/', 1); slash != std::string::npos;
+		     slash = target.find('/', slash + 1))
+			(void)::mkdir(target.substr(0, slash).c_str(), 0777);
+		if (::mkdir(target.c_str(), 0777) != 0 && errno != EEXIST)
+			fail(Error(errno, "mkdir", escapeForDisplay(target)));
+	}
+	UniqueFd targetFd(::open(target.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+	if (!targetFd.isValid())
+		fail(Error(errno, "open", escapeForDisplay(target)));
+	const std::string targetPath = check(canonicalPath(target, "target"));
+	cleanLeftovers(targetFd.get());
+	const std::string &finalName = r.target.baseName;
+	struct stat st {};
+	if (::fstatat(targetFd.get(), finalName.c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0)
+		throw Failure{kExitExists, "extract(" + escapeForDisplay(targetPath + "/" + finalName) +
+						   "): exists already; not replaced"};
+
+	VmConnection vm = check(manager().acquire(r.spec, deadline()));
+	std::unique_ptr<Staging> staging =
+		check(Staging::create(targetFd.get(), targetPath, dir_->fd.get()));
+	UnpackOptions unpack;
+	unpack.symlinks = o_.symlinks;
+	const mode_t mask = ::umask(0);
+	::umask(mask);
+	unpack.umask = mask;
+	TarSink sink(staging->fd(), unpack);
+	check(sink.start());
+	Progress progress("extracting");
+	Status received = vm.session().extract(r.target.guestPath, ExtractFormat::Tar, false,
+					       [&](std::string_view chunk) {
+						       progress.add(chunk.size());
+						       return sink.write(chunk);
+					       });
+	Status unpacked = sink.finish();
+	progress.clear();
+	check(received);
+	check(unpacked);
+	const UnpackReport &report = sink.report();
+	for (const std::string &skipped : report.skipped)
+		warn("skipped " + skipped);
+	// The guest's tar names members relative to the requested path's
+	// parent, so the staging directory holds exactly the requested entry.
+	check(staging->commit(finalName, finalName));
+	if (o_.verbose)
+		warn("extracted " + escapeForDisplay(r.target.userPath) + " to " +
+		     escapeForDisplay(targetPath + "/" + finalName) + " (" +
+		     std::to_string(report.files) + " files, " + std::to_string(report.directories) +
+		     " directories, " + std::to_string(report.bytes) + " bytes)");
+	return kExitOk;
+}
+
+int Commands::status()
+{
+	if (o_.namesOnly) {
+		for (const std::string &name : check(manager().names(deadline())))
+			print(name + "\n");
+		return kExitOk;
+	}
+	const std::vector<VmStatusRow> rows = check(manager().status(deadline()));
+	const std::int64_t now = static_cast<std::int64_t>(std::time(nullptr));
+	if (format() != OutputFormat::Text) {
+		json out = json::array();
+		for (const VmStatusRow &row : rows) {
+			const VmRecord &vm = row.record;
+			json archives = json::array();
+			for (const Archive &archive : vm.archives)
+				archives.push_back(escapeForDisplay(archive.name));
+			json item = {
+				{"name", vm.name},
+				{"pid", vm.pid},
+				{"cid", vm.cid ? json(*vm.cid) : json(nullptr)},
+				{"transport", transportName(vm.transport)},
+				{"uptime", std::max<std::int64_t>(0, now - vm.startedAt)},
+				{"state", row.state},
+				{"archives", archives},
+				{"idle_left", nullptr},
+			};
+			if (row.guest) {
+				json guest = json::object();
+				if (row.guest->idleLeftSeconds)
+					item["idle_left"] = *row.guest->idleLeftSeconds;
+				if (row.guest->uptimeSeconds)
+					guest["uptime"] = *row.guest->uptimeSeconds;
+				for (const auto &[key, value] : row.guest->details)
+					guest[escapeForDisplay(key)] = escapeForDisplay(value);
+				item["guest"] = guest;
+			}
+			if (!row.problem.empty())
+				item["problem"] = row.problem;
+			out.push_back(item);
+		}
+		print(dumpJson(out, format()));
+		return kExitOk;
+	}
+	if (rows.empty()) {
+		print("no VMs running\n");
+		return kExitOk;
+	}
+	for (const VmStatusRow &row : rows) {
+		const VmRecord &vm = row.record;
+		std::string line = vm.name + "\n";
+		line += "  pid " + std::to_string(vm.pid) + ", " + transportName(vm.transport) +
+			(vm.cid ? " cid " + std::to_string(*vm.cid) : std::string()) + ", up " +
+			durationText(static_cast<std::uint64_t>(std::max<std::int64_t>(0, now - vm.startedAt))) +
+			", " + row.state;
+		if (row.guest && row.guest->idleLeftSeconds)
+			line += ", idle timeout in " + durationText(*row.guest->idleLeftSeconds);
+		line += "\n  disks:";
+		for (std::size_t i = 0; i < vm.archives.size(); ++i)
+			line += (i ? ", " : " ") + escapeForDisplay(vm.archives[i].name);
+		line += "\n";
+		if (row.guest)
+			for (const auto &[key, value] : row.guest->details)
+				line += "  " + escapeForDisplay(key) + ": " + escapeForDisplay(value) + "\n";
+		if (!row.problem.empty())
+			line += "  did not answer (" + row.problem + "); stopped\n";
+		print(line);
+	}
+	return kExitOk;
+}
+
+int Commands::stop()
+{
+	std::vector<std::string> names = o_.positionals;
+	if (o_.all) {
+		if (!names.empty())
+			usage("stop: give VM names or --all, not both");
+		names = check(manager().names(deadline()));
+	} else if (names.empty()) {
+		usage("stop: which VM? (names from 'file-restore status', or --all)");
+	}
+	json out = json::array();
+	for (const std::string &name : names) {
+		check(manager().stop(name, deadline()));
+		if (format() == OutputFormat::Text)
+			print("stopped " + name + "\n");
+		else
+			out.push_back({{"name", name}, {"stopped", true}});
+	}
+	if (format() != OutputFormat::Text)
+		print(dumpJson(out, format()));
+	return kExitOk;
+}
+
+void addTargetOptions(CLI::App *command, Target &t)
+{
+	command->add_option("--repository", t.repository,
+			    "the repository directory (default: $FILE_RESTORE_REPOSITORY)");
+	command->add_option("--image", t.images,
+			    "an ad-hoc disk image instead of a snapshot (repeatable)")
+		->allow_extra_args(false);
+	command->add_flag("--base64", t.base64, "PATH is base64-encoded (for any byte string)");
+	command->add_option("--timeout", t.timeout,
+			    "seconds to wait for the VM: locks, boot, answers (default 120)");
+	command->add_option("--transport", t.transport, "auto, vsock or serial (default auto)")
+		->check(CLI::IsMember({"auto", "vsock", "serial"}));
+	command->add_option("--memory", t.memory, "guest memory in MiB when starting a VM");
+	command->add_option("--idle-timeout", t.idleTimeout,
+			    "seconds before an unused VM powers off (when starting it)");
+}
+
+bool wantsJson(int argc, char **argv)
+{
+	for (int i = 1; i < argc; ++i) {
+		const std::string_view arg(argv[i]);
+		if (arg == "--")
+			break;
+		if ((arg == "--output-format" && i + 1 < argc &&
+		     std::string_view(argv[i + 1]).starts_with("json")) ||
+		    arg.starts_with("--output-format=json"))
+			return true;
+	}
+	return false;
+}
+
+void printError(bool asJson, int code, const std::string &message)
+{
+	if (asJson) {
+		const nlohmann::json doc = {{"error", message}, {"exit_code", code}};
+		const std::string text =
+			doc.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) + "\n";
+		(void)!::write(1, text.data(), text.size());
+	} else {
+		warn("error: " + message);
+	}
+}
+
+} // namespace
+
+int runCli(int argc, char **argv, SessionFactory &sessions)
+{
+	Options o;
+	CLI::App app{"file-restore: restore single files from VM disk backups, without mounting "
+		     "them on the host",
+		     "file-restore"};
+	app.set_version_flag("--version", std::string("file-restore ") + FR_VERSION);
+	app.require_subcommand(1);
+	app.fallthrough();
+	app.add_flag("-v,--verbose", o.verbose, "more detail, and the VM's log when it fails");
+	app.add_option("--output-format", o.outputFormat, "text, json or json-pretty")
+		->check(CLI::IsMember({"text", "json", "json-pretty"}));
+
+	CLI::App *list = app.add_subcommand("list", "list a directory of a snapshot or image");
+	list->add_option("args", o.positionals, "SNAPSHOT PATH (with --image: PATH)");
+	addTargetOptions(list, o.target);
+
+	CLI::App *extract = app.add_subcommand(
+		"extract", "extract a file or directory into TARGET (a directory; '-': stdout)");
+	extract->add_option("args", o.positionals, "SNAPSHOT PATH [TARGET] (with --image: PATH [TARGET])");
+	addTargetOptions(extract, o.target);
+	extract->add_option("--format", o.format, "write a directory to stdout as tar or zip")
+		->check(CLI::IsMember({"tar", "zip"}));
+	extract->add_flag("--zstd", o.zstd, "compress the --format stream with zstd");
+	extract->add_flag("--symlinks", o.symlinks,
+			  "create symlinks found in a directory (default: skip them)");
+
+	CLI::App *status = app.add_subcommand("status", "show the VMs of this user");
+	status->add_flag("--names", o.namesOnly,
+			 "only the names, without contacting the VMs (for shell completion)");
+	status->add_option("--timeout", o.target.timeout, "seconds to wait (default 120)");
+
+	CLI::App *stop = app.add_subcommand("stop", "stop VMs by name");
+	stop->add_option("names", o.positionals, "VM names (see status)");
+	stop->add_flag("--all", o.all, "stop every VM of this user");
+	stop->add_option("--timeout", o.target.timeout, "seconds to wait (default 120)");
+
+	const bool jsonErrors = wantsJson(argc, argv);
+	try {
+		app.parse(argc, argv);
+	} catch (const CLI::CallForHelp &e) {
+		return app.exit(e);
+	} catch (const CLI::CallForAllHelp &e) {
+		return app.exit(e);
+	} catch (const CLI::CallForVersion &e) {
+		return app.exit(e);
+	} catch (const CLI::ParseError &e) {
+		printError(jsonErrors, kExitUsage, e.what());
+		if (!jsonErrors)
+			warn("run 'file-restore --help' for usage");
+		return kExitUsage;
+	}
+
+	try {
+		Commands commands(o, sessions);
+		if (list->parsed())
+			return commands.list();
+		if (extract->parsed())
+			return commands.extract();
+		if (status->parsed())
+			return commands.status();
+		return commands.stop();
+	} catch (const Failure &failure) {
+		printError(jsonErrors, failure.code, failure.message);
+		return failure.code;
+	} catch (const std::exception &e) {
+		printError(jsonErrors, kExitFailure, e.what());
+		return kExitFailure;
+	}
+}
+
+} // namespace fr::client

@@ -1,0 +1,51 @@
+// SPDX-License-Identifier: AGPL-3.0-or-later
+#pragma once
+
+// The virtual hierarchy users address, "/<archive>/<bucket>/<component>/...",
+// and the guest's, "/disk<N>/<bucket>/<component>/...": the guest knows its
+// disks only by index (virtio serials hold 20 bytes), the client maps names.
+
+#include <cstddef>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "client/types.h"
+#include "shared/result.h"
+
+namespace fr::client {
+
+// Longest path a user may ask for (bytes), the guest protocol's limit.
+inline constexpr std::size_t kUserPathMax = 4096;
+inline constexpr std::size_t kNameMax = 255;
+
+// Splits a user path into its components. Leading, trailing and doubled '/'
+// and "." components are dropped ("" and "/" give no components). Refused
+// (EINVAL): "..", NUL bytes, a component longer than 255 bytes, a path
+// longer than kUserPathMax.
+Result<std::vector<std::string>> splitUserPath(std::string_view path);
+
+// "/" + components joined by '/'.
+std::string joinPath(const std::vector<std::string> &components);
+
+// Where a user path points.
+struct GuestTarget {
+	// True for "/": the client lists the archives itself.
+	bool isRoot = false;
+	std::size_t disk = 0;
+	// "/disk<N>[/rest]" for the guest.
+	std::string guestPath;
+	// The normalised user path ("/" or "/<archive>[/rest]").
+	std::string userPath;
+	// The last component of userPath (empty for the root).
+	std::string baseName;
+};
+
+// Maps a user path onto the guest's hierarchy. ENOENT (naming the archive)
+// when the first component is no archive of `archives`.
+Result<GuestTarget> mapToGuest(const std::vector<Archive> &archives, std::string_view userPath);
+
+// "/disk<index>".
+std::string guestDiskPath(std::size_t index);
+
+} // namespace fr::client

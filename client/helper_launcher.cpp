@@ -1,0 +1,237 @@
+// SPDX-License-Identifier: AGPL-3.0-or-later
+#include "client/helper_launcher.h"
+
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdlib>
+#include <thread>
+
+#include "fr_config.h"
+#include "shared/display.h"
+#include "shared/unique_fd.h"
+
+extern char **environ;
+
+namespace fr::client {
+
+namespace {
+
+// The helper prints one short line; anything much longer is broken.
+constexpr std::size_t kCaptureMax = 4096;
+
+struct Pipe {
+	UniqueFd read;
+	UniqueFd write;
+};
+
+Result<Pipe> makePipe()
+{
+	int fds[2];
+	if (::pipe2(fds, O_CLOEXEC) != 0)
+		return Error(errno, "pipe2", "helper");
+	return Pipe{UniqueFd(fds[0]), UniqueFd(fds[1])};
+}
+
+// Moves an fd above the numbers the child's dup2()s target, so that no
+// dup2 clobbers a source still to be duplicated.
+Result<UniqueFd> lifted(int fd)
+{
+	const int high = ::fcntl(fd, F_DUPFD_CLOEXEC, 10);
+	if (high < 0)
+		return Error(errno, "fcntl(F_DUPFD_CLOEXEC)", "helper");
+	return UniqueFd(high);
+}
+
+std::string firstLine(std::string text)
+{
+	const std::size_t newline = text.find('\n');
+	if (newline != std::string::npos)
+		text.resize(newline);
+	return text;
+}
+
+int errnoForExit(int code)
+{
+	switch (code) {
+	case 2:
+		return EINVAL;
+	case 3:
+		return EACCES;
+	case 4:
+		return EUSERS;
+	default:
+		return EIO;
+	}
+}
+
+} // namespace
+
+std::string helperPath()
+{
+	const char *fromEnv = std::getenv("FILE_RESTORE_HELPER");
+	if (fromEnv != nullptr && fromEnv[0] != '\0')
+		return fromEnv;
+	return FR_HELPER_PATH;
+}
+
+std::vector<std::string> helperArgv(const std::string &path, const HelperRequest &request)
+{
+	std::vector<std::string> argv = {path, "start", "--name", request.name, "--transport",
+					 transportName(request.transport)};
+	if (request.transport == Transport::Vsock && request.cid) {
+		argv.push_back("--cid");
+		argv.push_back(std::to_string(*request.cid));
+	}
+	if (request.transport == Transport::Serial) {
+		argv.push_back("--socket");
+		argv.push_back(request.socketPath);
+	}
+	if (request.memoryMib) {
+		argv.push_back("--memory");
+		argv.push_back(std::to_string(*request.memoryMib));
+	}
+	if (request.idleTimeout) {
+		argv.push_back("--timeout");
+		argv.push_back(std::to_string(*request.idleTimeout));
+	}
+	argv.push_back("--ticket-fd");
+	argv.push_back(std::to_string(kHelperTicketFd));
+	argv.push_back("--log-fd");
+	argv.push_back(std::to_string(kHelperLogFd));
+	for (const Archive &image : request.images) {
+		argv.push_back("--image");
+		argv.push_back(std::string(formatName(image.format)) + ":" + image.path);
+	}
+	return argv;
+}
+
+Result<HelperOutput> SpawnHelperRunner::start(const HelperRequest &request,
+					      std::string_view ticketHex, int logFd,
+					      Deadline deadline)
+{
+	notices_.clear();
+	Result<Pipe> ticket = makePipe();
+	Result<Pipe> out = makePipe();
+	Result<Pipe> err = makePipe();
+	if (!ticket)
+		return ticket.error();
+	if (!out)
+		return out.error();
+	if (!err)
+		return err.error();
+	// 64 bytes always fit the pipe: write it all now, then close our end
+	// so that the helper sees EOF after the ticket.
+	if (::write(ticket->write.get(), ticketHex.data(), ticketHex.size()) !=
+	    static_cast<ssize_t>(ticketHex.size()))
+		return Error(errno, "write", "ticket pipe");
+	ticket->write.reset();
+
+	Result<UniqueFd> ticketHigh = lifted(ticket->read.get());
+	Result<UniqueFd> logHigh = lifted(logFd);
+	Result<UniqueFd> outHigh = lifted(out->write.get());
+	Result<UniqueFd> errHigh = lifted(err->write.get());
+	if (!ticketHigh || !logHigh || !outHigh || !errHigh)
+		return Error(errno, "fcntl(F_DUPFD_CLOEXEC)", "helper");
+	ticket->read.reset();
+	out->write.reset();
+	err->write.reset();
+
+	posix_spawn_file_actions_t actions;
+	posix_spawn_file_actions_init(&actions);
+	posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0);
+	posix_spawn_file_actions_adddup2(&actions, outHigh->get(), 1);
+	posix_spawn_file_actions_adddup2(&actions, errHigh->get(), 2);
+	posix_spawn_file_actions_adddup2(&actions, ticketHigh->get(), kHelperTicketFd);
+	posix_spawn_file_actions_adddup2(&actions, logHigh->get(), kHelperLogFd);
+	posix_spawnattr_t attr;
+	posix_spawnattr_init(&attr);
+	sigset_t none;
+	sigemptyset(&none);
+	sigset_t defaults;
+	sigemptyset(&defaults);
+	sigaddset(&defaults, SIGPIPE);
+	posix_spawnattr_setsigmask(&attr, &none);
+	posix_spawnattr_setsigdefault(&attr, &defaults);
+	posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
+
+	const std::vector<std::string> args = helperArgv(path_, request);
+	std::vector<char *> argv;
+	for (const std::string &arg : args)
+		argv.push_back(const_cast<char *>(arg.c_str()));
+	argv.push_back(nullptr);
+	pid_t pid = -1;
+	const int rc = ::posix_spawn(&pid, path_.c_str(), &actions, &attr, argv.data(), environ);
+	posix_spawn_file_actions_destroy(&actions);
+	posix_spawnattr_destroy(&attr);
+	ticketHigh->reset();
+	logHigh->reset();
+	outHigh->reset();
+	errHigh->reset();
+	if (rc != 0)
+		return Error(rc, "exec", escapeForDisplay(path_));
+
+	// Read both pipes until EOF. QEMU must not inherit them (the helper
+	// points its stdout and stderr at the log fd): if it did, EOF would
+	// never come, so the helper's exit also ends the wait once the pipes
+	// are drained.
+	std::string stdoutText;
+	std::string stderrText;
+	UniqueFd outRead = std::move(out->read);
+	UniqueFd errRead = std::move(err->read);
+	int status = 0;
+	bool exited = false;
+	bool timedOut = false;
+	while (outRead.isValid() || errRead.isValid()) {
+		pollfd fds[2] = {{outRead.get(), POLLIN, 0}, {errRead.get(), POLLIN, 0}};
+		const int waitMs = exited ? 0 : 50;
+		const int n = ::poll(fds, 2, waitMs);
+		if (n < 0 && errno != EINTR)
+			break;
+		for (int i = 0; i < 2; ++i) {
+			if (fds[i].fd < 0 || (fds[i].revents & (POLLIN | POLLHUP | POLLERR)) == 0)
+				continue;
+			char buf[1024];
+			const ssize_t got = ::read(fds[i].fd, buf, sizeof(buf));
+			std::string &text = i == 0 ? stdoutText : stderrText;
+			if (got > 0 && text.size() < kCaptureMax)
+				text.append(buf, static_cast<std::size_t>(got));
+			if (got == 0 || (got < 0 && errno != EINTR && errno != EAGAIN))
+				(i == 0 ? outRead : errRead).reset();
+		}
+		if (!exited && ::waitpid(pid, &status, WNOHANG) == pid)
+			exited = true;
+		else if (exited && n == 0)
+			break; // exited and nothing left to read
+		if (!exited && Clock::now() >= deadline) {
+			::kill(pid, SIGKILL);
+			timedOut = true;
+		}
+	}
+	if (!exited)
+		while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+		}
+	if (timedOut)
+		return Error::invalid(ETIMEDOUT, "file-restore-helper", request.name,
+				      "did not finish in time; killed");
+
+	const std::string line = escapeForDisplay(firstLine(stderrText));
+	if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+		const int code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+		return Error::invalid(errnoForExit(code), "file-restore-helper", request.name,
+				      "exit %d: %s", code,
+				      line.empty() ? "(no message)" : line.c_str());
+	}
+	Result<HelperOutput> parsed = parseHelperOutput(stdoutText, request.transport);
+	if (!parsed)
+		return parsed.error();
+	notices_ = stderrText;
+	return parsed;
+}
+
+} // namespace fr::client

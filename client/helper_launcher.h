@@ -1,0 +1,69 @@
+// SPDX-License-Identifier: AGPL-3.0-or-later
+#pragma once
+
+// Starting a VM through the setuid helper: its argv (DESIGN.md, "The
+// helper's interface"), the ticket on a pipe (never in argv or the
+// environment), the VM's log on an fd, and its one line of output.
+
+#include <sys/types.h>
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "client/helper_output.h"
+#include "client/types.h"
+#include "shared/result.h"
+
+namespace fr::client {
+
+// The fd numbers the helper sees its ticket pipe and log file on.
+inline constexpr int kHelperTicketFd = 3;
+inline constexpr int kHelperLogFd = 4;
+
+struct HelperRequest {
+	std::string name;
+	Transport transport = Transport::Serial;
+	std::optional<std::uint32_t> cid;
+	std::string socketPath; // serial only
+	std::optional<std::uint32_t> memoryMib;
+	std::optional<std::uint32_t> idleTimeout;
+	std::vector<Archive> images;
+};
+
+// The helper's path: $FILE_RESTORE_HELPER when set and non-empty, else the
+// compiled-in FR_HELPER_PATH.
+std::string helperPath();
+
+// argv[0] = helperPath, then "start --name NAME --transport T [--cid N]
+// [--socket PATH] [--memory MIB] [--timeout S] --ticket-fd 3 --log-fd 4
+// --image FORMAT:PATH ...".
+std::vector<std::string> helperArgv(const std::string &path, const HelperRequest &request);
+
+class HelperRunner {
+public:
+	virtual ~HelperRunner() = default;
+	// Starts the VM. `logFd` (borrowed) receives QEMU's console. Errors
+	// carry the helper's exit code as errno: 2 EINVAL, 3 EACCES, 4 EUSERS,
+	// else EIO; the helper's stderr line is the reason.
+	virtual Result<HelperOutput> start(const HelperRequest &request, std::string_view ticketHex,
+					   int logFd, Deadline deadline) = 0;
+	// Anything the helper said on stderr while succeeding (e.g. that TCG
+	// is slow), raw bytes for the caller to escape and pass on.
+	virtual std::string notices() const { return {}; }
+};
+
+class SpawnHelperRunner final : public HelperRunner {
+public:
+	explicit SpawnHelperRunner(std::string path) : path_(std::move(path)) {}
+	Result<HelperOutput> start(const HelperRequest &request, std::string_view ticketHex, int logFd,
+				   Deadline deadline) override;
+	std::string notices() const override { return notices_; }
+
+private:
+	std::string path_;
+	std::string notices_;
+};
+
+} // namespace fr::client

@@ -1,0 +1,249 @@
+// SPDX-License-Identifier: AGPL-3.0-or-later
+#include "client/process.h"
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <charconv>
+#include <climits>
+
+#include "shared/guest_abi.h"
+
+namespace fr::client {
+
+namespace {
+
+// Debian 12's glibc has no <sys/pidfd.h>.
+int pidfdOpen(pid_t pid)
+{
+	return static_cast<int>(::syscall(SYS_pidfd_open, pid, 0));
+}
+
+Result<std::string> readProcFile(pid_t pid, const char *leaf, std::size_t limit)
+{
+	const std::string path = "/proc/" + std::to_string(pid) + "/" + leaf;
+	UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+	if (!fd.isValid())
+		return Error(errno, "open", path);
+	std::string text;
+	char buf[4096];
+	while (text.size() < limit) {
+		const ssize_t n = ::read(fd.get(), buf, sizeof(buf));
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			return Error(errno, "read", path);
+		if (n == 0)
+			break;
+		text.append(buf, static_cast<std::size_t>(n));
+	}
+	return text;
+}
+
+} // namespace
+
+Result<std::uint64_t> parseStatStartTime(std::string_view stat)
+{
+	const std::size_t close = stat.rfind(')');
+	if (close == std::string_view::npos)
+		return Error::invalid(EINVAL, "/proc/<pid>/stat", "", "no command name");
+	// After ") " come fields 3, 4, ...: starttime is the 20th of them.
+	std::string_view rest = stat.substr(close + 1);
+	for (int field = 3; field <= 22; ++field) {
+		if (rest.empty() || rest.front() != ' ')
+			return Error::invalid(EINVAL, "/proc/<pid>/stat", "", "truncated");
+		rest.remove_prefix(1);
+		const std::size_t end = rest.find_first_of(" \n");
+		const std::string_view value = rest.substr(0, end);
+		if (field == 22) {
+			std::uint64_t out = 0;
+			const auto [ptr, ec] = std::from_chars(value.data(), value.data() + value.size(), out);
+			if (ec != std::errc() || ptr != value.data() + value.size() || value.empty())
+				return Error::invalid(EINVAL, "/proc/<pid>/stat", "",
+						      "starttime is not a number");
+			return out;
+		}
+		if (end == std::string_view::npos)
+			return Error::invalid(EINVAL, "/proc/<pid>/stat", "", "truncated");
+		rest.remove_prefix(end);
+	}
+	return Error::invalid(EINVAL, "/proc/<pid>/stat", "", "truncated");
+}
+
+std::string qemuNameArgument(std::string_view vmName)
+{
+	std::string arg = "guest=";
+	arg += abi::kQemuNamePrefix;
+	arg += vmName;
+	return arg;
+}
+
+bool cmdlineHasMarker(std::string_view cmdline, std::string_view vmName)
+{
+	const std::string marker = qemuNameArgument(vmName);
+	bool afterName = false;
+	std::size_t start = 0;
+	while (start < cmdline.size()) {
+		std::size_t end = cmdline.find('\0', start);
+		if (end == std::string_view::npos)
+			end = cmdline.size();
+		const std::string_view arg = cmdline.substr(start, end - start);
+		if (afterName && (arg == marker || (arg.size() > marker.size() &&
+						    arg.substr(0, marker.size()) == marker &&
+						    arg[marker.size()] == ',')))
+			return true;
+		afterName = arg == "-name";
+		start = end + 1;
+	}
+	return false;
+}
+
+Result<std::uint64_t> readStartTime(pid_t pid)
+{
+	Result<std::string> stat = readProcFile(pid, "stat", 4096);
+	if (!stat)
+		return stat.error();
+	return parseStatStartTime(*stat);
+}
+
+Result<VerifiedProcess> verifyProcess(pid_t pid, std::uint64_t startTime, std::string_view vmName)
+{
+	VerifiedProcess out;
+	if (pid < 2)
+		return out;
+	UniqueFd pidfd(pidfdOpen(pid));
+	if (!pidfd.isValid()) {
+		if (errno == ESRCH)
+			return out;
+		return Error(errno, "pidfd_open", std::to_string(pid));
+	}
+	// The pidfd now pins this process: if it exits and the pid is reused,
+	// signalling the pidfd fails with ESRCH instead of hitting the new one.
+	Result<std::string> stat = readProcFile(pid, "stat", 4096);
+	Result<std::string> cmdline = readProcFile(pid, "cmdline", 1 << 20);
+	if (!stat || !cmdline) {
+		// Gone between pidfd_open and the reads (or /proc hides it: then it
+		// is not ours to signal either).
+		out.state = ::syscall(SYS_pidfd_send_signal, pidfd.get(), 0, nullptr, 0) == 0
+				    ? ProcessState::Foreign
+				    : ProcessState::Gone;
+		return out;
+	}
+	Result<std::uint64_t> started = parseStatStartTime(*stat);
+	if (!started || *started != startTime || !cmdlineHasMarker(*cmdline, vmName)) {
+		out.state = ProcessState::Foreign;
+		return out;
+	}
+	out.state = ProcessState::Ours;
+	out.pidfd = std::move(pidfd);
+	return out;
+}
+
+Status signalProcess(int pidfd, int signal)
+{
+	if (::syscall(SYS_pidfd_send_signal, pidfd, signal, nullptr, 0) != 0 && errno != ESRCH)
+		return Error(errno, "pidfd_send_signal", std::to_string(signal));
+	return {};
+}
+
+bool waitForExit(int pidfd, std::chrono::milliseconds timeout)
+{
+	// A pidfd polls readable once the process has exited.
+	pollfd pfd{pidfd, POLLIN, 0};
+	const auto deadline = std::chrono::steady_clock::now() + timeout;
+	for (;;) {
+		const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+			deadline - std::chrono::steady_clock::now());
+		const int rc = ::poll(&pfd, 1, static_cast<int>(std::max<long long>(0, left.count())));
+		if (rc > 0)
+			return true;
+		if (rc == 0)
+			return false;
+		if (errno != EINTR)
+			return false;
+	}
+}
+
+Status terminateVerified(pid_t pid, std::uint64_t startTime, std::string_view vmName,
+			 std::chrono::milliseconds grace)
+{
+	Result<VerifiedProcess> process = verifyProcess(pid, startTime, vmName);
+	if (!process)
+		return process.error();
+	if (process->state == ProcessState::Gone)
+		return {};
+	if (process->state == ProcessState::Foreign)
+		return Error::invalid(EPERM, "kill", std::to_string(pid),
+				      "the pid is no longer this VM's QEMU; not signalled");
+	const int pidfd = process->pidfd.get();
+	Status sent = signalProcess(pidfd, SIGTERM);
+	if (!sent)
+		return sent;
+	if (waitForExit(pidfd, grace))
+		return {};
+	sent = signalProcess(pidfd, SIGKILL);
+	if (!sent)
+		return sent;
+	if (!waitForExit(pidfd, std::chrono::seconds(10)))
+		return Error::invalid(ETIMEDOUT, "kill", std::to_string(pid),
+				      "still running 10 s after SIGKILL");
+	return {};
+}
+
+std::vector<QemuProcess> findOurQemus()
+{
+	std::vector<QemuProcess> found;
+	DIR *dir = ::opendir("/proc");
+	if (dir == nullptr)
+		return found;
+	const std::string prefix = std::string("guest=") + abi::kQemuNamePrefix;
+	while (const dirent *entry = ::readdir(dir)) {
+		pid_t pid = 0;
+		const std::string_view name(entry->d_name);
+		const auto [ptr, ec] = std::from_chars(name.data(), name.data() + name.size(), pid);
+		if (ec != std::errc() || ptr != name.data() + name.size() || pid < 2)
+			continue;
+		struct stat st {};
+		if (::stat(("/proc/" + std::string(name)).c_str(), &st) != 0 || st.st_uid != ::getuid())
+			continue;
+		Result<std::string> cmdline = readProcFile(pid, "cmdline", 1 << 20);
+		if (!cmdline)
+			continue;
+		bool afterName = false;
+		std::size_t start = 0;
+		while (start < cmdline->size()) {
+			std::size_t end = cmdline->find('\0', start);
+			if (end == std::string::npos)
+				end = cmdline->size();
+			const std::string_view arg = std::string_view(*cmdline).substr(start, end - start);
+			if (afterName && arg.substr(0, prefix.size()) == prefix) {
+				std::string_view vm = arg.substr(prefix.size());
+				vm = vm.substr(0, vm.find(','));
+				found.push_back({pid, std::string(vm)});
+				break;
+			}
+			afterName = arg == "-name";
+			start = end + 1;
+		}
+	}
+	::closedir(dir);
+	return found;
+}
+
+std::string fdTarget(pid_t pid, int fd)
+{
+	const std::string path = "/proc/" + std::to_string(pid) + "/fd/" + std::to_string(fd);
+	char buf[PATH_MAX];
+	const ssize_t n = ::readlink(path.c_str(), buf, sizeof(buf));
+	if (n <= 0 || static_cast<std::size_t>(n) >= sizeof(buf))
+		return {};
+	return std::string(buf, static_cast<std::size_t>(n));
+}
+
+} // namespace fr::client

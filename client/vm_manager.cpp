@@ -1,0 +1,435 @@
+// SPDX-License-Identifier: AGPL-3.0-or-later
+#include "client/vm_manager.h"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <ctime>
+#include <thread>
+
+#include "client/process.h"
+#include "client/ticket.h"
+#include "client/vm_name.h"
+#include "shared/display.h"
+#include "shared/validate.h"
+
+namespace fr::client {
+
+namespace {
+
+using std::chrono::milliseconds;
+
+Deadline earlier(Deadline a, Deadline b)
+{
+	return a < b ? a : b;
+}
+
+long long seconds(milliseconds ms)
+{
+	return static_cast<long long>((ms.count() + 999) / 1000);
+}
+
+} // namespace
+
+Result<StateMap> VmManager::readMap(Deadline deadline)
+{
+	std::optional<CorruptMap> corrupt;
+	Result<StateMap> map = ctx_.store->read(deadline, corrupt);
+	reportCorrupt(corrupt, deadline);
+	return map;
+}
+
+Status VmManager::updateMap(Deadline deadline, const StateStore::Change &change)
+{
+	std::optional<CorruptMap> corrupt;
+	Status status = ctx_.store->update(deadline, change, corrupt);
+	reportCorrupt(corrupt, deadline);
+	return status;
+}
+
+void VmManager::reportCorrupt(const std::optional<CorruptMap> &corrupt, Deadline deadline)
+{
+	if (!corrupt)
+		return;
+	ctx_.warn("the state map could not be read (" + escapeForDisplay(corrupt->reason) +
+		  "); kept it as " + escapeForDisplay(corrupt->keptAs) +
+		  " and started a new one");
+	// The VMs it listed may still run: without their tickets nobody can
+	// talk to them, so they are stopped rather than leaked.
+	stopOrphans(deadline);
+}
+
+std::string VmManager::logTail(const std::string &vmName, std::size_t maxLines) const
+{
+	const std::string file = vmFileStem(vmName) + ".log";
+	UniqueFd fd(::openat(ctx_.dir->fd.get(), file.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC));
+	if (!fd.isValid())
+		return {};
+	// The console log is small; its tail is what explains a failure.
+	constexpr off_t kTailBytes = 64 << 10;
+	struct stat st {};
+	if (::fstat(fd.get(), &st) != 0)
+		return {};
+	const off_t from = st.st_size > kTailBytes ? st.st_size - kTailBytes : 0;
+	std::string text(static_cast<std::size_t>(st.st_size - from), '\0');
+	const ssize_t n = ::pread(fd.get(), text.data(), text.size(), from);
+	text.resize(n > 0 ? static_cast<std::size_t>(n) : 0);
+	std::vector<std::string> lines;
+	std::size_t start = 0;
+	while (start < text.size()) {
+		std::size_t end = text.find('\n', start);
+		if (end == std::string::npos)
+			end = text.size();
+		std::string line = text.substr(start, end - start);
+		if (!line.empty() && line.back() == '\r')
+			line.pop_back();
+		lines.push_back(escapeForDisplay(line));
+		start = end + 1;
+	}
+	std::string out;
+	const std::size_t first = lines.size() > maxLines ? lines.size() - maxLines : 0;
+	for (std::size_t i = first; i < lines.size(); ++i)
+		out += "  | " + lines[i] + "\n";
+	return out;
+}
+
+void VmManager::showLog(const std::string &vmName)
+{
+	if (!ctx_.verbose) {
+		ctx_.warn("run with -v to see the VM's log");
+		return;
+	}
+	const std::string tail = logTail(vmName, 60);
+	ctx_.warn("the VM's log (" + ctx_.dir->path + "/" + vmFileStem(vmName) + ".log):\n" +
+		  (tail.empty() ? std::string("  | (empty)\n") : tail));
+}
+
+void VmManager::retire(const VmRecord &vm, Deadline deadline)
+{
+	Status killed = terminateVerified(vm.pid, vm.startTime, vm.name, milliseconds(2000));
+	if (!killed && killed.error().errnum() != EPERM)
+		ctx_.warn("could not stop VM " + vm.name + ": " + killed.error().message());
+	Status dropped = updateMap(deadline, [&](StateMap &map, bool &changed) {
+		const VmRecord *current = map.find(vm.name);
+		// Only the entry we judged: a newer one is someone else's VM.
+		if (current != nullptr && current->pid == vm.pid && current->startTime == vm.startTime)
+			changed = map.erase(vm.name);
+		return Status{};
+	});
+	if (!dropped)
+		ctx_.warn("could not update the state map: " + dropped.error().message());
+}
+
+Result<std::unique_ptr<GuestSession>> VmManager::connect(const VmRecord &vm, Deadline deadline,
+							  bool booting)
+{
+	std::optional<Error> last;
+	int handshakeFailures = 0;
+	for (;;) {
+		Result<VerifiedProcess> process = verifyProcess(vm.pid, vm.startTime, vm.name);
+		if (process && process->state != ProcessState::Ours)
+			return Error::invalid(EHOSTDOWN, "VM", vm.name, "%s",
+					      booting ? "QEMU exited while the VM booted"
+						      : "its QEMU is no longer running");
+		Result<UniqueFd> fd = ctx_.dialer->dial(vm);
+		if (fd) {
+			const int raw = fd->get();
+			// Serial: our hello waits in the socket until the guest opens
+			// its port, so one attempt may wait out the whole boot. vsock:
+			// connect() fails until the daemon listens, then answers fast.
+			(void)setSocketTimeout(raw, std::max(remaining(deadline), milliseconds(1)));
+			Result<std::unique_ptr<GuestSession>> session =
+				ctx_.sessions->open(std::move(*fd), vm.ticket);
+			if (session) {
+				(void)setSocketTimeout(raw, ctx_.ioTimeout);
+				return session;
+			}
+			last = session.error();
+			// A wrong ticket is not going to get better; a disconnect during
+			// the guest's start might.
+			if (session.error().errnum() == EACCES || ++handshakeFailures >= 5)
+				return session.error();
+		} else {
+			last = fd.error();
+		}
+		if (Clock::now() >= deadline)
+			break;
+		std::this_thread::sleep_for(std::min(milliseconds(100), remaining(deadline)));
+	}
+	if (last)
+		return Error::invalid(ETIMEDOUT, "VM", vm.name, "did not answer in time (%s)",
+				      last->message().c_str());
+	return Error::invalid(ETIMEDOUT, "VM", vm.name, "did not answer in time");
+}
+
+Result<VmConnection> VmManager::acquire(const VmSpec &spec, Deadline deadline)
+{
+	const std::string stem = vmFileStem(spec.name);
+	Result<FileLock> lock = FileLock::acquire(ctx_.dir->fd.get(), stem + ".lock", deadline,
+						  "VM lock");
+	if (!lock)
+		return Error::invalid(ETIMEDOUT, "VM", spec.name,
+				      "busy: another file-restore call kept it past --timeout");
+	Result<StateMap> map = readMap(deadline);
+	if (!map)
+		return map.error();
+	if (const VmRecord *found = map->find(spec.name)) {
+		const VmRecord existing = *found;
+		if (existing.archives != spec.archives) {
+			// Same name, other disks (an --image name collision, or a
+			// snapshot changed behind our back): its disk indices would
+			// map wrongly, so it is replaced.
+			ctx_.warn("VM " + spec.name + " serves other disk images; restarting it");
+			retire(existing, deadline);
+		} else {
+			Result<std::unique_ptr<GuestSession>> session =
+				connect(existing, earlier(deadline, Clock::now() + ctx_.reuseTimeout),
+					false);
+			if (session)
+				return VmConnection(std::move(*lock), existing, std::move(*session), false);
+			if (session.error().errnum() != EHOSTDOWN)
+				ctx_.warn("VM " + spec.name + " did not answer (" +
+					  session.error().message() + "); starting a new one");
+			retire(existing, deadline);
+		}
+	}
+	return start(spec, std::move(*lock), deadline);
+}
+
+Result<VmConnection> VmManager::start(const VmSpec &spec, FileLock lock, Deadline deadline)
+{
+	const std::string stem = vmFileStem(spec.name);
+	const int dirFd = ctx_.dir->fd.get();
+	HelperRequest request;
+	request.name = spec.name;
+	request.transport = resolveTransport(spec.transport, ctx_.vhostVsockUsable);
+	request.memoryMib = spec.memoryMib;
+	request.idleTimeout = spec.idleTimeout;
+	request.images = spec.archives;
+	if (request.transport == Transport::Serial) {
+		request.socketPath = ctx_.dir->path + "/" + stem + ".sock";
+		// The helper passes the path on to QEMU's command line only as an
+		// allow-listed string; say so here rather than as its refusal.
+		Status safe = checkAbsolutePath(request.socketPath, kSafePathChars, "socket");
+		if (!safe)
+			return Error::invalid(EINVAL, "runtime directory", escapeForDisplay(ctx_.dir->path),
+					      "the serial transport needs a path of [A-Za-z0-9/_.+@-] "
+					      "only; set XDG_RUNTIME_DIR to one");
+		Result<sockaddr_un> fits = unixAddress(request.socketPath);
+		if (!fits)
+			return Error::invalid(ENAMETOOLONG, "runtime directory",
+					      escapeForDisplay(ctx_.dir->path),
+					      "too long for a unix socket path");
+		// A socket left by an earlier VM of this name: ours (the directory
+		// is), and its VM is gone (we hold its lock and retired it).
+		struct stat st {};
+		const std::string socketName = stem + ".sock";
+		if (::fstatat(dirFd, socketName.c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0) {
+			if (!S_ISSOCK(st.st_mode))
+				return Error::invalid(EEXIST, "socket", request.socketPath,
+						      "exists and is not a socket");
+			if (::unlinkat(dirFd, socketName.c_str(), 0) != 0)
+				return Error(errno, "unlink", request.socketPath);
+		}
+	}
+	const std::string logName = stem + ".log";
+	UniqueFd logFd(::openat(dirFd, logName.c_str(),
+				O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0600));
+	if (!logFd.isValid())
+		return Error(errno, "open", ctx_.dir->path + "/" + logName);
+
+	const std::string ticket = newTicketHex();
+	Result<HelperOutput> started = ctx_.helper->start(request, ticket, logFd.get(), deadline);
+	for (std::string notes = ctx_.helper->notices(); !notes.empty();) {
+		const std::size_t end = notes.find('\n');
+		const std::string line = notes.substr(0, end);
+		if (!line.empty())
+			ctx_.warn(escapeForDisplay(line));
+		notes = end == std::string::npos ? std::string() : notes.substr(end + 1);
+	}
+	if (!started) {
+		if (started.error().errnum() == EIO)
+			showLog(spec.name);
+		return started.error();
+	}
+	logFd.reset();
+
+	VmRecord record;
+	record.name = spec.name;
+	record.pid = started->pid;
+	record.transport = request.transport;
+	record.cid = started->cid;
+	record.socketPath = request.socketPath;
+	record.ticket = ticket;
+	record.startedAt = static_cast<std::int64_t>(std::time(nullptr));
+	record.idleTimeout = spec.idleTimeout.value_or(0);
+	record.memory = spec.memoryMib;
+	record.archives = spec.archives;
+	Result<std::uint64_t> startTime = readStartTime(record.pid);
+	if (!startTime) {
+		showLog(spec.name);
+		return Error::invalid(EHOSTDOWN, "VM", spec.name, "QEMU (pid %d) exited right away",
+				      static_cast<int>(record.pid));
+	}
+	record.startTime = *startTime;
+	// Recorded before the boot, so that a call killed meanwhile leaves an
+	// entry the next call can reuse or clean up.
+	Status recorded = updateMap(deadline, [&](StateMap &map, bool &changed) {
+		map.put(record);
+		changed = true;
+		return Status{};
+	});
+	if (!recorded) {
+		(void)terminateVerified(record.pid, record.startTime, record.name, milliseconds(2000));
+		return recorded.error();
+	}
+
+	const auto bootStart = Clock::now();
+	Result<std::unique_ptr<GuestSession>> session = connect(record, deadline, true);
+	if (!session) {
+		ctx_.warn("VM " + spec.name + " did not come up within " +
+			  std::to_string(seconds(std::chrono::duration_cast<milliseconds>(
+				  Clock::now() - bootStart))) +
+			  " s");
+		showLog(spec.name);
+		retire(record, deadline);
+		return session.error();
+	}
+	return VmConnection(std::move(lock), std::move(record), std::move(*session), true);
+}
+
+Status VmManager::stop(const std::string &name, Deadline deadline)
+{
+	Result<StateMap> map = readMap(deadline);
+	if (!map)
+		return map.error();
+	const VmRecord *found = map->find(name);
+	if (found == nullptr)
+		return Error::invalid(ENOENT, "stop", escapeForDisplay(name),
+				      "no such VM (see 'file-restore status')");
+	const VmRecord vm = *found;
+	// A call using the VM holds its lock for its whole request; `stop` does
+	// not wait for a long extract but kills the VM instead.
+	Result<FileLock> lock = FileLock::acquire(ctx_.dir->fd.get(), vmFileStem(name) + ".lock",
+						  earlier(deadline, Clock::now() + ctx_.stopGrace),
+						  "VM lock");
+	Result<VerifiedProcess> process = verifyProcess(vm.pid, vm.startTime, vm.name);
+	if (lock && process && process->state == ProcessState::Ours) {
+		Result<std::unique_ptr<GuestSession>> session =
+			connect(vm, earlier(deadline, Clock::now() + ctx_.stopGrace), false);
+		if (session)
+			(void)(*session)->stop();
+		if (!waitForExit(process->pidfd.get(), ctx_.stopGrace))
+			ctx_.warn("VM " + name + " did not power off; killing it");
+	} else if (!lock) {
+		ctx_.warn("VM " + name + " is in use by another file-restore call; killing it");
+	}
+	Status killed = terminateVerified(vm.pid, vm.startTime, vm.name, milliseconds(2000));
+	if (!killed && killed.error().errnum() != EPERM)
+		return killed;
+	Status dropped = updateMap(deadline, [&](StateMap &current, bool &changed) {
+		const VmRecord *entry = current.find(name);
+		if (entry != nullptr && entry->pid == vm.pid && entry->startTime == vm.startTime)
+			changed = current.erase(name);
+		return Status{};
+	});
+	if (!dropped)
+		return dropped;
+	if (lock) {
+		const std::string stem = vmFileStem(name);
+		::unlinkat(ctx_.dir->fd.get(), (stem + ".sock").c_str(), 0);
+	}
+	return {};
+}
+
+Result<std::vector<std::string>> VmManager::names(Deadline deadline)
+{
+	Result<StateMap> map = readMap(deadline);
+	if (!map)
+		return map.error();
+	std::vector<std::string> out;
+	for (const VmRecord &vm : map->vms)
+		out.push_back(vm.name);
+	return out;
+}
+
+Result<std::vector<VmStatusRow>> VmManager::status(Deadline deadline)
+{
+	stopOrphans(deadline);
+	Result<StateMap> map = readMap(deadline);
+	if (!map)
+		return map.error();
+	std::vector<VmStatusRow> rows;
+	for (const VmRecord &vm : map->vms) {
+		VmStatusRow row{vm, "running", std::nullopt, {}};
+		Result<VerifiedProcess> process = verifyProcess(vm.pid, vm.startTime, vm.name);
+		if (!process)
+			return process.error();
+		if (process->state != ProcessState::Ours) {
+			// Powered off after its idle timeout (or killed): forget it.
+			retire(vm, deadline);
+			continue;
+		}
+		Result<std::optional<FileLock>> lock =
+			FileLock::tryAcquire(ctx_.dir->fd.get(), vmFileStem(vm.name) + ".lock");
+		if (!lock)
+			return lock.error();
+		if (!*lock) {
+			row.state = "busy";
+			rows.push_back(std::move(row));
+			continue;
+		}
+		Result<std::unique_ptr<GuestSession>> session =
+			connect(vm, earlier(deadline, Clock::now() + ctx_.reuseTimeout), false);
+		Result<GuestStatus> guest = session ? (*session)->status(true)
+						    : Result<GuestStatus>(session.error());
+		if (guest) {
+			row.guest = std::move(*guest);
+		} else {
+			row.state = "stopped";
+			row.problem = guest.error().message();
+			retire(vm, deadline);
+		}
+		rows.push_back(std::move(row));
+	}
+	return rows;
+}
+
+void VmManager::stopOrphans(Deadline deadline)
+{
+	// Recursion guard: reading the map below may itself find it corrupt.
+	if (sweeping_)
+		return;
+	sweeping_ = true;
+	const std::string ourDir = ctx_.dir->path + "/";
+	for (const QemuProcess &qemu : findOurQemus()) {
+		// Only QEMUs whose console log is in OUR runtime directory: the same
+		// user may run other clients with another XDG_RUNTIME_DIR.
+		const std::string log = fdTarget(qemu.pid, 1);
+		if (log.compare(0, ourDir.size(), ourDir) != 0)
+			continue;
+		if (!checkVmName(qemu.vmName, "name"))
+			continue;
+		Result<std::optional<FileLock>> lock =
+			FileLock::tryAcquire(ctx_.dir->fd.get(), vmFileStem(qemu.vmName) + ".lock");
+		if (!lock || !*lock)
+			continue; // in use: a call is starting it right now
+		Result<StateMap> map = readMap(deadline);
+		if (!map)
+			break;
+		const VmRecord *listed = map->find(qemu.vmName);
+		if (listed != nullptr && listed->pid == qemu.pid)
+			continue;
+		Result<std::uint64_t> startTime = readStartTime(qemu.pid);
+		if (!startTime)
+			continue;
+		if (terminateVerified(qemu.pid, *startTime, qemu.vmName, milliseconds(2000)))
+			ctx_.warn("stopped VM " + qemu.vmName + " (pid " + std::to_string(qemu.pid) +
+				  "): the state map does not list it, so nothing can talk to it");
+	}
+	sweeping_ = false;
+}
+
+} // namespace fr::client

@@ -1,0 +1,139 @@
+// SPDX-License-Identifier: AGPL-3.0-or-later
+#pragma once
+
+// The VM lifecycle seen from the client: find the VM of a snapshot in the
+// state map and reuse it if it still answers the mutual handshake, else
+// start one through the helper; stop VMs; report on them; clean up after
+// VMs that died, stopped answering or were orphaned by a corrupt map.
+//
+// Locking (docs/client.md):
+//  - the state map's lock is held only to read or change the map, never
+//    while a VM boots or a request runs;
+//  - each VM has a lock file (<stem>.lock) held for the whole call that uses
+//    it: starting it, or talking to it. That makes concurrent first calls
+//    on one snapshot start exactly one VM (the others wait, then reuse it),
+//    and serialises the serial transport's single connection.
+
+#include <chrono>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "client/file_lock.h"
+#include "client/helper_launcher.h"
+#include "client/runtime_dir.h"
+#include "client/session.h"
+#include "client/state_store.h"
+#include "client/transport.h"
+#include "client/types.h"
+
+namespace fr::client {
+
+// What a call wants: the VM's name and disks, and how to start it if needed.
+struct VmSpec {
+	std::string name;
+	std::vector<Archive> archives;
+	TransportChoice transport = TransportChoice::Auto;
+	std::optional<std::uint32_t> memoryMib;
+	std::optional<std::uint32_t> idleTimeout;
+};
+
+// The seams and settings a manager works with.
+struct ManagerContext {
+	const RuntimeDir *dir = nullptr;
+	StateStore *store = nullptr;
+	HelperRunner *helper = nullptr;
+	Dialer *dialer = nullptr;
+	SessionFactory *sessions = nullptr;
+	// Warnings and notes for the user (stderr), one message per call.
+	std::function<void(const std::string &)> warn;
+	// -v: show the VM's log when it fails.
+	bool verbose = false;
+	bool vhostVsockUsable = false;
+	// How long an existing VM gets to answer before it counts as stale (a
+	// booted guest answers in milliseconds; this also covers one still
+	// booting for a call that was killed).
+	std::chrono::milliseconds reuseTimeout = std::chrono::seconds(15);
+	// Socket timeout for requests once connected.
+	std::chrono::milliseconds ioTimeout = std::chrono::seconds(120);
+	// Time a VM gets to power off after a stop request.
+	std::chrono::milliseconds stopGrace = std::chrono::seconds(5);
+};
+
+// A VM this call holds: its lock, its record and an authenticated session.
+class VmConnection {
+public:
+	VmConnection(FileLock lock, VmRecord record, std::unique_ptr<GuestSession> session,
+		     bool started)
+		: lock_(std::move(lock)), record_(std::move(record)), session_(std::move(session)),
+		  started_(started)
+	{
+	}
+	GuestSession &session() { return *session_; }
+	const VmRecord &record() const { return record_; }
+	// Whether this call booted the VM.
+	bool started() const { return started_; }
+
+private:
+	FileLock lock_;
+	VmRecord record_;
+	std::unique_ptr<GuestSession> session_;
+	bool started_;
+};
+
+struct VmStatusRow {
+	VmRecord record;
+	// "running", "busy" (another call holds it), "stopped" (did not answer;
+	// killed and removed).
+	std::string state;
+	std::optional<GuestStatus> guest;
+	std::string problem;
+};
+
+class VmManager {
+public:
+	explicit VmManager(ManagerContext context) : ctx_(std::move(context)) {}
+
+	// Reuses or starts the VM for `spec` and returns it connected.
+	Result<VmConnection> acquire(const VmSpec &spec, Deadline deadline);
+
+	// Stops the named VM: a guest stop request, then SIGTERM/SIGKILL
+	// through a verified pidfd if it lingers (or at once when another call
+	// holds it past a short wait). ENOENT when the map has no such VM.
+	Status stop(const std::string &name, Deadline deadline);
+
+	// Every VM in the map, asked for its status without resetting its
+	// idle timer. Entries whose QEMU is gone are dropped; VMs that do not
+	// answer are killed and dropped; orphaned QEMUs of ours are stopped.
+	Result<std::vector<VmStatusRow>> status(Deadline deadline);
+
+	// Names in the map (no VM is contacted): for shell completion.
+	Result<std::vector<std::string>> names(Deadline deadline);
+
+	// Stops QEMUs of this user whose log lives in our runtime directory but
+	// that the map does not list (a corrupt map, a client killed between
+	// the helper's answer and the map update): no ticket, no way to talk to
+	// them, and they count against the helper's per-user VM limit.
+	void stopOrphans(Deadline deadline);
+
+	// The last lines of the VM's console log (escaped for display).
+	std::string logTail(const std::string &vmName, std::size_t maxLines) const;
+
+private:
+	Result<StateMap> readMap(Deadline deadline);
+	Status updateMap(Deadline deadline, const StateStore::Change &change);
+	Result<std::unique_ptr<GuestSession>> connect(const VmRecord &vm, Deadline deadline,
+						       bool booting);
+	Result<VmConnection> start(const VmSpec &spec, FileLock lock, Deadline deadline);
+	// Kills the VM (verified) and drops its map entry.
+	void retire(const VmRecord &vm, Deadline deadline);
+	void showLog(const std::string &vmName);
+	void reportCorrupt(const std::optional<CorruptMap> &corrupt, Deadline deadline);
+
+	ManagerContext ctx_;
+	bool sweeping_ = false;
+};
+
+} // namespace fr::client
