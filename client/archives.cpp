@@ -126,7 +126,8 @@ Result<std::vector<Archive>> snapshotArchives(const std::string &snapshotDir)
 	UniqueFd dirFd(::open(snapshotDir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
 	if (!dirFd.isValid())
 		return Error(errno, "snapshot", escapeForDisplay(snapshotDir));
-	const int scanFd = ::dup(dirFd.get());
+	// Its own open file description: readdir() moves the offset.
+	const int scanFd = ::openat(dirFd.get(), ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	DIR *dir = scanFd >= 0 ? ::fdopendir(scanFd) : nullptr;
 	if (dir == nullptr) {
 		const int err = errno;

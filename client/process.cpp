@@ -135,9 +135,21 @@ Result<VerifiedProcess> verifyProcess(pid_t pid, std::uint64_t startTime, std::s
 				    : ProcessState::Gone;
 		return out;
 	}
+	// A zombie has exited; only its parent's wait() is missing (where
+	// PID 1 does not reap, that may be never).
+	const std::size_t close = stat->rfind(')');
+	if (close != std::string::npos && close + 2 < stat->size() &&
+	    ((*stat)[close + 2] == 'Z' || (*stat)[close + 2] == 'X')) {
+		out.state = ProcessState::Gone;
+		return out;
+	}
 	Result<std::uint64_t> started = parseStatStartTime(*stat);
-	if (!started || *started != startTime || !cmdlineHasMarker(*cmdline, vmName)) {
+	if (!started || *started != startTime) {
 		out.state = ProcessState::Foreign;
+		return out;
+	}
+	if (!cmdlineHasMarker(*cmdline, vmName)) {
+		out.state = ProcessState::Unmarked;
 		return out;
 	}
 	out.state = ProcessState::Ours;
@@ -178,7 +190,7 @@ Status terminateVerified(pid_t pid, std::uint64_t startTime, std::string_view vm
 		return process.error();
 	if (process->state == ProcessState::Gone)
 		return {};
-	if (process->state == ProcessState::Foreign)
+	if (process->state != ProcessState::Ours)
 		return Error::invalid(EPERM, "kill", std::to_string(pid),
 				      "the pid is no longer this VM's QEMU; not signalled");
 	const int pidfd = process->pidfd.get();

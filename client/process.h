@@ -36,9 +36,11 @@ std::string qemuNameArgument(std::string_view vmName);
 Result<std::uint64_t> readStartTime(pid_t pid);
 
 enum class ProcessState {
-	Ours,    // start time and marker match
-	Gone,    // no such process any more
-	Foreign, // the pid now belongs to something else
+	Ours,     // start time and marker match
+	Gone,     // no such process any more
+	Foreign,  // the pid now belongs to something else
+	Unmarked, // the same process (start time) without the marker: the
+		  // helper's child before its exec of QEMU, or not QEMU at all
 };
 
 // Opens a pidfd for `pid` and checks it is the QEMU of `vmName` started at
@@ -55,8 +57,8 @@ Status signalProcess(int pidfd, int signal);
 bool waitForExit(int pidfd, std::chrono::milliseconds timeout);
 
 // SIGTERM, then SIGKILL after `grace`, through a verified pidfd; success
-// also when the process is already gone. EPERM when the pid is Foreign
-// (nothing is signalled then).
+// also when the process is already gone. EPERM when the pid is Foreign or
+// Unmarked (nothing is signalled then).
 Status terminateVerified(pid_t pid, std::uint64_t startTime, std::string_view vmName,
 			 std::chrono::milliseconds grace);
 

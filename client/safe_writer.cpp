@@ -63,6 +63,14 @@ timespec toTimespec(std::int64_t seconds, long nanoseconds)
 	return ts;
 }
 
+// A new open file description of a directory for readdir(): a dup() would
+// share (and move) the caller's directory offset, so a second scan through
+// the same fd would see nothing.
+int reopenDir(int dirFd)
+{
+	return ::openat(dirFd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+}
+
 struct DirMeta {
 	std::string path; // relative to the root; "" is the root
 	std::size_t depth;
@@ -441,7 +449,7 @@ Status removeTree(int dirFd, const std::string &name)
 	(void)::fchmod(fd.get(), 0700);
 	std::vector<std::string> children;
 	{
-		const int scan = ::fcntl(fd.get(), F_DUPFD_CLOEXEC, 3);
+		const int scan = reopenDir(fd.get());
 		DIR *dir = scan >= 0 ? ::fdopendir(scan) : nullptr;
 		if (dir == nullptr) {
 			if (scan >= 0)
@@ -614,7 +622,7 @@ Status Staging::commit(const std::string &inner, const std::string &finalName)
 
 void cleanLeftovers(int targetDirFd)
 {
-	const int scan = ::fcntl(targetDirFd, F_DUPFD_CLOEXEC, 3);
+	const int scan = reopenDir(targetDirFd);
 	DIR *dir = scan >= 0 ? ::fdopendir(scan) : nullptr;
 	if (dir == nullptr) {
 		if (scan >= 0)
@@ -644,7 +652,7 @@ void cleanLeftovers(int targetDirFd)
 
 void cleanJournal(int runtimeDirFd)
 {
-	const int scan = ::fcntl(runtimeDirFd, F_DUPFD_CLOEXEC, 3);
+	const int scan = reopenDir(runtimeDirFd);
 	DIR *dir = scan >= 0 ? ::fdopendir(scan) : nullptr;
 	if (dir == nullptr) {
 		if (scan >= 0)

@@ -129,11 +129,17 @@ Result<std::unique_ptr<GuestSession>> VmManager::connect(const VmRecord &vm, Dea
 	int handshakeFailures = 0;
 	for (;;) {
 		Result<VerifiedProcess> process = verifyProcess(vm.pid, vm.startTime, vm.name);
-		if (process && process->state != ProcessState::Ours)
+		// Right after the helper answered, its child may not have exec'd
+		// QEMU yet (same process, no marker): wait for it while booting.
+		const bool waitingForExec =
+			booting && process && process->state == ProcessState::Unmarked;
+		if (process && process->state != ProcessState::Ours && !waitingForExec)
 			return Error::invalid(EHOSTDOWN, "VM", vm.name, "%s",
 					      booting ? "QEMU exited while the VM booted"
 						      : "its QEMU is no longer running");
-		Result<UniqueFd> fd = ctx_.dialer->dial(vm);
+		Result<UniqueFd> fd = waitingForExec
+					      ? Result<UniqueFd>(Error(EAGAIN, "exec", vm.name))
+					      : ctx_.dialer->dial(vm);
 		if (fd) {
 			const int raw = fd->get();
 			// Serial: our hello waits in the socket until the guest opens

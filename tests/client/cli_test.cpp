@@ -1,0 +1,383 @@
+// SPDX-License-Identifier: AGPL-3.0-or-later
+// The CLI end to end inside one process: argument handling, output formats,
+// exit codes, extraction into directories and to stdout, with the fake
+// helper ($FAKE_HELPER) and a fake guest protocol.
+#include "client/cli.h"
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <sys/stat.h>
+
+#include <cstdlib>
+
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+
+#include "client/encoding.h"
+#include "client/process.h"
+#include "fake_session.h"
+#include "reaper.h"
+#include "tar_builder.h"
+#include "test_util.h"
+
+namespace fr::client {
+namespace {
+
+using nlohmann::json;
+using test::Member;
+using test::readFile;
+using test::TempDir;
+
+struct Outcome {
+	int code;
+	std::string out;
+	std::string err;
+};
+
+class CliTest : public ::testing::Test {
+protected:
+	static void SetUpTestSuite() { test::becomeSubreaper(); }
+	void SetUp() override
+	{
+		ASSERT_NE(std::getenv("FAKE_HELPER"), nullptr);
+		ASSERT_EQ(::chmod(runtime_.path().c_str(), 0700), 0);
+		::setenv("XDG_RUNTIME_DIR", runtime_.path().c_str(), 1);
+		::setenv("FILE_RESTORE_HELPER", std::getenv("FAKE_HELPER"), 1);
+		::setenv("FAKE_HELPER_MODE", "ok", 1);
+		::setenv("FAKE_HELPER_LOG", (scratch_ / "calls").c_str(), 1);
+		::unsetenv("FILE_RESTORE_REPOSITORY");
+		ASSERT_EQ(::mkdir((repo_ / "vm").c_str(), 0755), 0);
+		ASSERT_EQ(::mkdir((repo_ / "vm/100").c_str(), 0755), 0);
+		ASSERT_EQ(::mkdir((repo_ / "vm/100/snap").c_str(), 0755), 0);
+		test::writeFile(repo_ / "vm/100/snap/drive-scsi0.img", std::string(1024, '\0'));
+		test::writeFile(repo_ / "vm/100/snap/drive-scsi1.qcow2", "QFI\xfb");
+		test::writeFile(repo_ / "vm/100/snap/index.json", "{}");
+
+		guest_.dirs["/disk0/part/1/etc"] = {
+			{.name = "hostname", .type = EntryType::File, .size = 6, .mode = 0100644, .mtime = 1700000000},
+			{.name = "bad\xff\x1b[31mname", .type = EntryType::File, .size = 1, .mode = 0100600, .mtime = 0},
+			{.name = "ssh", .type = EntryType::Directory, .size = 4096, .mode = 040755, .mtime = 1},
+			{.name = "mtab", .type = EntryType::Symlink, .mode = 0120777, .linkTarget = "/proc/mounts"},
+		};
+		guest_.data["/disk0/part/1/etc/hostname"] = "guest\n";
+		guest_.data["/disk0/part/1/etc/ssh"] = test::buildTar({
+			{.name = "ssh", .type = AE_IFDIR, .perm = 0755},
+			{.name = "ssh/sshd_config", .content = "Port 22\n"},
+			{.name = "ssh/moduli.d", .type = AE_IFDIR, .perm = 0700},
+			{.name = "ssh/moduli.d/x", .content = "x", .perm = 04644},
+		});
+		guest_.data["/disk0/part/1/etc/hostname#tar"] =
+			test::buildTar({{.name = "hostname", .content = "guest\n", .perm = 0640}});
+	}
+	void TearDown() override
+	{
+		run({"stop", "--all"});
+		test::reapExited();
+	}
+
+	// The fake session streams data["<path>#tar"] when the CLI asks for a
+	// tar of <path> into a directory; tests register both forms.
+	Outcome run(std::vector<std::string> args)
+	{
+		args.insert(args.begin(), "file-restore");
+		std::vector<char *> argv;
+		for (std::string &a : args)
+			argv.push_back(a.data());
+		argv.push_back(nullptr);
+		const int savedOut = ::dup(1);
+		const int savedErr = ::dup(2);
+		const int outFd = ::open((scratch_ / "out").c_str(), O_RDWR | O_CREAT | O_TRUNC, 0600);
+		const int errFd = ::open((scratch_ / "err").c_str(), O_RDWR | O_CREAT | O_TRUNC, 0600);
+		::dup2(outFd, 1);
+		::dup2(errFd, 2);
+		TarAwareFactory factory(guest_);
+		const int code = runCli(static_cast<int>(args.size()), argv.data(), factory);
+		::dup2(savedOut, 1);
+		::dup2(savedErr, 2);
+		::close(savedOut);
+		::close(savedErr);
+		::close(outFd);
+		::close(errFd);
+		return {code, readFile(scratch_ / "out"), readFile(scratch_ / "err")};
+	}
+
+	// Serves "<path>#tar" for tar requests, "<path>" for raw ones.
+	class TarAwareFactory final : public SessionFactory {
+	public:
+		explicit TarAwareFactory(test::FakeGuest &guest) : inner_(guest), guest_(guest) {}
+		Result<std::unique_ptr<GuestSession>> open(UniqueFd fd, std::string_view ticket) override
+		{
+			Result<std::unique_ptr<GuestSession>> session = inner_.open(std::move(fd), ticket);
+			if (!session)
+				return session;
+			return std::unique_ptr<GuestSession>(new Session(std::move(*session), guest_));
+		}
+
+	private:
+		class Session final : public GuestSession {
+		public:
+			Session(std::unique_ptr<GuestSession> inner, test::FakeGuest &guest)
+				: inner_(std::move(inner)), guest_(guest)
+			{
+			}
+			Result<GuestStatus> status(bool keep) override { return inner_->status(keep); }
+			Status stop() override { return inner_->stop(); }
+			Status list(std::string_view path, const EntryCallback &cb) override
+			{
+				return inner_->list(path, cb);
+			}
+			Status extract(std::string_view path, ExtractFormat format, bool zstd,
+				       const DataCallback &cb) override
+			{
+				std::string key(path);
+				if (format == ExtractFormat::Tar &&
+				    guest_.data.count(key + "#tar") != 0)
+					key += "#tar";
+				if (format == ExtractFormat::Raw && guest_.dirs.count(key) != 0 &&
+				    guest_.data.count(key) == 0)
+					return Error(EISDIR, "extract", key);
+				return inner_->extract(key, format, zstd, cb);
+			}
+
+		private:
+			std::unique_ptr<GuestSession> inner_;
+			test::FakeGuest &guest_;
+		};
+		test::FakeSessionFactory inner_;
+		test::FakeGuest &guest_;
+	};
+
+	std::vector<std::string> snap() const { return {"--repository", repo_.path(), "vm/100/snap"}; }
+	std::vector<std::string> cmd(std::vector<std::string> head, std::vector<std::string> tail) const
+	{
+		std::vector<std::string> s = snap();
+		head.insert(head.end(), s.begin(), s.end());
+		head.insert(head.end(), tail.begin(), tail.end());
+		return head;
+	}
+
+	TempDir runtime_;
+	TempDir scratch_;
+	TempDir repo_;
+	TempDir target_;
+	test::FakeGuest guest_;
+};
+
+TEST_F(CliTest, ListsArchivesWithoutAVm)
+{
+	Outcome r = run(cmd({"list"}, {"/"}));
+	ASSERT_EQ(r.code, 0) << r.err;
+	EXPECT_NE(r.out.find("drive-scsi0.img\n"), std::string::npos);
+	EXPECT_NE(r.out.find("drive-scsi1.qcow2\n"), std::string::npos);
+	EXPECT_EQ(r.out.find("index.json"), std::string::npos);
+	EXPECT_FALSE(test::exists(scratch_ / "calls")); // no VM was started
+
+	r = run(cmd({"--output-format", "json", "list"}, {}));
+	ASSERT_EQ(r.code, 0);
+	const json doc = json::parse(r.out);
+	ASSERT_EQ(doc.size(), 2U);
+	EXPECT_EQ(doc[0]["filepath"], base64Encode("/drive-scsi0.img"));
+	EXPECT_EQ(doc[0]["type"], "v");
+	EXPECT_EQ(doc[0]["leaf"], false);
+}
+
+TEST_F(CliTest, ListsADirectoryInTextAndJson)
+{
+	Outcome r = run(cmd({"list"}, {"/drive-scsi0.img/part/1/etc"}));
+	ASSERT_EQ(r.code, 0) << r.err;
+	// Hostile names are escaped: no raw ESC or invalid UTF-8 reaches the tty.
+	EXPECT_EQ(r.out.find('\x1b'), std::string::npos);
+	EXPECT_NE(r.out.find("bad\\xff\\u{001b}[31mname"), std::string::npos) << r.out;
+	EXPECT_NE(r.out.find("mtab -> /proc/mounts"), std::string::npos);
+	EXPECT_NE(r.out.find("f rw-r--r--            6 "), std::string::npos) << r.out;
+
+	r = run(cmd({"list", "--output-format", "json-pretty"}, {"/drive-scsi0.img/part/1/etc/"}));
+	ASSERT_EQ(r.code, 0) << r.err;
+	const json doc = json::parse(r.out);
+	ASSERT_EQ(doc.size(), 4U);
+	EXPECT_EQ(doc[0]["filepath"], base64Encode("/drive-scsi0.img/part/1/etc/hostname"));
+	EXPECT_EQ(doc[0]["text"], "hostname");
+	EXPECT_EQ(doc[0]["type"], "f");
+	EXPECT_EQ(doc[0]["leaf"], true);
+	EXPECT_EQ(doc[0]["size"], 6);
+	EXPECT_EQ(doc[0]["mtime"], 1700000000);
+	// filepath keeps the exact bytes.
+	EXPECT_EQ(*base64Decode(doc[1]["filepath"].get<std::string>()),
+		  "/drive-scsi0.img/part/1/etc/bad\xff\x1b[31mname");
+	EXPECT_EQ(doc[2]["type"], "d");
+	EXPECT_EQ(doc[2]["leaf"], false);
+	EXPECT_EQ(doc[3]["type"], "l");
+	EXPECT_EQ(r.out.substr(0, 4), "[\n  "); // json-pretty indents
+}
+
+TEST_F(CliTest, Base64PathsAndImages)
+{
+	Outcome r = run(cmd({"list", "--base64"}, {base64Encode("/drive-scsi0.img/part/1/etc")}));
+	ASSERT_EQ(r.code, 0) << r.err;
+	EXPECT_NE(r.out.find("hostname"), std::string::npos);
+	r = run(cmd({"list", "--base64"}, {"not base64!"}));
+	EXPECT_EQ(r.code, kExitUsage);
+	EXPECT_NE(r.err.find("base64"), std::string::npos);
+
+	r = run({"list", "--image", repo_ / "vm/100/snap/drive-scsi0.img", "/drive-scsi0.img/part/1/etc"});
+	ASSERT_EQ(r.code, 0) << r.err;
+	EXPECT_NE(r.out.find("hostname"), std::string::npos);
+	EXPECT_NE(readFile(scratch_ / "calls").find("--name\x1fqemu_image-"), std::string::npos);
+}
+
+TEST_F(CliTest, EnvironmentNamesTheRepository)
+{
+	Outcome r = run({"list", "vm/100/snap", "/"});
+	EXPECT_EQ(r.code, kExitUsage);
+	EXPECT_NE(r.err.find("FILE_RESTORE_REPOSITORY"), std::string::npos);
+	::setenv("FILE_RESTORE_REPOSITORY", repo_.path().c_str(), 1);
+	r = run({"list", "vm/100/snap", "/"});
+	EXPECT_EQ(r.code, 0) << r.err;
+}
+
+TEST_F(CliTest, MissingThingsExitThreeWithClearErrors)
+{
+	Outcome r = run(cmd({"list"}, {"/drive-scsi0.img/part/1/nope"}));
+	EXPECT_EQ(r.code, kExitNotFound);
+	EXPECT_NE(r.err.find("/disk0/part/1/nope"), std::string::npos) << r.err;
+	r = run(cmd({"list"}, {"/nosuch.img/x"}));
+	EXPECT_EQ(r.code, kExitNotFound);
+	EXPECT_NE(r.err.find("nosuch.img"), std::string::npos);
+	r = run({"list", "--repository", repo_.path(), "vm/100/other", "/"});
+	EXPECT_EQ(r.code, kExitNotFound);
+	// JSON mode: the error is JSON too.
+	r = run(cmd({"--output-format", "json", "list"}, {"/drive-scsi0.img/part/1/nope"}));
+	EXPECT_EQ(r.code, kExitNotFound);
+	const json doc = json::parse(r.out);
+	EXPECT_EQ(doc["exit_code"], kExitNotFound);
+	EXPECT_NE(doc["error"].get<std::string>().find("No such file"), std::string::npos);
+	r = run({"--output-format", "json", "list", "--bogus"});
+	EXPECT_EQ(r.code, kExitUsage);
+	EXPECT_EQ(json::parse(r.out)["exit_code"], kExitUsage);
+}
+
+TEST_F(CliTest, ExtractsAFileIntoADirectoryWithoutReplacing)
+{
+	const std::string target = target_ / "out/deeper";
+	Outcome r = run(cmd({"extract"}, {"/drive-scsi0.img/part/1/etc/hostname", target}));
+	ASSERT_EQ(r.code, 0) << r.err;
+	EXPECT_EQ(readFile(target + "/hostname"), "guest\n");
+	EXPECT_EQ(test::modeOf(target + "/hostname") & 07777, 0640U & ~0022U);
+	r = run(cmd({"extract"}, {"/drive-scsi0.img/part/1/etc/hostname", target}));
+	EXPECT_EQ(r.code, kExitExists);
+	EXPECT_NE(r.err.find("exists already"), std::string::npos);
+	EXPECT_EQ(readFile(target + "/hostname"), "guest\n");
+}
+
+TEST_F(CliTest, ExtractsADirectoryTree)
+{
+	Outcome r = run(cmd({"extract"}, {"/drive-scsi0.img/part/1/etc/ssh", target_.path()}));
+	ASSERT_EQ(r.code, 0) << r.err;
+	EXPECT_EQ(readFile(target_ / "ssh/sshd_config"), "Port 22\n");
+	EXPECT_EQ(test::modeOf(target_ / "ssh/moduli.d/x") & 07777, 0644U);
+	// Only the tree: no staging directory left.
+	DIR *d = ::opendir(target_.path().c_str());
+	std::vector<std::string> names;
+	while (const dirent *e = ::readdir(d))
+		if (e->d_name[0] != '.' || std::string_view(e->d_name).size() > 2)
+			names.emplace_back(e->d_name);
+	::closedir(d);
+	EXPECT_EQ(names, std::vector<std::string>{"ssh"});
+}
+
+TEST_F(CliTest, TruncatedStreamLeavesNothing)
+{
+	guest_.data["/disk0/part/1/etc/big#tar"] =
+		test::buildTar({{.name = "big", .content = std::string(200000, 'b')}});
+	guest_.truncateAfter = 100000;
+	Outcome r = run(cmd({"extract"}, {"/drive-scsi0.img/part/1/etc/big", target_.path()}));
+	EXPECT_EQ(r.code, kExitFailure);
+	EXPECT_NE(r.err.find("trailer"), std::string::npos) << r.err;
+	DIR *d = ::opendir(target_.path().c_str());
+	int entries = 0;
+	while (const dirent *e = ::readdir(d))
+		entries += std::string_view(e->d_name) != "." && std::string_view(e->d_name) != "..";
+	::closedir(d);
+	EXPECT_EQ(entries, 0);
+	EXPECT_TRUE(::opendir((runtime_ / "file-restore").c_str()) != nullptr);
+}
+
+TEST_F(CliTest, ExtractsToStdout)
+{
+	Outcome r = run(cmd({"extract"}, {"/drive-scsi0.img/part/1/etc/hostname", "-"}));
+	ASSERT_EQ(r.code, 0) << r.err;
+	EXPECT_EQ(r.out, "guest\n");
+	r = run(cmd({"extract", "--format", "tar"}, {"/drive-scsi0.img/part/1/etc/ssh"}));
+	ASSERT_EQ(r.code, 0) << r.err;
+	EXPECT_EQ(r.out, guest_.data["/disk0/part/1/etc/ssh"]);
+	r = run(cmd({"extract"}, {"/drive-scsi0.img/part/1/etc", "-"}));
+	EXPECT_EQ(r.code, kExitUsage);
+	EXPECT_NE(r.err.find("--format"), std::string::npos);
+	r = run(cmd({"extract", "--format", "zip"}, {"/drive-scsi0.img/part/1/etc/ssh", target_.path()}));
+	EXPECT_EQ(r.code, kExitUsage);
+	r = run(cmd({"extract", "--zstd"}, {"/drive-scsi0.img/part/1/etc/ssh", "-"}));
+	EXPECT_EQ(r.code, kExitUsage);
+}
+
+TEST_F(CliTest, StatusAndStop)
+{
+	Outcome r = run({"status"});
+	ASSERT_EQ(r.code, 0) << r.err;
+	EXPECT_EQ(r.out, "no VMs running\n");
+	ASSERT_EQ(run(cmd({"list"}, {"/drive-scsi0.img/part/1/etc"})).code, 0);
+	r = run({"status", "--output-format", "json"});
+	ASSERT_EQ(r.code, 0) << r.err;
+	const json doc = json::parse(r.out);
+	ASSERT_EQ(doc.size(), 1U);
+	const std::string name = doc[0]["name"];
+	EXPECT_EQ(name.substr(0, 6), "qemu_-");
+	EXPECT_GT(doc[0]["pid"].get<int>(), 1);
+	EXPECT_EQ(doc[0]["transport"], "serial");
+	EXPECT_EQ(doc[0]["state"], "running");
+	EXPECT_EQ(doc[0]["idle_left"], 595);
+	r = run({"status", "--names"});
+	EXPECT_EQ(r.out, name + "\n");
+	r = run({"status"});
+	EXPECT_NE(r.out.find(name + "\n  pid "), std::string::npos) << r.out;
+
+	r = run({"stop", name});
+	ASSERT_EQ(r.code, 0) << r.err;
+	EXPECT_EQ(r.out, "stopped " + name + "\n");
+	EXPECT_EQ(run({"status"}).out, "no VMs running\n");
+	r = run({"stop", name});
+	EXPECT_EQ(r.code, kExitNotFound);
+	EXPECT_EQ(run({"stop"}).code, kExitUsage);
+}
+
+TEST_F(CliTest, HelperRefusalAndUsageErrors)
+{
+	::setenv("FAKE_HELPER_MODE", "denied", 1);
+	Outcome r = run(cmd({"list"}, {"/drive-scsi0.img/part"}));
+	EXPECT_EQ(r.code, kExitRefused);
+	EXPECT_NE(r.err.find("user not allowed"), std::string::npos);
+	::setenv("FAKE_HELPER_MODE", "broken", 1);
+	EXPECT_EQ(run(cmd({"list"}, {"/drive-scsi0.img/part"})).code, kExitVmFailed);
+	EXPECT_EQ(run({"list"}).code, kExitUsage);
+	EXPECT_EQ(run(cmd({"list", "--memory", "0x100"}, {"/drive-scsi0.img/part"})).code, kExitUsage);
+	EXPECT_EQ(run(cmd({"list", "--transport", "tcp"}, {"/"})).code, kExitUsage);
+	EXPECT_EQ(run(cmd({"list"}, {"/a/../b"})).code, kExitUsage);
+	EXPECT_EQ(run(cmd({"extract"}, {"/"})).code, kExitUsage);
+	EXPECT_EQ(run({"--version"}).code, 0);
+}
+
+TEST_F(CliTest, MemoryAndIdleTimeoutReachTheHelper)
+{
+	ASSERT_EQ(run(cmd({"list", "--memory", "192", "--idle-timeout", "30"},
+			  {"/drive-scsi0.img/part/1/etc"}))
+			  .code,
+		  0);
+	const std::string calls = readFile(scratch_ / "calls");
+	EXPECT_NE(calls.find("\x1f--memory\x1f" "192\x1f"), std::string::npos);
+	EXPECT_NE(calls.find("\x1f--timeout\x1f" "30\x1f"), std::string::npos);
+	EXPECT_NE(calls.find("\x1f--image\x1fraw:" + repo_ / "vm/100/snap/drive-scsi0.img"), std::string::npos);
+	EXPECT_NE(calls.find("\x1f--image\x1fqcow2:" + repo_ / "vm/100/snap/drive-scsi1.qcow2"),
+		  std::string::npos);
+}
+
+} // namespace
+} // namespace fr::client

@@ -1,0 +1,115 @@
+// SPDX-License-Identifier: AGPL-3.0-or-later
+#pragma once
+
+// A stand-in for the guest protocol in unit tests, over the fake QEMU of
+// fake_helper.cpp: that QEMU greets each connection with the ticket it was
+// started with, and "authentication" compares it with ours (so a wrong or
+// stale ticket fails like the real handshake). list/extract serve canned
+// data; stop tells the fake QEMU to exit.
+
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "client/session.h"
+#include "shared/guest_abi.h"
+
+namespace fr::client::test {
+
+struct FakeGuest {
+	// guest path -> entries
+	std::map<std::string, std::vector<GuestEntry>> dirs;
+	// guest path -> bytes (raw or tar, whatever the test wants streamed)
+	std::map<std::string, std::string> data;
+	// Fails every extract after this many bytes (a truncated stream).
+	std::size_t truncateAfter = SIZE_MAX;
+	int handshakes = 0;
+	int failHandshakes = 0; // the first N handshakes fail (as if mid-boot)
+};
+
+class FakeSession final : public GuestSession {
+public:
+	FakeSession(UniqueFd fd, FakeGuest &guest) : fd_(std::move(fd)), guest_(guest) {}
+
+	Result<GuestStatus> status(bool) override
+	{
+		GuestStatus s;
+		s.uptimeSeconds = 5;
+		s.idleLeftSeconds = 595;
+		s.details = {{"version", "fake 1"}, {"disks", "2"}};
+		return s;
+	}
+	Status stop() override
+	{
+		if (::send(fd_.get(), "stop", 4, MSG_NOSIGNAL) != 4)
+			return Error(errno, "send", "stop");
+		return {};
+	}
+	Status list(std::string_view path, const EntryCallback &onEntry) override
+	{
+		const auto it = guest_.dirs.find(std::string(path));
+		if (it == guest_.dirs.end())
+			return Error(ENOENT, "list", std::string(path));
+		for (const GuestEntry &entry : it->second) {
+			Status ok = onEntry(entry);
+			if (!ok)
+				return ok;
+		}
+		return {};
+	}
+	Status extract(std::string_view path, ExtractFormat, bool, const DataCallback &onData) override
+	{
+		const auto it = guest_.data.find(std::string(path));
+		if (it == guest_.data.end())
+			return Error(ENOENT, "extract", std::string(path));
+		const std::string &bytes = it->second;
+		for (std::size_t at = 0; at < bytes.size(); at += 4096) {
+			if (at >= guest_.truncateAfter)
+				return Error::invalid(EPROTO, "extract", std::string(path),
+						      "stream ended without a trailer");
+			Status ok = onData(std::string_view(bytes).substr(at, 4096));
+			if (!ok)
+				return ok;
+		}
+		return {};
+	}
+
+private:
+	UniqueFd fd_;
+	FakeGuest &guest_;
+};
+
+class FakeSessionFactory final : public SessionFactory {
+public:
+	explicit FakeSessionFactory(FakeGuest &guest) : guest_(guest) {}
+
+	Result<std::unique_ptr<GuestSession>> open(UniqueFd fd, std::string_view ticketHex) override
+	{
+		++guest_.handshakes;
+		if (guest_.failHandshakes > 0) {
+			--guest_.failHandshakes;
+			return Error::invalid(ECONNRESET, "handshake", "", "guest went away");
+		}
+		std::string greeting(abi::kTicketHexLength, '\0');
+		std::size_t got = 0;
+		while (got < greeting.size()) {
+			const ssize_t n = ::recv(fd.get(), greeting.data() + got, greeting.size() - got, 0);
+			if (n <= 0)
+				return Error(n == 0 ? ECONNRESET : errno, "handshake", "recv");
+			got += static_cast<std::size_t>(n);
+		}
+		if (greeting != ticketHex)
+			return Error::invalid(EACCES, "handshake", "", "the guest does not know our ticket");
+		return std::unique_ptr<GuestSession>(new FakeSession(std::move(fd), guest_));
+	}
+
+private:
+	FakeGuest &guest_;
+};
+
+} // namespace fr::client::test

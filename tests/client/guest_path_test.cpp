@@ -1,0 +1,64 @@
+// SPDX-License-Identifier: AGPL-3.0-or-later
+// The user's "/<archive>/..." paths and the guest's "/disk<N>/...".
+#include "client/guest_path.h"
+
+#include <gtest/gtest.h>
+
+namespace fr::client {
+namespace {
+
+const std::vector<Archive> kArchives = {
+	{"drive-scsi0.img", ImageFormat::Raw, "/r/s/drive-scsi0.img"},
+	{"disk\xff.qcow2", ImageFormat::Qcow2, "/r/s/disk\xff.qcow2"},
+};
+
+TEST(GuestPath, SplitsAndNormalises)
+{
+	EXPECT_EQ(*splitUserPath("/"), std::vector<std::string>{});
+	EXPECT_EQ(*splitUserPath(""), std::vector<std::string>{});
+	EXPECT_EQ(*splitUserPath("a//b/./c/"), (std::vector<std::string>{"a", "b", "c"}));
+	EXPECT_EQ(splitUserPath("/a/../b").error().errnum(), EINVAL);
+	EXPECT_EQ(splitUserPath(std::string("/a\0b", 4)).error().errnum(), EINVAL);
+	EXPECT_EQ(splitUserPath("/" + std::string(256, 'x')).error().errnum(), ENAMETOOLONG);
+	EXPECT_TRUE(splitUserPath("/" + std::string(255, 'x')));
+	std::string longPath;
+	while (longPath.size() <= kUserPathMax)
+		longPath += "/abcdefgh";
+	EXPECT_EQ(splitUserPath(longPath).error().errnum(), ENAMETOOLONG);
+}
+
+TEST(GuestPath, MapsArchiveNamesToDiskIndices)
+{
+	Result<GuestTarget> root = mapToGuest(kArchives, "/");
+	ASSERT_TRUE(root);
+	EXPECT_TRUE(root->isRoot);
+
+	Result<GuestTarget> first = mapToGuest(kArchives, "/drive-scsi0.img/part/2/etc/hostname");
+	ASSERT_TRUE(first);
+	EXPECT_FALSE(first->isRoot);
+	EXPECT_EQ(first->disk, 0U);
+	EXPECT_EQ(first->guestPath, "/disk0/part/2/etc/hostname");
+	EXPECT_EQ(first->baseName, "hostname");
+	EXPECT_EQ(first->userPath, "/drive-scsi0.img/part/2/etc/hostname");
+
+	Result<GuestTarget> second = mapToGuest(kArchives, "disk\xff.qcow2//raw/");
+	ASSERT_TRUE(second);
+	EXPECT_EQ(second->guestPath, "/disk1/raw");
+	EXPECT_EQ(second->userPath, "/disk\xff.qcow2/raw");
+
+	Result<GuestTarget> archive = mapToGuest(kArchives, "/drive-scsi0.img");
+	ASSERT_TRUE(archive);
+	EXPECT_EQ(archive->guestPath, "/disk0");
+	EXPECT_EQ(archive->baseName, "drive-scsi0.img");
+}
+
+TEST(GuestPath, UnknownArchiveIsNotFound)
+{
+	Result<GuestTarget> missing = mapToGuest(kArchives, "/disk0/part");
+	ASSERT_FALSE(missing);
+	EXPECT_EQ(missing.error().errnum(), ENOENT);
+	EXPECT_NE(missing.error().message().find("disk0"), std::string::npos);
+}
+
+} // namespace
+} // namespace fr::client

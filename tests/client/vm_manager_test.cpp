@@ -1,0 +1,373 @@
+// SPDX-License-Identifier: AGPL-3.0-or-later
+// The VM lifecycle with a fake helper and fake QEMU ($FAKE_HELPER) and a
+// fake guest protocol: start, reuse, stale VMs, wrong tickets, concurrent
+// first calls, status, stop, a corrupt map and its orphans.
+#include "client/vm_manager.h"
+
+#include <signal.h>
+#include <sys/wait.h>
+
+#include <cstdlib>
+
+#include <gtest/gtest.h>
+
+#include "client/process.h"
+#include "client/vm_name.h"
+#include "fake_session.h"
+#include "reaper.h"
+#include "test_util.h"
+
+namespace fr::client {
+namespace {
+
+using test::readFile;
+using test::TempDir;
+
+int countLines(const std::string &text)
+{
+	return static_cast<int>(std::count(text.begin(), text.end(), '\n'));
+}
+
+bool gone(pid_t pid)
+{
+	for (int i = 0; i < 200; ++i) {
+		test::reapExited();
+		const std::string cmdline = readFile("/proc/" + std::to_string(pid) + "/cmdline");
+		if (cmdline.empty())
+			return true;
+		::usleep(10000);
+	}
+	return false;
+}
+
+// One client: its runtime directory, store, seams and messages.
+struct Client {
+	explicit Client(const std::string &base, test::FakeGuest &guest)
+		: dir(openRuntimeDir(base).value()), store(dir.fd.get(), dir.path),
+		  helper(std::getenv("FAKE_HELPER")), sessions(guest)
+	{
+		ManagerContext ctx;
+		ctx.dir = &dir;
+		ctx.store = &store;
+		ctx.helper = &helper;
+		ctx.dialer = &dialer;
+		ctx.sessions = &sessions;
+		ctx.warn = [this](const std::string &m) { warnings += m + "\n"; };
+		ctx.verbose = true;
+		ctx.reuseTimeout = std::chrono::seconds(2);
+		ctx.stopGrace = std::chrono::seconds(2);
+		manager = std::make_unique<VmManager>(std::move(ctx));
+	}
+	StateMap map()
+	{
+		std::optional<CorruptMap> corrupt;
+		return *store.read(Clock::now() + std::chrono::seconds(5), corrupt);
+	}
+
+	RuntimeDir dir;
+	StateStore store;
+	SpawnHelperRunner helper;
+	SystemDialer dialer;
+	test::FakeSessionFactory sessions;
+	std::unique_ptr<VmManager> manager;
+	std::string warnings;
+};
+
+class ManagerTest : public ::testing::Test {
+protected:
+	static void SetUpTestSuite() { test::becomeSubreaper(); }
+	void SetUp() override
+	{
+		ASSERT_NE(std::getenv("FAKE_HELPER"), nullptr);
+		::setenv("FAKE_HELPER_LOG", (scratch_ / "calls").c_str(), 1);
+		::setenv("FAKE_HELPER_MODE", "ok", 1);
+		ASSERT_EQ(::chmod(base_.path().c_str(), 0700), 0);
+		client_ = std::make_unique<Client>(base_.path(), guest_);
+		spec_.name = "qemu_-srv-b-vm-100-s";
+		spec_.archives = {{"a.img", ImageFormat::Raw, "/srv/b/vm/100/s/a.img"}};
+		spec_.transport = TransportChoice::Serial;
+		guest_.dirs["/disk0"] = {{.name = "part", .type = EntryType::Virtual}};
+	}
+	void TearDown() override
+	{
+		// Stop whatever the test left running.
+		for (const VmRecord &vm : client_->map().vms)
+			(void)terminateVerified(vm.pid, vm.startTime, vm.name, std::chrono::seconds(1));
+		test::reapExited();
+	}
+	Deadline in(int seconds) const { return Clock::now() + std::chrono::seconds(seconds); }
+	int starts() const { return countLines(readFile(scratch_ / "calls")); }
+
+	TempDir base_;
+	TempDir scratch_;
+	test::FakeGuest guest_;
+	std::unique_ptr<Client> client_;
+	VmSpec spec_;
+};
+
+TEST_F(ManagerTest, StartsOnceThenReuses)
+{
+	pid_t pid = 0;
+	{
+		Result<VmConnection> vm = client_->manager->acquire(spec_, in(10));
+		ASSERT_TRUE(vm) << vm.error().message() << client_->warnings;
+		EXPECT_TRUE(vm->started());
+		pid = vm->record().pid;
+		std::vector<std::string> names;
+		ASSERT_TRUE(vm->session().list("/disk0", [&](const GuestEntry &e) {
+			names.push_back(e.name);
+			return Status{};
+		}));
+		EXPECT_EQ(names, std::vector<std::string>{"part"});
+	}
+	const StateMap map = client_->map();
+	ASSERT_EQ(map.vms.size(), 1U);
+	const VmRecord &record = map.vms[0];
+	EXPECT_EQ(record.pid, pid);
+	EXPECT_EQ(record.startTime, *readStartTime(pid));
+	EXPECT_EQ(record.ticket.size(), 64U);
+	EXPECT_EQ(record.socketPath, client_->dir.path + "/" + vmFileStem(spec_.name) + ".sock");
+	EXPECT_EQ(record.archives, spec_.archives);
+	EXPECT_EQ(test::modeOf(record.socketPath) & S_IFMT, static_cast<mode_t>(S_IFSOCK));
+
+	Result<VmConnection> again = client_->manager->acquire(spec_, in(10));
+	ASSERT_TRUE(again) << again.error().message();
+	EXPECT_FALSE(again->started());
+	EXPECT_EQ(again->record().pid, pid);
+	EXPECT_EQ(starts(), 1);
+	// Every call gets a fresh 256-bit ticket (helper log: "|ticket=...").
+	EXPECT_NE(readFile(scratch_ / "calls").find("|ticket=" + record.ticket), std::string::npos);
+}
+
+TEST_F(ManagerTest, KilledQemuIsRestarted)
+{
+	pid_t first = 0;
+	{
+		Result<VmConnection> vm = client_->manager->acquire(spec_, in(10));
+		ASSERT_TRUE(vm);
+		first = vm->record().pid;
+	}
+	::kill(first, SIGKILL);
+	ASSERT_TRUE(gone(first));
+	Result<VmConnection> vm = client_->manager->acquire(spec_, in(10));
+	ASSERT_TRUE(vm) << vm.error().message();
+	EXPECT_TRUE(vm->started());
+	EXPECT_NE(vm->record().pid, first);
+	EXPECT_EQ(starts(), 2);
+}
+
+TEST_F(ManagerTest, VmThatFailsTheHandshakeIsKilledAndReplaced)
+{
+	pid_t first = 0;
+	{
+		Result<VmConnection> vm = client_->manager->acquire(spec_, in(10));
+		ASSERT_TRUE(vm);
+		first = vm->record().pid;
+	}
+	// Our ticket no longer matches what the VM knows (as if a stranger's
+	// VM squatted its address).
+	std::optional<CorruptMap> corrupt;
+	ASSERT_TRUE(client_->store.update(in(5),
+		[](StateMap &map, bool &changed) {
+			map.vms[0].ticket = std::string(64, 'f');
+			changed = true;
+			return Status{};
+		},
+		corrupt));
+	Result<VmConnection> vm = client_->manager->acquire(spec_, in(10));
+	ASSERT_TRUE(vm) << vm.error().message();
+	EXPECT_TRUE(vm->started());
+	EXPECT_TRUE(gone(first));
+	EXPECT_NE(client_->warnings.find("did not answer"), std::string::npos);
+}
+
+TEST_F(ManagerTest, HandshakeRetriedWhileTheGuestBoots)
+{
+	guest_.failHandshakes = 3;
+	Result<VmConnection> vm = client_->manager->acquire(spec_, in(10));
+	ASSERT_TRUE(vm) << vm.error().message();
+	EXPECT_EQ(guest_.handshakes, 4);
+}
+
+TEST_F(ManagerTest, OtherDisksMeanAnotherVm)
+{
+	pid_t first = 0;
+	{
+		Result<VmConnection> vm = client_->manager->acquire(spec_, in(10));
+		ASSERT_TRUE(vm);
+		first = vm->record().pid;
+	}
+	spec_.archives.push_back({"b.img", ImageFormat::Raw, "/srv/b/vm/100/s/b.img"});
+	Result<VmConnection> vm = client_->manager->acquire(spec_, in(10));
+	ASSERT_TRUE(vm);
+	EXPECT_TRUE(vm->started());
+	EXPECT_TRUE(gone(first));
+	EXPECT_EQ(vm->record().archives.size(), 2U);
+}
+
+TEST_F(ManagerTest, VmThatNeverAnswersIsKilledAfterTheBootTimeout)
+{
+	::setenv("FAKE_HELPER_MODE", "mute", 1);
+	Result<VmConnection> vm = client_->manager->acquire(spec_, Clock::now() + std::chrono::milliseconds(1500));
+	ASSERT_FALSE(vm);
+	EXPECT_EQ(vm.error().errnum(), ETIMEDOUT);
+	EXPECT_TRUE(client_->map().vms.empty());
+	// Its log was shown (verbose), and its QEMU is gone.
+	EXPECT_NE(client_->warnings.find("fake qemu: booting"), std::string::npos);
+	for (const QemuProcess &q : findOurQemus())
+		if (fdTarget(q.pid, 1).starts_with(client_->dir.path + "/"))
+			ADD_FAILURE() << "pid " << q.pid << " still runs";
+}
+
+TEST_F(ManagerTest, QemuDyingAtOnceIsReportedWithItsLog)
+{
+	::setenv("FAKE_HELPER_MODE", "die", 1);
+	Result<VmConnection> vm = client_->manager->acquire(spec_, in(10));
+	ASSERT_FALSE(vm);
+	EXPECT_EQ(vm.error().errnum(), EHOSTDOWN);
+	EXPECT_NE(client_->warnings.find("fake qemu: booting"), std::string::npos);
+	EXPECT_TRUE(client_->map().vms.empty());
+}
+
+TEST_F(ManagerTest, HelperRefusalLeavesNoEntry)
+{
+	::setenv("FAKE_HELPER_MODE", "denied", 1);
+	Result<VmConnection> vm = client_->manager->acquire(spec_, in(10));
+	ASSERT_FALSE(vm);
+	EXPECT_EQ(vm.error().errnum(), EACCES);
+	EXPECT_TRUE(client_->map().vms.empty());
+}
+
+TEST_F(ManagerTest, ConcurrentFirstCallsStartExactlyOneVm)
+{
+	constexpr int kCalls = 8;
+	std::vector<pid_t> children;
+	for (int i = 0; i < kCalls; ++i) {
+		const pid_t child = ::fork();
+		if (child == 0) {
+			test::FakeGuest guest;
+			guest.dirs["/disk0"] = {{.name = "part", .type = EntryType::Virtual}};
+			Client client(base_.path(), guest);
+			Result<VmConnection> vm = client.manager->acquire(spec_, in(30));
+			int listed = 0;
+			const bool ok = vm && vm->session().list("/disk0", [&](const GuestEntry &) {
+				++listed;
+				return Status{};
+			});
+			_exit(ok && listed == 1 ? 0 : 1);
+		}
+		children.push_back(child);
+	}
+	for (pid_t child : children) {
+		int status = 0;
+		ASSERT_EQ(::waitpid(child, &status, 0), child);
+		EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+	}
+	EXPECT_EQ(starts(), 1);
+	EXPECT_EQ(client_->map().vms.size(), 1U);
+}
+
+TEST_F(ManagerTest, StatusShowsRunningAndBusyAndForgetsExited)
+{
+	VmSpec other = spec_;
+	other.name = "qemu_image-x.img";
+	pid_t otherPid = 0;
+	{
+		ASSERT_TRUE(client_->manager->acquire(spec_, in(10)));
+		Result<VmConnection> vm = client_->manager->acquire(other, in(10));
+		ASSERT_TRUE(vm);
+		otherPid = vm->record().pid;
+	}
+	{
+		// A call holding the first VM makes it "busy", not stale.
+		Result<VmConnection> held = client_->manager->acquire(spec_, in(10));
+		ASSERT_TRUE(held);
+		Result<std::vector<VmStatusRow>> rows = client_->manager->status(in(10));
+		ASSERT_TRUE(rows) << rows.error().message();
+		ASSERT_EQ(rows->size(), 2U);
+		EXPECT_EQ((*rows)[0].state, "busy");
+		EXPECT_EQ((*rows)[1].state, "running");
+		ASSERT_TRUE((*rows)[1].guest);
+		EXPECT_EQ(*(*rows)[1].guest->idleLeftSeconds, 595U);
+	}
+	::kill(otherPid, SIGKILL);
+	ASSERT_TRUE(gone(otherPid));
+	Result<std::vector<VmStatusRow>> rows = client_->manager->status(in(10));
+	ASSERT_TRUE(rows);
+	ASSERT_EQ(rows->size(), 1U);
+	EXPECT_EQ((*rows)[0].record.name, spec_.name);
+	EXPECT_EQ(client_->map().vms.size(), 1U);
+}
+
+TEST_F(ManagerTest, StopPowersOffAndForgets)
+{
+	pid_t pid = 0;
+	{
+		Result<VmConnection> vm = client_->manager->acquire(spec_, in(10));
+		ASSERT_TRUE(vm);
+		pid = vm->record().pid;
+	}
+	ASSERT_TRUE(client_->manager->stop(spec_.name, in(10)));
+	EXPECT_TRUE(gone(pid));
+	EXPECT_TRUE(client_->map().vms.empty());
+	// The fake guest powered itself off on request (no kill needed).
+	EXPECT_EQ(client_->warnings.find("did not power off"), std::string::npos);
+	Status unknown = client_->manager->stop(spec_.name, in(10));
+	ASSERT_FALSE(unknown);
+	EXPECT_EQ(unknown.error().errnum(), ENOENT);
+}
+
+TEST_F(ManagerTest, StopKillsAVmInUse)
+{
+	Result<VmConnection> held = client_->manager->acquire(spec_, in(10));
+	ASSERT_TRUE(held);
+	const pid_t pid = held->record().pid;
+	Client other(base_.path(), guest_);
+	ASSERT_TRUE(other.manager->stop(spec_.name, in(10)));
+	EXPECT_TRUE(gone(pid));
+	EXPECT_NE(other.warnings.find("in use"), std::string::npos);
+}
+
+TEST_F(ManagerTest, CorruptMapIsReportedAndItsOrphansStopped)
+{
+	pid_t pid = 0;
+	{
+		Result<VmConnection> vm = client_->manager->acquire(spec_, in(10));
+		ASSERT_TRUE(vm);
+		pid = vm->record().pid;
+	}
+	// A second user session (another runtime dir) with a VM of its own.
+	TempDir otherBase;
+	ASSERT_EQ(::chmod(otherBase.path().c_str(), 0700), 0);
+	Client other(otherBase.path(), guest_);
+	VmSpec otherSpec = spec_;
+	otherSpec.name = "qemu_image-other.img";
+	pid_t otherPid = 0;
+	{
+		Result<VmConnection> vm = other.manager->acquire(otherSpec, in(10));
+		ASSERT_TRUE(vm);
+		otherPid = vm->record().pid;
+	}
+
+	test::writeFile(client_->dir.path + "/vm-map.json", "{\"version\":1,\"vms\":[{\"na", 0600);
+	Result<std::vector<VmStatusRow>> rows = client_->manager->status(in(10));
+	ASSERT_TRUE(rows) << rows.error().message();
+	EXPECT_TRUE(rows->empty());
+	EXPECT_NE(client_->warnings.find("could not be read"), std::string::npos);
+	EXPECT_NE(client_->warnings.find("vm-map.json.corrupt-"), std::string::npos);
+	EXPECT_NE(client_->warnings.find("stopped VM " + spec_.name), std::string::npos);
+	EXPECT_TRUE(gone(pid));
+	// The other runtime directory's VM is not ours to stop.
+	EXPECT_EQ(verifyProcess(otherPid, *readStartTime(otherPid), otherSpec.name)->state,
+		  ProcessState::Ours);
+	(void)other.manager->stop(otherSpec.name, in(10));
+
+	// And the next call recovers: a new VM, a valid map.
+	Result<VmConnection> vm = client_->manager->acquire(spec_, in(10));
+	ASSERT_TRUE(vm) << vm.error().message();
+	EXPECT_TRUE(vm->started());
+	EXPECT_EQ(client_->map().vms.size(), 1U);
+}
+
+} // namespace
+} // namespace fr::client
