@@ -1,0 +1,328 @@
+// SPDX-License-Identifier: AGPL-3.0-or-later
+#include "guest/server.h"
+
+#include <time.h>
+
+#include <cerrno>
+#include <cstring>
+
+#include "shared/log.h"
+
+namespace fr::guest {
+
+namespace {
+
+// Frames are collected and written in batches of about this size.
+constexpr std::size_t kFlushSize = 64 * 1024;
+// Read granularity; the buffer never holds more than one request plus this.
+constexpr std::size_t kReadChunk = 16 * 1024;
+
+std::int64_t nowMs() noexcept
+{
+	timespec ts{};
+	::clock_gettime(CLOCK_MONOTONIC, &ts);
+	return static_cast<std::int64_t>(ts.tv_sec) * 1000 + ts.tv_nsec / 1000000;
+}
+
+} // namespace
+
+// --- Responder -------------------------------------------------------------
+
+void Responder::reset() noexcept
+{
+	out_.clear();
+	entries_ = 0;
+	bytes_ = 0;
+	broken_ = false;
+}
+
+Status Responder::flush()
+{
+	if (broken_)
+		return Error(EPIPE, "write", "response abandoned");
+	if (out_.empty())
+		return {};
+	Status ok = stream_.write(out_, -1);
+	out_.clear();
+	if (!ok)
+		broken_ = true;
+	return ok;
+}
+
+Status Responder::maybeFlush()
+{
+	return out_.size() >= kFlushSize ? flush() : Status{};
+}
+
+Status Responder::frames(const std::vector<std::uint8_t> &encoded)
+{
+	if (broken_)
+		return Error(EPIPE, "write", "response abandoned");
+	out_.insert(out_.end(), encoded.begin(), encoded.end());
+	return maybeFlush();
+}
+
+Status Responder::entry(const proto::Entry &entry)
+{
+	if (broken_)
+		return Error(EPIPE, "write", "response abandoned");
+	proto::encodeEntry(out_, entry);
+	++entries_;
+	return maybeFlush();
+}
+
+Status Responder::data(std::span<const std::uint8_t> bytes)
+{
+	while (!bytes.empty()) {
+		if (broken_)
+			return Error(EPIPE, "write", "response abandoned");
+		const std::size_t n = bytes.size() < proto::kDataChunkSize ? bytes.size()
+									  : proto::kDataChunkSize;
+		proto::encodeDataHeader(out_, n);
+		out_.insert(out_.end(), bytes.begin(), bytes.begin() + static_cast<std::ptrdiff_t>(n));
+		bytes_ += n;
+		bytes = bytes.subspan(n);
+		if (Status ok = maybeFlush(); !ok)
+			return ok;
+	}
+	return {};
+}
+
+// --- Connection ------------------------------------------------------------
+
+Connection::Connection(ByteStream &stream, const proto::Key &ticket, RequestHandler &handler,
+		       ConnectionOptions options)
+	: stream_(stream), key_(ticket), handler_(handler), options_(options), out_(stream)
+{
+}
+
+Status Connection::fill(std::size_t want, int timeoutMs)
+{
+	if (inPos_ == in_.size()) {
+		in_.clear();
+		inPos_ = 0;
+	} else if (inPos_ >= kReadChunk) {
+		in_.erase(in_.begin(), in_.begin() + static_cast<std::ptrdiff_t>(inPos_));
+		inPos_ = 0;
+	}
+	while (buffered() < want) {
+		const std::size_t at = in_.size();
+		in_.resize(at + kReadChunk);
+		Result<std::size_t> n = stream_.read(std::span(in_.data() + at, kReadChunk), timeoutMs);
+		in_.resize(at + (n ? *n : 0));
+		if (!n)
+			return n.error();
+		if (*n == 0)
+			return Error(ECONNRESET, "read", "host connection closed");
+	}
+	return {};
+}
+
+Status Connection::sendFailure(proto::ErrorCode code, int err, std::string_view message)
+{
+	std::vector<std::uint8_t> frame;
+	proto::encodeFailure(frame, proto::Failure{code, err, std::string(message)});
+	if (Status ok = out_.frames(frame); !ok)
+		return ok;
+	return out_.flush();
+}
+
+bool Connection::handleHello()
+{
+	const Result<proto::ClientHello> hello = proto::decodeClientHello(
+		std::span<const std::uint8_t, proto::kClientHelloSize>(in_.data() + inPos_,
+								      proto::kClientHelloSize));
+	inPos_ += proto::kClientHelloSize;
+	if (!hello)
+		return true; // cannot happen: the caller found the magic
+	if (hello->version != proto::kVersion)
+		logf(LogLevel::Warning, "host speaks protocol version %u, answering with %u",
+		     hello->version, proto::kVersion);
+	// A hello starts a new session: whatever was authenticated is forgotten.
+	clientNonce_ = hello->nonce;
+	serverNonce_ = proto::randomNonce();
+	proto::ServerHello reply;
+	reply.version = proto::kVersion;
+	reply.clientNonce = clientNonce_;
+	reply.serverNonce = serverNonce_;
+	reply.proof = proto::serverProof(key_, proto::kVersion, clientNonce_, serverNonce_);
+	const proto::ServerHelloBytes bytes = proto::encodeServerHello(reply);
+	out_.reset();
+	if (!out_.frames(std::vector<std::uint8_t>(bytes.begin(), bytes.end())) || !out_.flush())
+		return false;
+	state_ = State::AwaitAuth;
+	return true;
+}
+
+Status Connection::finish(const Status &result, bool countEntries)
+{
+	if (out_.broken())
+		return Error(EPIPE, "write", "response abandoned");
+	std::vector<std::uint8_t> frame;
+	if (result) {
+		proto::encodeEnd(frame, countEntries ? out_.entries() : out_.bytes());
+		if (Status ok = out_.frames(frame); !ok)
+			return ok;
+		return out_.flush();
+	}
+	char message[proto::kMessageMax + 1];
+	result.error().format(message, sizeof(message));
+	const int err = result.error().errnum();
+	return sendFailure(proto::codeForErrno(err), err, message);
+}
+
+bool Connection::handleFrame(const proto::FrameHeader &header, std::span<const std::uint8_t> body,
+			     Outcome &outcome)
+{
+	out_.reset();
+	if (state_ == State::AwaitAuth) {
+		if (header.type == proto::FrameType::Auth) {
+			const Result<proto::Proof> proof = proto::decodeAuth(body);
+			if (proof && proto::verifyClientProof(key_, proto::kVersion, clientNonce_,
+							      serverNonce_, *proof)) {
+				state_ = State::Ready;
+				std::vector<std::uint8_t> frame;
+				proto::encodeAuthOk(frame);
+				return out_.frames(frame) && out_.flush();
+			}
+			logf(LogLevel::Warning, "host failed authentication (wrong ticket)");
+			state_ = State::AwaitHello;
+			const bool sent = static_cast<bool>(
+				sendFailure(proto::ErrorCode::AuthFailed, EACCES, "wrong client proof"));
+			if (options_.closeOnAuthFailure || !sent) {
+				outcome = Outcome::Closed;
+				return false;
+			}
+			return true;
+		}
+		state_ = State::AwaitHello;
+		const bool sent = static_cast<bool>(
+			sendFailure(proto::ErrorCode::NotAuthenticated, EACCES, "authenticate first"));
+		if (options_.closeOnAuthFailure || !sent) {
+			outcome = Outcome::Closed;
+			return false;
+		}
+		return true;
+	}
+
+	// Ready: an authenticated host.
+	Status done;
+	switch (header.type) {
+	case proto::FrameType::Auth:
+		done = sendFailure(proto::ErrorCode::BadRequest, EINVAL, "already authenticated");
+		break;
+	case proto::FrameType::Status: {
+		const Result<proto::StatusRequest> request = proto::decodeStatusRequest(body);
+		if (!request) {
+			done = finish(request.error(), true);
+			break;
+		}
+		std::vector<std::uint8_t> frames;
+		proto::encodeStatusInfo(frames, handler_.status(request->keepTimeout));
+		proto::encodeEnd(frames, 1);
+		done = out_.frames(frames);
+		if (done)
+			done = out_.flush();
+		break;
+	}
+	case proto::FrameType::Stop: {
+		std::vector<std::uint8_t> frame;
+		proto::encodeEnd(frame, 0);
+		if (out_.frames(frame))
+			(void)out_.flush();
+		handler_.stop();
+		outcome = Outcome::Stopped;
+		return false;
+	}
+	case proto::FrameType::List: {
+		const Result<std::string> path = proto::decodeList(body);
+		done = finish(path ? handler_.list(*path, out_) : Status(path.error()), true);
+		break;
+	}
+	case proto::FrameType::Extract: {
+		const Result<proto::ExtractRequest> request = proto::decodeExtract(body);
+		if (!request) {
+			done = finish(request.error(), false);
+			break;
+		}
+		Status result = handler_.extract(*request, out_);
+		if (result && out_.entries() != 1)
+			result = Error(EIO, "extract", "handler sent no object entry"); // a bug
+		done = finish(result, false);
+		break;
+	}
+	default:
+		done = sendFailure(proto::ErrorCode::BadRequest, EINVAL, "unexpected frame type");
+		break;
+	}
+	if (!done) {
+		// The host went away or sent something mid-response (a new host
+		// on the serial port): end this conversation; the bytes that
+		// arrived are read by the next one.
+		outcome = Outcome::Abandoned;
+		return false;
+	}
+	return true;
+}
+
+Connection::Outcome Connection::run()
+{
+	// The pre-authentication limit is for the whole set-up, so that a host
+	// trickling bytes cannot hold a connection slot.
+	const std::int64_t authDeadline = nowMs() + options_.preAuthTimeoutMs;
+	for (;;) {
+		int timeout = -1;
+		if (state_ != State::Ready && options_.preAuthTimeoutMs > 0) {
+			const std::int64_t left = authDeadline - nowMs();
+			if (left <= 0)
+				return Outcome::Closed;
+			timeout = static_cast<int>(left);
+		}
+		const Outcome onReadError = timeout > 0 ? Outcome::Closed : Outcome::StreamEnded;
+		if (state_ == State::AwaitHello) {
+			inPos_ += proto::scanForMagic(std::span(in_.data() + inPos_, buffered()),
+						      proto::kClientHelloMagic);
+			if (buffered() < proto::kClientHelloSize) {
+				if (Status ok = fill(buffered() + 1, timeout); !ok)
+					return ok.error().errnum() == ETIMEDOUT ? onReadError
+										: Outcome::StreamEnded;
+				continue;
+			}
+			if (!handleHello())
+				return Outcome::Abandoned;
+			continue;
+		}
+
+		// At a frame boundary: a frame header, or a hello (a new session).
+		if (Status ok = fill(proto::kFrameHeaderSize, timeout); !ok)
+			return ok.error().errnum() == ETIMEDOUT ? onReadError : Outcome::StreamEnded;
+		const std::uint8_t *at = in_.data() + inPos_;
+		if (std::memcmp(at, proto::kClientHelloMagic.data(), proto::kMagicSize) == 0) {
+			state_ = State::AwaitHello;
+			continue;
+		}
+		const Result<proto::FrameHeader> header = proto::decodeFrameHeader(
+			std::span<const std::uint8_t, proto::kFrameHeaderSize>(at, proto::kFrameHeaderSize),
+			proto::Direction::ToGuest);
+		if (!header) {
+			// Out of step (a previous host's leftovers, the sync
+			// padding, or garbage): scan for the next hello.
+			if (in_[inPos_] != 0)
+				logError(header.error(), LogLevel::Warning);
+			state_ = State::AwaitHello;
+			++inPos_;
+			continue;
+		}
+		const std::size_t total = proto::kFrameHeaderSize + header->length;
+		if (Status ok = fill(total, timeout); !ok)
+			return ok.error().errnum() == ETIMEDOUT ? onReadError : Outcome::StreamEnded;
+		const std::vector<std::uint8_t> body(in_.begin() + static_cast<std::ptrdiff_t>(inPos_ + proto::kFrameHeaderSize),
+						     in_.begin() + static_cast<std::ptrdiff_t>(inPos_ + total));
+		inPos_ += total;
+		Outcome outcome = Outcome::StreamEnded;
+		if (!handleFrame(*header, body, outcome))
+			return outcome;
+	}
+}
+
+} // namespace fr::guest
