@@ -3,7 +3,11 @@
 #include <cstdio>
 #include <cstring>
 
+#if defined(FR_TEST_BUILD)
+// tests/support/meson.build gives the compiled-in paths on the command line.
+#else
 #include "fr_config.h"
+#endif
 
 int main(int argc, char **argv)
 {
