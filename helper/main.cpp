@@ -112,8 +112,7 @@ int run(int argc, char **argv)
 	::prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
 	const rlimit noCore{0, 0};
 	::setrlimit(RLIMIT_CORE, &noCore);
-	if (!stdFdsOpen())
-		die(kFailed, Error(EBADF, "fd 0, 1 or 2", "closed"));
+	check(checkStdFds(), kFailed);
 	check(markInheritedFdsCloexec(), kFailed);
 	resetSignals();
 	::clearenv();

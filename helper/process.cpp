@@ -18,12 +18,17 @@
 
 namespace fr::helper {
 
-bool stdFdsOpen() noexcept
+Status checkStdFds() noexcept
 {
-	for (int fd = 0; fd <= 2; ++fd)
-		if (::fcntl(fd, F_GETFD) < 0)
-			return false;
-	return true;
+	for (int fd = 0; fd <= 2; ++fd) {
+		const int flags = ::fcntl(fd, F_GETFL);
+		const int mode = flags & O_ACCMODE;
+		const bool ok = flags >= 0 && (fd == 0 ? mode != O_WRONLY : mode != O_RDONLY);
+		if (!ok)
+			return Error::invalid(EBADF, "fd", fd == 0 ? "0" : fd == 1 ? "1" : "2",
+					      "closed or opened with the wrong access mode");
+	}
+	return {};
 }
 
 Status markInheritedFdsCloexec() noexcept

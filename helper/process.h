@@ -14,10 +14,12 @@
 
 namespace fr::helper {
 
-// Whether fds 0, 1 and 2 are open. If one were closed, the next open()
-// would land on it and, say, the JSON line or a QEMU log would go into a
-// file the helper opened as root.
-bool stdFdsOpen() noexcept;
+// Whether fds 0, 1 and 2 are open, 0 readable and 1 and 2 writable. If one
+// were closed, the next open() would land on it and, say, the JSON line
+// would go into a file the helper opened as root. (For a setuid program
+// glibc already replaces a closed one with /dev/full or /dev/null opened
+// with the wrong access mode, which this refuses as well.)
+Status checkStdFds() noexcept;
 
 // Marks every fd above 2 close-on-exec: nothing inherited reaches QEMU by
 // accident, even before the arguments say which fds are wanted.

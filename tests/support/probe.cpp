@@ -8,7 +8,8 @@
 //   sid=<n> pid=<n> pgid=<n> dumpable=<n>
 //   env=<K=V>             one line per variable
 //   fd=<n> mode=r|w|rw cloexec=0|1 target=<readlink>
-//   syscall=<name> result=killed:<signal>|errno:<n>|ok
+//   content fd=<n> hex=<first 4 KiB>   for memfds (the initramfs)
+//   syscall=<name> result=killed:<signal>|errno:<n>|ok|fork-failed:<errno>
 //
 // then "end". Arguments and targets are printed with bytes outside 0x21-0x7e
 // as \xHH so that one record stays one line. With -name guest=file-restore:hold*
@@ -20,6 +21,7 @@
 #include <signal.h>
 #include <sys/mount.h>
 #include <sys/prctl.h>
+#include <sys/ioctl.h>
 #include <sys/ptrace.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
@@ -28,6 +30,7 @@
 
 #include <cerrno>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <string>
 
@@ -106,6 +109,18 @@ void recordFds()
 		target[n > 0 ? n : 0] = '\0';
 		put("fd=" + std::to_string(fd) + " mode=" + mode +
 		    " cloexec=" + ((fdFlags & FD_CLOEXEC) != 0 ? "1" : "0") + " target=" + escaped(target));
+		// The initramfs memfd: its bytes (hex), so tests can find the ticket.
+		if (std::strncmp(target, "/memfd:", 7) == 0) {
+			unsigned char bytes[4096];
+			const ssize_t got = ::pread(fd, bytes, sizeof(bytes), 0);
+			std::string hex;
+			for (ssize_t i = 0; i < got; ++i) {
+				char two[3];
+				std::snprintf(two, sizeof(two), "%02x", bytes[i]);
+				hex += two;
+			}
+			put("content fd=" + std::to_string(fd) + " hex=" + hex);
+		}
 	}
 	::closedir(dir);
 }
@@ -116,6 +131,10 @@ template <typename Call>
 void trySyscall(const char *name, Call call)
 {
 	const pid_t pid = ::fork();
+	if (pid < 0) {
+		put(std::string("syscall=") + name + " result=fork-failed:" + std::to_string(errno));
+		return;
+	}
 	if (pid == 0) {
 		errno = 0;
 		const long r = call();
