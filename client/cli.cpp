@@ -74,6 +74,15 @@ int exitCodeFor(const Error &error)
 	throw Failure{exitCodeFor(error), error.message()};
 }
 
+// The guest names its own paths ("/disk0/part/1/etc"); say the user's.
+Status forUser(Status status, const char *operation, const std::string &userPath)
+{
+	if (status || std::strcmp(status.error().call(), kGuestErrorCall) != 0)
+		return status;
+	return Error::invalid(status.error().errnum(), operation, escapeForDisplay(userPath), "%s",
+			      status.error().reason());
+}
+
 template <typename T>
 T check(Result<T> result)
 {
@@ -344,7 +353,7 @@ int Commands::list()
 		}
 	} else {
 		VmConnection vm = check(manager().acquire(r.spec, deadline()));
-		check(vm.session().list(r.target.guestPath, [&](const GuestEntry &entry) -> Status {
+		Status listed = vm.session().list(r.target.guestPath, [&](const GuestEntry &entry) -> Status {
 			// One component, as the protocol promises; anything else would
 			// make "filepath" lie about where the entry is.
 			if (entry.name.empty() || entry.name.find('/') != std::string::npos ||
@@ -353,7 +362,8 @@ int Commands::list()
 						      "the guest sent an invalid entry name");
 			emit(entry);
 			return {};
-		}));
+		});
+		check(forUser(listed, "list", r.target.userPath));
 	}
 	if (!text)
 		print(dumpJson(entries, format()));
@@ -391,12 +401,15 @@ int Commands::extract()
 	if (target == "-") {
 		VmConnection vm = check(manager().acquire(r.spec, deadline()));
 		Progress progress("receiving");
-		Status status = vm.session().extract(r.target.guestPath, archiveFormat, o_.zstd,
-						     [&](std::string_view chunk) {
-							     progress.add(chunk.size());
-							     return writeAll(1, chunk);
-						     });
+		Status status = vm.session().extract(
+			r.target.guestPath, archiveFormat, o_.zstd,
+			[](const GuestEntry &) { return Status{}; },
+			[&](std::string_view chunk) {
+				progress.add(chunk.size());
+				return writeAll(1, chunk);
+			});
 		progress.clear();
+		status = forUser(status, "extract", r.target.userPath);
 		if (!status && status.error().errnum() == EISDIR)
 			throw Failure{kExitUsage, status.error().message() +
 							  " (a directory needs --format tar|zip, or a "
@@ -437,21 +450,47 @@ int Commands::extract()
 	TarSink sink(staging->fd(), unpack);
 	check(sink.start());
 	Progress progress("extracting");
-	Status received = vm.session().extract(r.target.guestPath, ExtractFormat::Tar, false,
-					       [&](std::string_view chunk) {
-						       progress.add(chunk.size());
-						       return sink.write(chunk);
-					       });
+	std::optional<GuestEntry> object;
+	Status received = vm.session().extract(
+		r.target.guestPath, ExtractFormat::Tar, false,
+		[&](const GuestEntry &entry) {
+			object = entry;
+			return Status{};
+		},
+		[&](std::string_view chunk) {
+			progress.add(chunk.size());
+			return sink.write(chunk);
+		});
 	Status unpacked = sink.finish();
 	progress.clear();
-	check(received);
+	check(forUser(received, "extract", r.target.userPath));
 	check(unpacked);
 	const UnpackReport &report = sink.report();
 	for (const std::string &skipped : report.skipped)
 		warn("skipped " + skipped);
-	// The guest's tar names members relative to the requested path's
-	// parent, so the staging directory holds exactly the requested entry.
-	check(staging->commit(finalName, finalName));
+	if (!object)
+		fail(Error::invalid(EPROTO, "extract", escapeForDisplay(r.target.userPath),
+				    "the guest did not describe what it sent"));
+	// A directory's members are named relative to it (it is no member
+	// itself): the staging directory becomes the directory, with the
+	// metadata of the leading entry. Anything else is one member named
+	// after it.
+	if (object->type == EntryType::Directory) {
+		if (::fchmod(staging->fd(), object->mode & 0777 & ~mask) != 0)
+			fail(Error(errno, "chmod", escapeForDisplay(targetPath + "/" + finalName)));
+		const timespec times[2] = {{0, UTIME_OMIT}, {static_cast<time_t>(object->mtime), 0}};
+		(void)::futimens(staging->fd(), times);
+		check(staging->commit("", finalName));
+	} else if (report.singleFile) {
+		check(staging->commit(*report.singleFile, finalName));
+	} else if (object->type == EntryType::Symlink && !o_.symlinks) {
+		throw Failure{kExitUsage, "extract(" + escapeForDisplay(r.target.userPath) +
+						  "): is a symlink; --symlinks extracts it as one"};
+	} else {
+		fail(Error::invalid(EPROTO, "extract", escapeForDisplay(r.target.userPath),
+				    "not a regular file, directory or symlink, or the guest sent "
+				    "something else"));
+	}
 	if (o_.verbose)
 		warn("extracted " + escapeForDisplay(r.target.userPath) + " to " +
 		     escapeForDisplay(targetPath + "/" + finalName) + " (" +

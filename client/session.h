@@ -7,6 +7,7 @@
 // byte a session hands back came from the guest and is hostile: names are
 // bytes to be escaped for display, data is checked by whoever consumes it.
 
+#include <chrono>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -65,20 +66,31 @@ public:
 	// listing by returning an error (which list() then returns).
 	using EntryCallback = std::function<Status(const GuestEntry &)>;
 	virtual Status list(std::string_view guestPath, const EntryCallback &onEntry) = 0;
-	// Streams a file (Raw) or a directory (Tar/Zip, optionally zstd).
-	// Returns success only after the guest's success trailer: a truncated
-	// stream is always an error.
+	// Streams a file (Raw) or any object (Tar/Zip, optionally zstd):
+	// `onStart` first, with the entry describing the object itself, then
+	// `onData` per chunk. Returns success only after the guest's success
+	// trailer: a truncated stream is always an error. Tar members are named
+	// relative to an extracted directory (which is not a member itself); a
+	// single file is one member named after it (docs/protocol.md).
 	using DataCallback = std::function<Status(std::string_view chunk)>;
 	virtual Status extract(std::string_view guestPath, ExtractFormat format, bool zstd,
-			       const DataCallback &onData) = 0;
+			       const EntryCallback &onStart, const DataCallback &onData) = 0;
 };
 
+// Errors whose call() is this came from the guest's error trailer (the
+// object is the guest path): the CLI rewords them with the user's path.
+inline constexpr const char *kGuestErrorCall = "guest";
+
 // Turns a connected socket into an authenticated session (the mutual
-// handshake with the VM's ticket). The socket's timeouts bound the handshake.
+// handshake with the VM's ticket). `handshakeTimeout` bounds the handshake
+// (a booting VM answers only once its daemon runs); `ioTimeout` bounds each
+// later wait for the guest (no progress for that long is an error).
 class SessionFactory {
 public:
 	virtual ~SessionFactory() = default;
-	virtual Result<std::unique_ptr<GuestSession>> open(UniqueFd fd, std::string_view ticketHex) = 0;
+	virtual Result<std::unique_ptr<GuestSession>>
+	open(UniqueFd fd, std::string_view ticketHex, std::chrono::milliseconds handshakeTimeout,
+	     std::chrono::milliseconds ioTimeout) = 0;
 };
 
 } // namespace fr::client

@@ -141,17 +141,16 @@ Result<std::unique_ptr<GuestSession>> VmManager::connect(const VmRecord &vm, Dea
 					      ? Result<UniqueFd>(Error(EAGAIN, "exec", vm.name))
 					      : ctx_.dialer->dial(vm);
 		if (fd) {
-			const int raw = fd->get();
 			// Serial: our hello waits in the socket until the guest opens
 			// its port, so one attempt may wait out the whole boot. vsock:
 			// connect() fails until the daemon listens, then answers fast.
-			(void)setSocketTimeout(raw, std::max(remaining(deadline), milliseconds(1)));
+			// The same timeout then bounds each wait for the guest.
 			Result<std::unique_ptr<GuestSession>> session =
-				ctx_.sessions->open(std::move(*fd), vm.ticket);
-			if (session) {
-				(void)setSocketTimeout(raw, ctx_.ioTimeout);
+				ctx_.sessions->open(std::move(*fd), vm.ticket,
+						    std::max(remaining(deadline), milliseconds(1)),
+						    ctx_.ioTimeout);
+			if (session)
 				return session;
-			}
 			last = session.error();
 			// A wrong ticket is not going to get better; a disconnect during
 			// the guest's start might.

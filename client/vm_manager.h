@@ -56,7 +56,7 @@ struct ManagerContext {
 	// booted guest answers in milliseconds; this also covers one still
 	// booting for a call that was killed).
 	std::chrono::milliseconds reuseTimeout = std::chrono::seconds(15);
-	// Socket timeout for requests once connected.
+	// The longest a request waits for the guest to make progress.
 	std::chrono::milliseconds ioTimeout = std::chrono::seconds(120);
 	// Time a VM gets to power off after a stop request.
 	std::chrono::milliseconds stopGrace = std::chrono::seconds(5);

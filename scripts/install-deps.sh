@@ -20,6 +20,8 @@ packages=(
   e2fsprogs dosfstools mtools xfsprogs btrfs-progs gdisk fdisk util-linux
   # test and analysis tools
   systemd hyperfine clang-tidy cppcheck procps psmisc
+  # shell completion checks
+  bash-completion zsh
 )
 if [[ "${1:-}" == "--bench" ]]; then
   packages+=(libguestfs-tools linux-image-amd64)

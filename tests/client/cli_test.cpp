@@ -60,12 +60,15 @@ protected:
 			{.name = "mtab", .type = EntryType::Symlink, .mode = 0120777, .linkTarget = "/proc/mounts"},
 		};
 		guest_.data["/disk0/part/1/etc/hostname"] = "guest\n";
+		// Members relative to the directory, which is no member itself; its
+		// metadata comes with the leading entry (docs/protocol.md).
 		guest_.data["/disk0/part/1/etc/ssh"] = test::buildTar({
-			{.name = "ssh", .type = AE_IFDIR, .perm = 0755},
-			{.name = "ssh/sshd_config", .content = "Port 22\n"},
-			{.name = "ssh/moduli.d", .type = AE_IFDIR, .perm = 0700},
-			{.name = "ssh/moduli.d/x", .content = "x", .perm = 04644},
+			{.name = "sshd_config", .content = "Port 22\n"},
+			{.name = "moduli.d", .type = AE_IFDIR, .perm = 0700},
+			{.name = "moduli.d/x", .content = "x", .perm = 04644},
 		});
+		guest_.objects["/disk0/part/1/etc/ssh"] = {.name = "ssh", .type = EntryType::Directory,
+							   .mode = 0750, .mtime = 1600000000};
 		guest_.data["/disk0/part/1/etc/hostname#tar"] =
 			test::buildTar({{.name = "hostname", .content = "guest\n", .perm = 0640}});
 	}
@@ -105,9 +108,12 @@ protected:
 	class TarAwareFactory final : public SessionFactory {
 	public:
 		explicit TarAwareFactory(test::FakeGuest &guest) : inner_(guest), guest_(guest) {}
-		Result<std::unique_ptr<GuestSession>> open(UniqueFd fd, std::string_view ticket) override
+		Result<std::unique_ptr<GuestSession>> open(UniqueFd fd, std::string_view ticket,
+							   std::chrono::milliseconds handshake,
+							   std::chrono::milliseconds io) override
 		{
-			Result<std::unique_ptr<GuestSession>> session = inner_.open(std::move(fd), ticket);
+			Result<std::unique_ptr<GuestSession>> session =
+				inner_.open(std::move(fd), ticket, handshake, io);
 			if (!session)
 				return session;
 			return std::unique_ptr<GuestSession>(new Session(std::move(*session), guest_));
@@ -127,7 +133,7 @@ protected:
 				return inner_->list(path, cb);
 			}
 			Status extract(std::string_view path, ExtractFormat format, bool zstd,
-				       const DataCallback &cb) override
+				       const EntryCallback &onStart, const DataCallback &cb) override
 			{
 				std::string key(path);
 				if (format == ExtractFormat::Tar &&
@@ -135,8 +141,9 @@ protected:
 					key += "#tar";
 				if (format == ExtractFormat::Raw && guest_.dirs.count(key) != 0 &&
 				    guest_.data.count(key) == 0)
-					return Error(EISDIR, "extract", key);
-				return inner_->extract(key, format, zstd, cb);
+					return Error::invalid(EISDIR, kGuestErrorCall, key,
+							      "IsDirectory: is a directory");
+				return inner_->extract(key, format, zstd, onStart, cb);
 			}
 
 		private:
@@ -239,7 +246,9 @@ TEST_F(CliTest, MissingThingsExitThreeWithClearErrors)
 {
 	Outcome r = run(cmd({"list"}, {"/drive-scsi0.img/part/1/nope"}));
 	EXPECT_EQ(r.code, kExitNotFound);
-	EXPECT_NE(r.err.find("/disk0/part/1/nope"), std::string::npos) << r.err;
+	// Named by the user's path, not the guest's "/disk0/...".
+	EXPECT_NE(r.err.find("list(/drive-scsi0.img/part/1/nope): NotFound"), std::string::npos) << r.err;
+	EXPECT_EQ(r.err.find("/disk0"), std::string::npos) << r.err;
 	r = run(cmd({"list"}, {"/nosuch.img/x"}));
 	EXPECT_EQ(r.code, kExitNotFound);
 	EXPECT_NE(r.err.find("nosuch.img"), std::string::npos);
@@ -275,6 +284,11 @@ TEST_F(CliTest, ExtractsADirectoryTree)
 	ASSERT_EQ(r.code, 0) << r.err;
 	EXPECT_EQ(readFile(target_ / "ssh/sshd_config"), "Port 22\n");
 	EXPECT_EQ(test::modeOf(target_ / "ssh/moduli.d/x") & 07777, 0644U);
+	// The directory itself gets the leading entry's metadata.
+	EXPECT_EQ(test::modeOf(target_ / "ssh") & 07777, 0750U);
+	struct stat st {};
+	ASSERT_EQ(::stat((target_ / "ssh").c_str(), &st), 0);
+	EXPECT_EQ(st.st_mtime, 1600000000);
 	// Only the tree: no staging directory left.
 	DIR *d = ::opendir(target_.path().c_str());
 	std::vector<std::string> names;

@@ -8,6 +8,7 @@
 // data; stop tells the fake QEMU to exit.
 
 #include <sys/socket.h>
+#include <sys/time.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -26,6 +27,9 @@ struct FakeGuest {
 	std::map<std::string, std::vector<GuestEntry>> dirs;
 	// guest path -> bytes (raw or tar, whatever the test wants streamed)
 	std::map<std::string, std::string> data;
+	// guest path -> the entry extract() announces first (default: a file
+	// named after the last component)
+	std::map<std::string, GuestEntry> objects;
 	// Fails every extract after this many bytes (a truncated stream).
 	std::size_t truncateAfter = SIZE_MAX;
 	int handshakes = 0;
@@ -54,7 +58,8 @@ public:
 	{
 		const auto it = guest_.dirs.find(std::string(path));
 		if (it == guest_.dirs.end())
-			return Error(ENOENT, "list", std::string(path));
+			return Error::invalid(ENOENT, kGuestErrorCall, std::string(path),
+					      "NotFound: No such file or directory");
 		for (const GuestEntry &entry : it->second) {
 			Status ok = onEntry(entry);
 			if (!ok)
@@ -62,11 +67,22 @@ public:
 		}
 		return {};
 	}
-	Status extract(std::string_view path, ExtractFormat, bool, const DataCallback &onData) override
+	Status extract(std::string_view path, ExtractFormat, bool, const EntryCallback &onStart,
+		       const DataCallback &onData) override
 	{
 		const auto it = guest_.data.find(std::string(path));
 		if (it == guest_.data.end())
-			return Error(ENOENT, "extract", std::string(path));
+			return Error(ENOENT, kGuestErrorCall, std::string(path));
+		std::string objectPath(path);
+		objectPath = objectPath.substr(0, objectPath.find('#'));
+		GuestEntry object;
+		object.name = objectPath.substr(objectPath.rfind('/') + 1);
+		object.mode = 0644;
+		if (const auto found = guest_.objects.find(objectPath); found != guest_.objects.end())
+			object = found->second;
+		Status started = onStart(object);
+		if (!started)
+			return started;
 		const std::string &bytes = it->second;
 		for (std::size_t at = 0; at < bytes.size(); at += 4096) {
 			if (at >= guest_.truncateAfter)
@@ -88,8 +104,14 @@ class FakeSessionFactory final : public SessionFactory {
 public:
 	explicit FakeSessionFactory(FakeGuest &guest) : guest_(guest) {}
 
-	Result<std::unique_ptr<GuestSession>> open(UniqueFd fd, std::string_view ticketHex) override
+	Result<std::unique_ptr<GuestSession>> open(UniqueFd fd, std::string_view ticketHex,
+						   std::chrono::milliseconds handshakeTimeout,
+						   std::chrono::milliseconds) override
 	{
+		timeval tv{};
+		tv.tv_sec = static_cast<time_t>(handshakeTimeout.count() / 1000);
+		tv.tv_usec = static_cast<suseconds_t>(handshakeTimeout.count() % 1000 * 1000);
+		::setsockopt(fd.get(), SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
 		++guest_.handshakes;
 		if (guest_.failHandshakes > 0) {
 			--guest_.failHandshakes;
