@@ -504,9 +504,8 @@ Status TarSink::start()
 			// does not block on a full socket.
 			char buf[65536];
 			ssize_t n;
-			std::uint64_t extra = 0;
-			while ((n = ::read(readFd, buf, sizeof(buf))) > 0 || (n < 0 && errno == EINTR))
-				extra += n > 0 ? static_cast<std::uint64_t>(n) : 0;
+			while ((n = ::read(readFd, buf, sizeof(buf))) > 0 || (n < 0 && errno == EINTR)) {
+			}
 		}
 		result_ = status;
 		::shutdown(readFd, SHUT_RDWR);
