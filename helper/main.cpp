@@ -11,6 +11,6 @@ int main(int argc, char **argv)
 		std::printf("file-restore-helper %s\n", FR_VERSION);
 		return 0;
 	}
-	std::fputs("file-restore-helper: usage: file-restore-helper --version\n", stderr);
+	(void)std::fputs("file-restore-helper: usage: file-restore-helper --version\n", stderr);
 	return 2;
 }
