@@ -2,6 +2,7 @@
 #include "client/cli.h"
 
 #include <fcntl.h>
+#include <signal.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -46,6 +47,34 @@ struct Failure {
 	std::string message;
 };
 
+// The first SIGINT/SIGTERM/SIGHUP asks the running transfer to stop (so
+// that partial output is removed on the normal error path); the handler
+// then resets itself, and a second signal kills as usual.
+volatile sig_atomic_t gInterrupted = 0;
+
+extern "C" void onInterrupt(int)
+{
+	gInterrupted = 1;
+}
+
+void installInterruptHandlers()
+{
+	gInterrupted = 0;
+	struct sigaction action {};
+	action.sa_handler = onInterrupt;
+	action.sa_flags = SA_RESETHAND; // no SA_RESTART: blocking waits return EINTR
+	sigemptyset(&action.sa_mask);
+	for (int signal : {SIGINT, SIGTERM, SIGHUP})
+		::sigaction(signal, &action, nullptr);
+}
+
+Status notInterrupted()
+{
+	if (gInterrupted != 0)
+		return Error::invalid(EINTR, "file-restore", "signal", "interrupted");
+	return {};
+}
+
 [[noreturn]] void usage(const std::string &message)
 {
 	throw Failure{kExitUsage, message};
@@ -57,6 +86,8 @@ int exitCodeFor(const Error &error)
 		return error.errnum() == EIO || error.errnum() == ETIMEDOUT ? kExitVmFailed
 									     : kExitRefused;
 	switch (error.errnum()) {
+	case EINTR:
+		return gInterrupted != 0 ? kExitInterrupted : kExitFailure;
 	case ENOENT:
 		return kExitNotFound;
 	case EEXIST:
@@ -210,6 +241,8 @@ public:
 	int extract();
 	int status();
 	int stop();
+	// extract to stdout: errors must not go there, even as JSON.
+	bool stdoutIsData() const { return stdoutIsData_; }
 
 private:
 	struct Resolved {
@@ -238,6 +271,7 @@ private:
 	std::unique_ptr<SpawnHelperRunner> helper_;
 	SystemDialer dialer_;
 	std::unique_ptr<VmManager> manager_;
+	bool stdoutIsData_ = false;
 };
 
 void Commands::openRuntime()
@@ -361,7 +395,7 @@ int Commands::list()
 				return Error::invalid(EPROTO, "list", escapeForDisplay(entry.name),
 						      "the guest sent an invalid entry name");
 			emit(entry);
-			return {};
+			return notInterrupted();
 		});
 		check(forUser(listed, "list", r.target.userPath));
 	}
@@ -399,6 +433,7 @@ int Commands::extract()
 		      escapeForDisplay(r.spec.archives.front().name) + "/part/1/etc");
 
 	if (target == "-") {
+		stdoutIsData_ = true;
 		VmConnection vm = check(manager().acquire(r.spec, deadline()));
 		Progress progress("receiving");
 		Status status = vm.session().extract(
@@ -406,7 +441,8 @@ int Commands::extract()
 			[](const GuestEntry &) { return Status{}; },
 			[&](std::string_view chunk) {
 				progress.add(chunk.size());
-				return writeAll(1, chunk);
+				Status interrupted = notInterrupted();
+				return interrupted ? writeAll(1, chunk) : interrupted;
 			});
 		progress.clear();
 		status = forUser(status, "extract", r.target.userPath);
@@ -459,7 +495,8 @@ int Commands::extract()
 		},
 		[&](std::string_view chunk) {
 			progress.add(chunk.size());
-			return sink.write(chunk);
+			Status interrupted = notInterrupted();
+			return interrupted ? sink.write(chunk) : interrupted;
 		});
 	Status unpacked = sink.finish();
 	progress.clear();
@@ -623,13 +660,15 @@ bool wantsJson(int argc, char **argv)
 	return false;
 }
 
-void printError(bool asJson, int code, const std::string &message)
+// JSON errors go to stdout, where JSON output is expected, except when
+// stdout carries extracted data: then to stderr.
+void printError(bool asJson, int code, const std::string &message, int jsonFd = 1)
 {
 	if (asJson) {
 		const nlohmann::json doc = {{"error", message}, {"exit_code", code}};
 		const std::string text =
 			doc.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) + "\n";
-		(void)!::write(1, text.data(), text.size());
+		(void)!::write(jsonFd, text.data(), text.size());
 	} else {
 		warn("error: " + message);
 	}
@@ -690,8 +729,9 @@ int runCli(int argc, char **argv, SessionFactory &sessions)
 		return kExitUsage;
 	}
 
+	installInterruptHandlers();
+	Commands commands(o, sessions);
 	try {
-		Commands commands(o, sessions);
 		if (list->parsed())
 			return commands.list();
 		if (extract->parsed())
@@ -700,10 +740,10 @@ int runCli(int argc, char **argv, SessionFactory &sessions)
 			return commands.status();
 		return commands.stop();
 	} catch (const Failure &failure) {
-		printError(jsonErrors, failure.code, failure.message);
+		printError(jsonErrors, failure.code, failure.message, commands.stdoutIsData() ? 2 : 1);
 		return failure.code;
 	} catch (const std::exception &e) {
-		printError(jsonErrors, kExitFailure, e.what());
+		printError(jsonErrors, kExitFailure, e.what(), commands.stdoutIsData() ? 2 : 1);
 		return kExitFailure;
 	}
 }

@@ -18,6 +18,7 @@ enum ExitCode : int {
 	kExitRefused = 4,   // the helper refused (policy, limits, validation)
 	kExitVmFailed = 5,  // the VM did not start or answer in time, or stayed busy
 	kExitExists = 6,    // the extraction target exists; nothing was replaced
+	kExitInterrupted = 130, // SIGINT/SIGTERM/SIGHUP; partial output removed
 };
 
 // Runs the CLI; `sessions` speaks the guest protocol (tests pass fakes).

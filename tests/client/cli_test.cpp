@@ -6,6 +6,7 @@
 
 #include <dirent.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <sys/stat.h>
 
 #include <cstdlib>
@@ -316,6 +317,24 @@ TEST_F(CliTest, TruncatedStreamLeavesNothing)
 	EXPECT_TRUE(::opendir((runtime_ / "file-restore").c_str()) != nullptr);
 }
 
+TEST_F(CliTest, InterruptStopsTheTransferAndRemovesPartialOutput)
+{
+	guest_.data["/disk0/part/1/etc/big#tar"] =
+		test::buildTar({{.name = "big", .content = std::string(200000, 'b')}});
+	guest_.signalAfterFirstChunk = SIGINT;
+	Outcome r = run(cmd({"extract"}, {"/drive-scsi0.img/part/1/etc/big", target_.path()}));
+	EXPECT_EQ(r.code, kExitInterrupted) << r.err;
+	EXPECT_NE(r.err.find("interrupted"), std::string::npos) << r.err;
+	DIR *d = ::opendir(target_.path().c_str());
+	int entries = 0;
+	while (const dirent *e = ::readdir(d))
+		entries += std::string_view(e->d_name) != "." && std::string_view(e->d_name) != "..";
+	::closedir(d);
+	EXPECT_EQ(entries, 0);
+	// The handler reset itself after one signal; restore ours for the rest.
+	::signal(SIGINT, SIG_DFL);
+}
+
 TEST_F(CliTest, ExtractsToStdout)
 {
 	Outcome r = run(cmd({"extract"}, {"/drive-scsi0.img/part/1/etc/hostname", "-"}));
@@ -327,6 +346,11 @@ TEST_F(CliTest, ExtractsToStdout)
 	r = run(cmd({"extract"}, {"/drive-scsi0.img/part/1/etc", "-"}));
 	EXPECT_EQ(r.code, kExitUsage);
 	EXPECT_NE(r.err.find("--format"), std::string::npos);
+	// JSON errors of an extraction to stdout go to stderr, not into the data.
+	r = run(cmd({"--output-format", "json", "extract"}, {"/drive-scsi0.img/part/1/etc/nope", "-"}));
+	EXPECT_EQ(r.code, kExitNotFound);
+	EXPECT_EQ(r.out, "");
+	EXPECT_EQ(json::parse(r.err, nullptr, false)["exit_code"], kExitNotFound) << r.err;
 	r = run(cmd({"extract", "--format", "zip"}, {"/drive-scsi0.img/part/1/etc/ssh", target_.path()}));
 	EXPECT_EQ(r.code, kExitUsage);
 	r = run(cmd({"extract", "--zstd"}, {"/drive-scsi0.img/part/1/etc/ssh", "-"}));

@@ -7,6 +7,7 @@
 // stale ticket fails like the real handshake). list/extract serve canned
 // data; stop tells the fake QEMU to exit.
 
+#include <signal.h>
 #include <sys/socket.h>
 #include <sys/time.h>
 #include <unistd.h>
@@ -32,6 +33,8 @@ struct FakeGuest {
 	std::map<std::string, GuestEntry> objects;
 	// Fails every extract after this many bytes (a truncated stream).
 	std::size_t truncateAfter = SIZE_MAX;
+	// Raises this signal after the first chunk of an extract (0: none).
+	int signalAfterFirstChunk = 0;
 	int handshakes = 0;
 	int failHandshakes = 0; // the first N handshakes fail (as if mid-boot)
 };
@@ -91,6 +94,8 @@ public:
 			Status ok = onData(std::string_view(bytes).substr(at, 4096));
 			if (!ok)
 				return ok;
+			if (at == 0 && guest_.signalAfterFirstChunk != 0)
+				::raise(guest_.signalAfterFirstChunk);
 		}
 		return {};
 	}

@@ -5,6 +5,7 @@
 #include "client/vm_manager.h"
 
 #include <signal.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 
 #include <cstdlib>
@@ -12,6 +13,7 @@
 #include <gtest/gtest.h>
 
 #include "client/process.h"
+#include "shared/guest_abi.h"
 #include "client/vm_name.h"
 #include "fake_session.h"
 #include "reaper.h"
@@ -40,9 +42,31 @@ bool gone(pid_t pid)
 	return false;
 }
 
+// vsock is never dialled for real here (this machine's /dev/vsock is not
+// ours): this dialer records the CID it was asked for and plays the guest
+// over a socketpair, greeting with the VM's ticket like the fake QEMU.
+class FakeVsockDialer final : public Dialer {
+public:
+	Result<UniqueFd> dial(const VmRecord &vm) override
+	{
+		if (vm.transport != Transport::Vsock || !vm.cid || !vm.socketPath.empty())
+			return Error(EINVAL, "dial", "not a vsock VM");
+		cids.push_back(*vm.cid);
+		int sv[2];
+		if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0)
+			return Error(errno, "socketpair", "");
+		(void)!::write(sv[1], vm.ticket.data(), vm.ticket.size());
+		guests.emplace_back(sv[1]);
+		return UniqueFd(sv[0]);
+	}
+	std::vector<std::uint32_t> cids;
+	std::vector<UniqueFd> guests;
+};
+
 // One client: its runtime directory, store, seams and messages.
 struct Client {
-	explicit Client(const std::string &base, test::FakeGuest &guest)
+	explicit Client(const std::string &base, test::FakeGuest &guest, Dialer *customDialer = nullptr,
+			bool vhostVsock = false)
 		: dir(openRuntimeDir(base).value()), store(dir.fd.get(), dir.path),
 		  helper(std::getenv("FAKE_HELPER")), sessions(guest)
 	{
@@ -50,7 +74,8 @@ struct Client {
 		ctx.dir = &dir;
 		ctx.store = &store;
 		ctx.helper = &helper;
-		ctx.dialer = &dialer;
+		ctx.dialer = customDialer != nullptr ? customDialer : &dialer;
+		ctx.vhostVsockUsable = vhostVsock;
 		ctx.sessions = &sessions;
 		ctx.warn = [this](const std::string &m) { warnings += m + "\n"; };
 		ctx.verbose = true;
@@ -137,6 +162,53 @@ TEST_F(ManagerTest, StartsOnceThenReuses)
 	EXPECT_EQ(starts(), 1);
 	// Every call gets a fresh 256-bit ticket (helper log: "|ticket=...").
 	EXPECT_NE(readFile(scratch_ / "calls").find("|ticket=" + record.ticket), std::string::npos);
+}
+
+TEST_F(ManagerTest, VsockTransportUsesTheCidTheHelperReserved)
+{
+	FakeVsockDialer vsock;
+	Client viaVsock(base_.path(), guest_, &vsock, true);
+	spec_.transport = TransportChoice::Auto; // vhost-vsock "usable": auto is vsock
+	pid_t pid = 0;
+	{
+		Result<VmConnection> vm = viaVsock.manager->acquire(spec_, in(10));
+		ASSERT_TRUE(vm) << vm.error().message() << viaVsock.warnings;
+		EXPECT_TRUE(vm->started());
+		EXPECT_EQ(vm->record().transport, Transport::Vsock);
+		EXPECT_EQ(*vm->record().cid, 42U);
+		EXPECT_TRUE(vm->record().socketPath.empty());
+		pid = vm->record().pid;
+	}
+	Result<VmConnection> again = viaVsock.manager->acquire(spec_, in(10));
+	ASSERT_TRUE(again);
+	EXPECT_FALSE(again->started());
+	EXPECT_EQ(vsock.cids, (std::vector<std::uint32_t>{42, 42}));
+	const std::string calls = readFile(scratch_ / "calls");
+	EXPECT_NE(calls.find("--transport\x1fvsock\x1f"), std::string::npos) << calls;
+	EXPECT_EQ(calls.find("--socket"), std::string::npos) << calls;
+	const StateMap map = viaVsock.map();
+	ASSERT_EQ(map.vms.size(), 1U);
+	EXPECT_EQ(map.vms[0].cid, std::optional<std::uint32_t>(42));
+	EXPECT_EQ(map.vms[0].pid, pid);
+}
+
+TEST(Transport, ChoiceAndAddresses)
+{
+	EXPECT_EQ(resolveTransport(TransportChoice::Auto, true), Transport::Vsock);
+	EXPECT_EQ(resolveTransport(TransportChoice::Auto, false), Transport::Serial);
+	EXPECT_EQ(resolveTransport(TransportChoice::Serial, true), Transport::Serial);
+	EXPECT_EQ(resolveTransport(TransportChoice::Vsock, false), Transport::Vsock);
+	const sockaddr_vm vm = vsockAddress(4242);
+	EXPECT_EQ(vm.svm_family, AF_VSOCK);
+	EXPECT_EQ(vm.svm_cid, 4242U);
+	EXPECT_EQ(vm.svm_port, abi::kVsockPort);
+	EXPECT_TRUE(unixAddress("/run/user/1000/file-restore/vm-0123456789abcdef.sock"));
+	EXPECT_EQ(unixAddress("/" + std::string(107, 'x')).error().errnum(), ENAMETOOLONG);
+	EXPECT_TRUE(unixAddress("/" + std::string(106, 'x')));
+	// This machine has no /dev/vhost-vsock (CI): auto means serial here.
+	if (::access(kVhostVsockDevice, F_OK) != 0) {
+		EXPECT_FALSE(vhostVsockUsable());
+	}
 }
 
 TEST_F(ManagerTest, KilledQemuIsRestarted)
