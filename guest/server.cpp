@@ -17,19 +17,20 @@ constexpr std::size_t kFlushSize = 64 * 1024;
 // Read granularity; the buffer never holds more than one request plus this.
 constexpr std::size_t kReadChunk = 16 * 1024;
 
-std::int64_t nowMs() noexcept
+std::uint64_t nowMs() noexcept
 {
 	timespec ts{};
 	::clock_gettime(CLOCK_MONOTONIC, &ts);
-	return static_cast<std::int64_t>(ts.tv_sec) * 1000 + ts.tv_nsec / 1000000;
+	return static_cast<std::uint64_t>(ts.tv_sec) * 1000 + static_cast<std::uint64_t>(ts.tv_nsec) / 1000000;
 }
 
 } // namespace
 
 // --- Responder -------------------------------------------------------------
 
-void Responder::reset() noexcept
+void Responder::reset(bool flowControlled) noexcept
 {
+	flowControlled_ = flowControlled;
 	out_.clear();
 	entries_ = 0;
 	bytes_ = 0;
@@ -42,7 +43,16 @@ Status Responder::flush()
 		return Error(EPIPE, "write", "response abandoned");
 	if (out_.empty())
 		return {};
+	if (flow_ != nullptr && flowControlled_) {
+		if (Status ok = flow_->admit(out_.size()); !ok) {
+			broken_ = true;
+			out_.clear();
+			return ok;
+		}
+	}
 	Status ok = stream_.write(out_, -1);
+	if (ok && flow_ != nullptr && flowControlled_)
+		flow_->written(out_.size());
 	out_.clear();
 	if (!ok)
 		broken_ = true;
@@ -92,8 +102,42 @@ Status Responder::data(std::span<const std::uint8_t> bytes)
 
 Connection::Connection(ByteStream &stream, const proto::Key &ticket, RequestHandler &handler,
 		       ConnectionOptions options)
-	: stream_(stream), key_(ticket), handler_(handler), options_(options), out_(stream)
+	: stream_(stream), key_(ticket), handler_(handler), options_(options), out_(stream, this)
 {
+}
+
+Status Connection::admit(std::size_t bytes)
+{
+	for (;;) {
+		// Take in whatever the host sent, without waiting.
+		const std::size_t before = buffered();
+		Status got = fill(before + 1, 0);
+		if (!got && got.error().errnum() != ETIMEDOUT)
+			return got; // the host went away
+		// Consume the Acks at the head of the input; anything else means
+		// the host gave up on this response (or a new host arrived).
+		while (buffered() >= proto::kFrameHeaderSize) {
+			const std::uint8_t *at = in_.data() + inPos_;
+			const Result<proto::FrameHeader> header = proto::decodeFrameHeader(
+				std::span<const std::uint8_t, proto::kFrameHeaderSize>(at, proto::kFrameHeaderSize),
+				proto::Direction::ToGuest);
+			if (!header || header->type != proto::FrameType::Ack)
+				return Error(ECANCELED, "response", "host sent a request mid-response");
+			if (buffered() < proto::kFrameHeaderSize + proto::kAckSize)
+				break;
+			const Result<std::uint64_t> ack = proto::decodeAck(
+				std::span(at + proto::kFrameHeaderSize, proto::kAckSize));
+			if (!ack || *ack > sent_)
+				return Error(EPROTO, "response", "acknowledgement beyond what was sent");
+			acked_ = *ack > acked_ ? *ack : acked_;
+			inPos_ += proto::kFrameHeaderSize + proto::kAckSize;
+		}
+		if (sent_ + bytes - acked_ <= proto::kAckWindow || sent_ == acked_)
+			return {};
+		// Window full: wait for the host.
+		if (Status more = fill(buffered() + 1, -1); !more)
+			return more;
+	}
 }
 
 Status Connection::fill(std::size_t want, int timeoutMs)
@@ -168,6 +212,7 @@ Status Connection::finish(const Status &result, bool countEntries)
 	char message[proto::kMessageMax + 1];
 	result.error().format(message, sizeof(message));
 	const int err = result.error().errnum();
+	logf(LogLevel::Info, "request failed: %s", message);
 	return sendFailure(proto::codeForErrno(err), err, message);
 }
 
@@ -175,6 +220,10 @@ bool Connection::handleFrame(const proto::FrameHeader &header, std::span<const s
 			     Outcome &outcome)
 {
 	out_.reset();
+	sent_ = 0;
+	acked_ = 0;
+	if (state_ == State::Ready && header.type == proto::FrameType::Ack)
+		return true; // a late acknowledgement of a finished response
 	if (state_ == State::AwaitAuth) {
 		if (header.type == proto::FrameType::Auth) {
 			const Result<proto::Proof> proof = proto::decodeAuth(body);
@@ -205,7 +254,8 @@ bool Connection::handleFrame(const proto::FrameHeader &header, std::span<const s
 		return true;
 	}
 
-	// Ready: an authenticated host.
+	// Ready: an authenticated host. Its response is flow-controlled.
+	out_.reset(true);
 	Status done;
 	switch (header.type) {
 	case proto::FrameType::Auth:
@@ -245,7 +295,11 @@ bool Connection::handleFrame(const proto::FrameHeader &header, std::span<const s
 			done = finish(request.error(), false);
 			break;
 		}
+		const std::uint64_t start = nowMs();
 		Status result = handler_.extract(*request, out_);
+		logf(LogLevel::Info, "extract: %llu bytes in %llu ms%s",
+		     static_cast<unsigned long long>(out_.bytes()),
+		     static_cast<unsigned long long>(nowMs() - start), result ? "" : " (failed)");
 		if (result && out_.entries() != 1)
 			result = Error(EIO, "extract", "handler sent no object entry"); // a bug
 		done = finish(result, false);
@@ -256,6 +310,7 @@ bool Connection::handleFrame(const proto::FrameHeader &header, std::span<const s
 		break;
 	}
 	if (!done) {
+		logError(done.error(), LogLevel::Info);
 		// The host went away or sent something mid-response (a new host
 		// on the serial port): end this conversation; the bytes that
 		// arrived are read by the next one.
@@ -269,11 +324,12 @@ Connection::Outcome Connection::run()
 {
 	// The pre-authentication limit is for the whole set-up, so that a host
 	// trickling bytes cannot hold a connection slot.
-	const std::int64_t authDeadline = nowMs() + options_.preAuthTimeoutMs;
+	const std::uint64_t authDeadline = nowMs() + static_cast<std::uint64_t>(options_.preAuthTimeoutMs);
+	state_ = State::AwaitHello; // every conversation authenticates anew
 	for (;;) {
 		int timeout = -1;
 		if (state_ != State::Ready && options_.preAuthTimeoutMs > 0) {
-			const std::int64_t left = authDeadline - nowMs();
+			const std::int64_t left = static_cast<std::int64_t>(authDeadline - nowMs());
 			if (left <= 0)
 				return Outcome::Closed;
 			timeout = static_cast<int>(left);

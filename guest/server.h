@@ -17,12 +17,25 @@
 
 namespace fr::guest {
 
+// Admits response bytes into the stream under the protocol's flow control
+// (docs/protocol.md, "Flow control"); Connection implements it.
+class FlowControl {
+public:
+	virtual ~FlowControl() = default;
+	// Returns once `bytes` more may be written: waits for the host's Acks
+	// while more than kAckWindow would be unacknowledged. Fails (the
+	// response must be abandoned) when the host sends anything but an Ack,
+	// or goes away.
+	virtual Status admit(std::size_t bytes) = 0;
+	virtual void written(std::size_t bytes) = 0;
+};
+
 // Writes one response's frames. Counts what the End trailer must carry.
 // After a failed write the responder is broken(): the conversation is over
 // and no trailer may follow.
 class Responder {
 public:
-	explicit Responder(ByteStream &stream) : stream_(stream) {}
+	explicit Responder(ByteStream &stream, FlowControl *flow = nullptr) : stream_(stream), flow_(flow) {}
 
 	Status entry(const proto::Entry &entry);
 	// Sends `bytes` as Data frames of at most kDataChunkSize.
@@ -35,12 +48,17 @@ public:
 
 	// For Connection: raw frames (trailers, status) through the same buffer.
 	Status frames(const std::vector<std::uint8_t> &encoded);
-	void reset() noexcept;
+	// reset() starts a new message without flow control (hellos, AuthOk:
+	// the host may already be sending its next message); a request's
+	// response is written under flow control.
+	void reset(bool flowControlled = false) noexcept;
 
 private:
 	Status maybeFlush();
 
 	ByteStream &stream_;
+	FlowControl *flow_;
+	bool flowControlled_ = false;
 	std::vector<std::uint8_t> out_;
 	std::uint64_t entries_ = 0;
 	std::uint64_t bytes_ = 0;
@@ -69,12 +87,14 @@ struct ConnectionOptions {
 	bool closeOnAuthFailure = false;
 };
 
-// One conversation. Returns StreamEnded when read() returned 0 or failed,
-// Abandoned when a response could not be written (the host went away, or
-// sent bytes mid-response: they are still unread, for the next
-// conversation), Closed when a vsock host failed to authenticate (in time),
-// Stopped after Stop. Never aborts on input.
-class Connection {
+// The daemon's end of one stream. run() serves one conversation and returns
+// StreamEnded when read() returned 0 or failed, Abandoned when a response
+// could not be finished (the host went away, or sent something other than
+// an Ack mid-response: those bytes stay buffered for the next run()),
+// Closed when a vsock host failed to authenticate (in time), Stopped after
+// Stop. The serial port calls run() again on the same Connection for the
+// next host; every run() starts unauthenticated. Never aborts on input.
+class Connection final : private FlowControl {
 public:
 	Connection(ByteStream &stream, const proto::Key &ticket, RequestHandler &handler,
 		   ConnectionOptions options);
@@ -85,6 +105,8 @@ public:
 private:
 	enum class State { AwaitHello, AwaitAuth, Ready };
 
+	Status admit(std::size_t bytes) override;
+	void written(std::size_t bytes) override { sent_ += bytes; }
 	Status fill(std::size_t want, int timeoutMs);
 	std::size_t buffered() const noexcept { return in_.size() - inPos_; }
 	Status sendFailure(proto::ErrorCode code, int err, std::string_view message);
@@ -104,6 +126,8 @@ private:
 	proto::Nonce serverNonce_{};
 	std::vector<std::uint8_t> in_;
 	std::size_t inPos_ = 0;
+	std::uint64_t sent_ = 0;  // bytes of the current response written
+	std::uint64_t acked_ = 0; // of those, acknowledged by the host
 };
 
 } // namespace fr::guest

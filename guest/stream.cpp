@@ -14,6 +14,12 @@ namespace fr::guest {
 namespace {
 
 constexpr int kHangupPollMs = 20;
+// virtio_console queues each non-blocking write() as one buffer in a
+// 128-entry virtqueue, in guest kernel memory, whatever its size: with
+// 256 KiB writes a host that reads slowly has ~30 MiB of a 128 MiB guest
+// pinned, and an extract "finishes" long before the host has its bytes.
+// 32 KiB writes bound that to 4 MiB.
+constexpr std::size_t kSerialWriteMax = 32 * 1024;
 
 std::int64_t nowMs() noexcept
 {
@@ -80,7 +86,9 @@ Status GuestStream::write(std::span<const std::uint8_t> buf, int timeoutMs)
 	const std::int64_t deadline = nowMs() + timeoutMs;
 	std::size_t done = 0;
 	while (done < buf.size()) {
-		pollfd p{fd_.get(), POLLOUT | POLLIN, 0};
+		// Input mid-response is the flow control's business
+		// (Connection::admit), not a reason to stop writing here.
+		pollfd p{fd_.get(), POLLOUT, 0};
 		const int r = ::poll(&p, 1, leftMs(deadline, timeoutMs));
 		if (r < 0) {
 			if (errno == EINTR)
@@ -92,13 +100,12 @@ Status GuestStream::write(std::span<const std::uint8_t> buf, int timeoutMs)
 					      timeoutMs);
 		if (p.revents & (POLLHUP | POLLERR))
 			return Error(EPIPE, "write", "host disconnected");
-		if (p.revents & POLLIN)
-			return Error(ECANCELED, "write", "host sent data mid-response");
 		// send(MSG_NOSIGNAL) on sockets: a vanished peer is EPIPE, not a
 		// SIGPIPE (the serial port is a character device: plain write).
-		const ssize_t n = serial_ ? ::write(fd_.get(), buf.data() + done, buf.size() - done)
-					  : ::send(fd_.get(), buf.data() + done, buf.size() - done,
-						   MSG_NOSIGNAL);
+		const std::size_t chunk = buf.size() - done;
+		const ssize_t n = serial_ ? ::write(fd_.get(), buf.data() + done,
+						    chunk < kSerialWriteMax ? chunk : kSerialWriteMax)
+					  : ::send(fd_.get(), buf.data() + done, chunk, MSG_NOSIGNAL);
 		if (n < 0) {
 			if (errno == EINTR || errno == EAGAIN)
 				continue;

@@ -9,13 +9,11 @@ namespace fr::guest {
 // The daemon's end of a transport: a vsock connection or the virtio-serial
 // port. Owns the fd (switched to O_NONBLOCK).
 //
-// Writes wait with poll(POLLOUT | POLLIN) and fail
-//  - with ECANCELED as soon as input arrives: the protocol has one request at
-//    a time, so bytes arriving mid-response mean the host gave up or a new
-//    host took the serial port (docs/protocol.md, "Transports");
-//  - with EPIPE on POLLHUP/POLLERR: the host disconnected. On the serial port
-//    this matters most: virtio_console's write() blocks, with no error, until
-//    a host reconnects, and QEMU drops what the guest writes meanwhile.
+// Writes wait with poll(POLLOUT) and fail with EPIPE on POLLHUP/POLLERR:
+// the host disconnected. On the serial port this matters most:
+// virtio_console's write() blocks, with no error, until a host reconnects,
+// and QEMU drops what the guest writes meanwhile. (Input arriving
+// mid-response is handled by the protocol's flow control, Connection::admit.)
 //
 // Serial reads: while no host is connected, virtio_console reports
 // POLLIN|POLLHUP continuously and read() returns 0. The first such read ends

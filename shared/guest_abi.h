@@ -35,6 +35,18 @@ inline constexpr const char *kSerialPortName = "org.file-restore.0";
 inline constexpr const char *kDiskSerialPrefix = "frdisk";
 inline constexpr const char *kDiskDirPrefix = "disk";
 
+// Kernel command-line arguments every restore VM boots with, before the
+// daemon's own (fr.idle=, fr.transport=) and, under TCG, tsc_early_khz=<host
+// TSC kHz> (microvm hangs in ~1 of 8 TCG boots calibrating the TSC without
+// it). console=ttyS0 + quiet: the serial console carries the daemon's log,
+// not the kernel's chatter; panic=-1: a guest kernel panic reboots at once,
+// which QEMU's -no-reboot turns into an exit; cryptomgr.notests: skips the
+// boot-time crypto self-tests (~0.4 s under TCG), the VM's crypto is the
+// daemon's libsodium; pci=off: microvm has no PCI bus, probing it only
+// costs time.
+inline constexpr const char *kKernelBootArgs =
+	"console=ttyS0 quiet panic=-1 cryptomgr.notests pci=off";
+
 // Kernel command-line parameters the helper sets for the daemon.
 inline constexpr const char *kCmdlineIdleTimeout = "fr.idle";   // seconds, decimal
 inline constexpr const char *kCmdlineTransport = "fr.transport"; // "vsock" or "serial"

@@ -152,6 +152,23 @@ Status GuestSession::send(const std::vector<std::uint8_t> &bytes)
 	return {};
 }
 
+Status GuestSession::sendRequest(const std::vector<std::uint8_t> &bytes)
+{
+	received_ = 0;
+	acked_ = 0;
+	return send(bytes);
+}
+
+Status GuestSession::acknowledge()
+{
+	if (received_ - acked_ < proto::kAckInterval)
+		return {};
+	std::vector<std::uint8_t> ack;
+	proto::encodeAck(ack, received_);
+	acked_ = received_;
+	return send(ack);
+}
+
 Status GuestSession::fill(std::size_t want)
 {
 	if (inPos_ > 0 && inPos_ == in_.size()) {
@@ -216,6 +233,7 @@ Result<GuestSession::Frame> GuestSession::readFrame()
 	body_.resize(h->length);
 	if (Status ok = readExact(body_.data(), body_.size()); !ok)
 		return ok.error();
+	received_ += proto::kFrameHeaderSize + h->length;
 	return Frame{h->type, std::span<const std::uint8_t>(body_)};
 }
 
@@ -333,7 +351,7 @@ Result<proto::StatusInfo> GuestSession::status(bool keepTimeout)
 		return ok.error();
 	std::vector<std::uint8_t> out;
 	proto::encodeStatusRequest(out, proto::StatusRequest{keepTimeout});
-	if (Status ok = send(out); !ok)
+	if (Status ok = sendRequest(out); !ok)
 		return ok.error();
 	Result<Frame> frame = readFrame();
 	if (!frame)
@@ -364,7 +382,7 @@ Status GuestSession::stop()
 		return ok;
 	std::vector<std::uint8_t> out;
 	proto::encodeStop(out);
-	if (Status ok = send(out); !ok)
+	if (Status ok = sendRequest(out); !ok)
 		return ok;
 	Result<Frame> frame = readFrame();
 	if (!frame)
@@ -387,7 +405,7 @@ Status GuestSession::list(std::string_view path, const EntryCallback &onEntry)
 		return ok;
 	std::vector<std::uint8_t> out;
 	proto::encodeList(out, path);
-	if (Status ok = send(out); !ok)
+	if (Status ok = sendRequest(out); !ok)
 		return ok;
 	std::uint64_t received = 0;
 	for (;;) {
@@ -402,6 +420,8 @@ Status GuestSession::list(std::string_view path, const EntryCallback &onEntry)
 			++received;
 			if (Status ok = onEntry(*entry); !ok)
 				return broken(ok.error());
+			if (Status ok = acknowledge(); !ok)
+				return ok;
 			break;
 		}
 		case proto::FrameType::End: {
@@ -430,7 +450,7 @@ Status GuestSession::extract(std::string_view path, proto::ExtractFormat format,
 		return ok;
 	std::vector<std::uint8_t> out;
 	proto::encodeExtract(out, proto::ExtractRequest{format, compression, std::string(path)});
-	if (Status ok = send(out); !ok)
+	if (Status ok = sendRequest(out); !ok)
 		return ok;
 	bool started = false;
 	std::uint64_t received = 0;
@@ -456,6 +476,8 @@ Status GuestSession::extract(std::string_view path, proto::ExtractFormat format,
 			received += frame->body.size();
 			if (Status ok = onData(frame->body); !ok)
 				return broken(ok.error());
+			if (Status ok = acknowledge(); !ok)
+				return ok;
 			break;
 		case proto::FrameType::End: {
 			if (!started)

@@ -132,6 +132,10 @@ private:
 
 	Status handshake();
 	Status send(const std::vector<std::uint8_t> &bytes);
+	// Starts counting a new response's bytes for flow control.
+	Status sendRequest(const std::vector<std::uint8_t> &bytes);
+	// Sends an Ack when kAckInterval bytes arrived since the last one.
+	Status acknowledge();
 	Result<Frame> readFrame();
 	Status readExact(std::uint8_t *dst, std::size_t n);
 	Status fill(std::size_t want); // until buffered() >= want
@@ -148,6 +152,8 @@ private:
 	std::vector<std::uint8_t> in_; // read buffer; in_[inPos_..] unread
 	std::size_t inPos_ = 0;
 	std::vector<std::uint8_t> body_; // the current frame's body
+	std::uint64_t received_ = 0;     // bytes of the current response
+	std::uint64_t acked_ = 0;
 };
 
 } // namespace fr

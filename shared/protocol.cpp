@@ -314,6 +314,8 @@ std::size_t maxBodySize(FrameType type) noexcept
 		return kPathMax;
 	case FrameType::Extract:
 		return kExtractRequestFixed + kPathMax;
+	case FrameType::Ack:
+		return kAckSize;
 	case FrameType::StatusInfo:
 		return kStatusInfoSize;
 	case FrameType::Entry:
@@ -340,6 +342,7 @@ bool isFixedSize(FrameType type) noexcept
 	case FrameType::AuthOk:
 	case FrameType::StatusInfo:
 	case FrameType::End:
+	case FrameType::Ack:
 		return true;
 	default:
 		return false;
@@ -350,7 +353,7 @@ bool typeAllowed(std::uint8_t type, Direction dir) noexcept
 {
 	if (dir == Direction::ToGuest)
 		return type >= static_cast<std::uint8_t>(FrameType::Auth) &&
-		       type <= static_cast<std::uint8_t>(FrameType::Extract);
+		       type <= static_cast<std::uint8_t>(FrameType::Ack);
 	return type >= static_cast<std::uint8_t>(FrameType::AuthOk) &&
 	       type <= static_cast<std::uint8_t>(FrameType::Failure);
 }
@@ -418,6 +421,13 @@ void encodeExtract(std::vector<std::uint8_t> &out, const ExtractRequest &request
 	p[0] = static_cast<std::uint8_t>(request.format);
 	p[1] = static_cast<std::uint8_t>(request.compression);
 	f.append(request.path);
+	f.finish();
+}
+
+void encodeAck(std::vector<std::uint8_t> &out, std::uint64_t received)
+{
+	FrameBuilder f(out, FrameType::Ack);
+	put64(f.grow(kAckSize), received);
 	f.finish();
 }
 
@@ -541,6 +551,13 @@ Result<ExtractRequest> decodeExtract(std::span<const std::uint8_t> body)
 	if (Status ok = checkPath(request.path); !ok)
 		return ok.error();
 	return request;
+}
+
+Result<std::uint64_t> decodeAck(std::span<const std::uint8_t> body) noexcept
+{
+	if (body.size() != kAckSize)
+		return protocolError("ack", "body of %zu bytes", body.size());
+	return get64(body.data());
 }
 
 Result<StatusInfo> decodeStatusInfo(std::span<const std::uint8_t> body)

@@ -84,6 +84,18 @@ static_assert(kSyncPaddingSize >= kMaxRequestBody + kFrameHeaderSize);
 // The daemon sends file contents in Data frames of at most this size.
 inline constexpr std::size_t kDataChunkSize = std::size_t{256} << 10;
 
+// Flow control (docs/protocol.md, "Flow control"): while a response is
+// streaming, the host acknowledges the response bytes it has received (Ack
+// frames); the daemon never has more than kAckWindow bytes unacknowledged,
+// and the host acknowledges at least every kAckInterval bytes. Needed
+// because the guest's virtio_console queues non-blocking writes without a
+// bound: without it a host that reads slowly makes the guest run out of
+// memory.
+inline constexpr std::size_t kAckWindow = std::size_t{2} << 20;
+inline constexpr std::size_t kAckInterval = std::size_t{256} << 10;
+static_assert(kAckInterval * 2 <= kAckWindow);
+inline constexpr std::size_t kAckSize = 8;
+
 // --- message types ---------------------------------------------------------
 
 enum class FrameType : std::uint8_t {
@@ -93,6 +105,7 @@ enum class FrameType : std::uint8_t {
 	Stop = 0x03,
 	List = 0x04,
 	Extract = 0x05,
+	Ack = 0x06, // flow control, only while a response is streaming
 	// guest -> host
 	AuthOk = 0x41,
 	StatusInfo = 0x42,
@@ -269,6 +282,8 @@ void encodeStatusRequest(std::vector<std::uint8_t> &out, const StatusRequest &re
 void encodeStop(std::vector<std::uint8_t> &out);
 void encodeList(std::vector<std::uint8_t> &out, std::string_view path);
 void encodeExtract(std::vector<std::uint8_t> &out, const ExtractRequest &request);
+// `received`: response bytes (frame headers and bodies) received so far.
+void encodeAck(std::vector<std::uint8_t> &out, std::uint64_t received);
 void encodeAuthOk(std::vector<std::uint8_t> &out);
 void encodeStatusInfo(std::vector<std::uint8_t> &out, const StatusInfo &info);
 void encodeEntry(std::vector<std::uint8_t> &out, const Entry &entry);
@@ -284,6 +299,7 @@ Result<Proof> decodeAuth(std::span<const std::uint8_t> body) noexcept;
 Result<StatusRequest> decodeStatusRequest(std::span<const std::uint8_t> body) noexcept;
 Result<std::string> decodeList(std::span<const std::uint8_t> body);
 Result<ExtractRequest> decodeExtract(std::span<const std::uint8_t> body);
+Result<std::uint64_t> decodeAck(std::span<const std::uint8_t> body) noexcept;
 Result<StatusInfo> decodeStatusInfo(std::span<const std::uint8_t> body);
 Result<Entry> decodeEntry(std::span<const std::uint8_t> body);
 Result<std::uint64_t> decodeEnd(std::span<const std::uint8_t> body) noexcept;

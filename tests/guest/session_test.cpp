@@ -84,6 +84,7 @@ public:
 				abandoned = true;
 				return ok;
 			}
+			produced += n;
 			left -= n;
 			offset += n;
 		}
@@ -93,6 +94,7 @@ public:
 
 	std::atomic<bool> stopped{false};
 	std::atomic<bool> abandoned{false};
+	std::atomic<std::uint64_t> produced{0};
 	bool lastKeepTimeout = false;
 	int listCount = 3;
 	std::uint64_t extractSize = 1000000;
@@ -107,12 +109,16 @@ public:
 		if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds) != 0)
 			std::abort();
 		host_ = UniqueFd(fds[0]);
+		// Deep kernel buffers (8 MiB, like a serial port whose queue is
+		// unbounded): what limits the daemon is then the flow control.
+		const int big = 4 << 20;
+		::setsockopt(fds[1], SOL_SOCKET, SO_SNDBUF, &big, sizeof(big));
 		stream_ = std::make_unique<GuestStream>(UniqueFd(fds[1]), false);
 		// Like the daemon's serial loop: a new conversation after an
 		// abandoned one, on the same stream.
 		thread_ = std::thread([this, options] {
+			Connection connection(*stream_, key_, handler, options);
 			do {
-				Connection connection(*stream_, key_, handler, options);
 				outcome = connection.run();
 			} while (outcome == Connection::Outcome::Abandoned);
 		});
@@ -429,6 +435,59 @@ TEST(Session, CountMismatchIsAnError)
 	ASSERT_FALSE(result);
 	EXPECT_EQ(result.error().errnum(), EPROTO);
 	EXPECT_FALSE(GuestSession::isGuestError(result.error()));
+}
+
+TEST(Session, FlowControlBoundsWhatTheDaemonRunsAhead)
+{
+	// A host that stops reading: the daemon must stop producing after about
+	// one window (kernel buffers on the serial port are not a bound).
+	const proto::Key key = keyOf(20);
+	Daemon daemon(key);
+	daemon.handler.extractSize = std::uint64_t{64} << 20;
+	Result<GuestSession> session = GuestSession::open(daemon.hostFd(), key, 5000);
+	ASSERT_TRUE(session);
+	std::vector<std::uint8_t> request;
+	proto::encodeExtract(request, proto::ExtractRequest{proto::ExtractFormat::Raw,
+							     proto::Compression::None, "/big"});
+	ASSERT_EQ(::write(daemon.rawHost(), request.data(), request.size()),
+		  static_cast<ssize_t>(request.size()));
+	::usleep(500 * 1000);
+	const std::uint64_t produced = daemon.handler.produced;
+	EXPECT_GT(produced, std::uint64_t{1} << 20);
+	EXPECT_LT(produced, std::uint64_t{4} << 20) << "the daemon ran ahead of the host's acknowledgements";
+
+	// Acknowledging lets it go on; acknowledging more than was sent is a
+	// protocol violation that ends the response.
+	std::vector<std::uint8_t> ack;
+	proto::encodeAck(ack, std::uint64_t{1} << 40);
+	ASSERT_EQ(::write(daemon.rawHost(), ack.data(), ack.size()), static_cast<ssize_t>(ack.size()));
+	for (int i = 0; i < 100 && !daemon.handler.abandoned; ++i)
+		::usleep(10 * 1000);
+	EXPECT_TRUE(daemon.handler.abandoned);
+}
+
+TEST(Session, SlowHostGetsEverything)
+{
+	const proto::Key key = keyOf(21);
+	Daemon daemon(key);
+	daemon.handler.extractSize = std::uint64_t{8} << 20;
+	Result<GuestSession> session = GuestSession::open(daemon.hostFd(), key, 5000);
+	ASSERT_TRUE(session);
+	std::uint64_t got = 0;
+	int calls = 0;
+	Status ok = session->extract(
+		"/big", proto::ExtractFormat::Raw, proto::Compression::None,
+		[](const proto::Entry &) { return Status{}; },
+		[&](std::span<const std::uint8_t> bytes) {
+			got += bytes.size();
+			if (++calls % 8 == 0)
+				::usleep(20 * 1000);
+			// The daemon never runs more than a window (plus buffers) ahead.
+			EXPECT_LT(daemon.handler.produced - got, std::uint64_t{4} << 20);
+			return Status{};
+		});
+	ASSERT_TRUE(ok) << ok.error().message();
+	EXPECT_EQ(got, std::uint64_t{8} << 20);
 }
 
 TEST(Session, TruncatedResponseIsAnError)

@@ -1,0 +1,71 @@
+// SPDX-License-Identifier: AGPL-3.0-or-later
+#pragma once
+
+// The idle timer. Requests touch it; a running list or extract holds it off
+// (Hold); a status request with "keep timeout" only reads it. The main loop
+// powers the VM off once expired() or after requestStop().
+
+#include <time.h>
+
+#include <atomic>
+#include <cstdint>
+
+namespace fr::guest {
+
+inline std::uint64_t monotonicMs() noexcept
+{
+	timespec ts{};
+	::clock_gettime(CLOCK_MONOTONIC, &ts);
+	return static_cast<std::uint64_t>(ts.tv_sec) * 1000 + static_cast<std::uint64_t>(ts.tv_nsec) / 1000000;
+}
+
+class Activity {
+public:
+	explicit Activity(std::uint32_t timeoutS) noexcept : timeoutS_(timeoutS), last_(monotonicMs()) {}
+
+	void touch() noexcept { last_ = monotonicMs(); }
+
+	// Holds the timer off while alive; touches it at both ends.
+	class Hold {
+	public:
+		explicit Hold(Activity &activity) noexcept : activity_(activity)
+		{
+			++activity_.active_;
+			activity_.touch();
+		}
+		~Hold()
+		{
+			activity_.touch();
+			--activity_.active_;
+		}
+		Hold(const Hold &) = delete;
+		Hold &operator=(const Hold &) = delete;
+
+	private:
+		Activity &activity_;
+	};
+
+	std::uint32_t timeoutS() const noexcept { return timeoutS_; }
+	std::uint32_t active() const noexcept { return active_; }
+
+	std::uint64_t idleLeftMs() const noexcept
+	{
+		const std::uint64_t timeout = std::uint64_t{timeoutS_} * 1000;
+		if (active_ > 0)
+			return timeout;
+		const std::uint64_t idle = monotonicMs() - last_;
+		return idle >= timeout ? 0 : timeout - idle;
+	}
+	bool expired() const noexcept { return idleLeftMs() == 0; }
+
+	void requestStop() noexcept { stop_ = true; }
+	bool stopRequested() const noexcept { return stop_; }
+
+private:
+	const std::uint32_t timeoutS_;
+	std::atomic<std::uint64_t> last_;
+	std::atomic<std::uint32_t> active_{0};
+	std::atomic<bool> stop_{false};
+};
+
+} // namespace fr::guest

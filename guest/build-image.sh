@@ -1,0 +1,165 @@
+#!/usr/bin/env bash
+# Builds the restore VM's image: <outdir>/vmlinuz and <outdir>/initramfs.img.
+#
+#   build-image.sh OUTDIR DAEMON MKCPIO KERNEL CACHEDIR
+#
+# KERNEL: a Debian linux-image .deb, an extracted tree (holding boot/ and
+# lib/modules/), or empty: then the current Debian 12 kernel
+# (linux-image-amd64's dependency) is fetched with `apt-get download` into
+# CACHEDIR once and reused from there.
+#
+# vmlinuz is the *uncompressed ELF vmlinux* taken out of Debian's
+# XZ-compressed bzImage: the kernel has CONFIG_PVH=y, so QEMU boots the ELF
+# directly, and TCG does not spend ~2.7 s decompressing the kernel.
+#
+# initramfs.img is a zstd-compressed newc cpio, reproducible (sorted
+# entries, mtime 0, owner 0): /init (the daemon, stripped), C.UTF-8's
+# LC_CTYPE, the kernel
+# modules the daemon needs as plain .ko files under /lib/modules, their load
+# order in /lib/modules/order ("<group> <file>", from modprobe
+# --show-depends against the kernel tree), /dev/console, and the mount
+# points. Same inputs, same bytes.
+set -euo pipefail
+export LC_ALL=C
+
+outdir=$1 daemon=$2 mkcpio=$3 kernel=${4:-} cachedir=$5
+die() { echo "build-image: $*" >&2; exit 1; }
+
+# What each feature needs; the daemon loads a group with finit_module in the
+# listed order (dependencies first). base + one transport at boot, a
+# filesystem's group on its first mount.
+declare -A groups=(
+  [base]="virtio_mmio virtio_blk"
+  [serial]="virtio_console"
+  [vsock]="vmw_vsock_virtio_transport"
+  [ext4]="ext4"
+  [xfs]="xfs"
+  [btrfs]="btrfs"
+  [vfat]="vfat nls_cp437 nls_utf8"
+  [exfat]="exfat nls_utf8"
+  [isofs]="isofs nls_utf8"
+  [udf]="udf"
+  [dm]="dm_mod"
+)
+group_order=(base serial vsock ext4 xfs btrfs vfat exfat isofs udf dm)
+max_initramfs=$((8 * 1024 * 1024))
+
+mkdir -p "$outdir"
+work=$(mktemp -d "$outdir/.image.XXXXXX")
+trap 'rm -rf "$work"' EXIT
+
+# --- 1. the kernel -------------------------------------------------------
+tree=
+if [[ -z $kernel ]]; then
+  mkdir -p "$cachedir"
+  deb=$(find "$cachedir" -maxdepth 1 -name 'linux-image-*-amd64_*.deb' | sort -V | tail -n 1)
+  if [[ -z $deb ]]; then
+    pkg=$(apt-cache depends linux-image-amd64 2>/dev/null |
+      awk '$1 == "Depends:" && $2 ~ /^linux-image-[0-9]/ { print $2; exit }')
+    [[ -n $pkg ]] || die "cannot resolve linux-image-amd64 (apt-get update?); or set -Dguest_kernel=<.deb or tree>"
+    echo "build-image: downloading $pkg into $cachedir" >&2
+    sandbox=()
+    [[ $(id -u) -eq 0 ]] && sandbox=(-o APT::Sandbox::User=root)
+    (cd "$cachedir" && apt-get "${sandbox[@]}" -q download "$pkg" >&2) ||
+      die "apt-get download $pkg failed; set -Dguest_kernel=<.deb or tree> to build offline"
+    deb=$(find "$cachedir" -maxdepth 1 -name "${pkg}_*.deb" | sort -V | tail -n 1)
+    [[ -n $deb ]] || die "apt-get download $pkg left no .deb"
+  fi
+elif [[ -d $kernel ]]; then
+  tree=$kernel
+elif [[ -f $kernel ]]; then
+  deb=$kernel
+else
+  die "guest_kernel '$kernel' is neither a .deb nor a directory"
+fi
+
+if [[ -z $tree ]]; then
+  tree=$work/tree
+  mkdir -p "$tree"
+  dpkg-deb --fsys-tarfile "$deb" | tar -x -C "$tree" --wildcards './boot/vmlinuz-*' './lib/modules/*' ||
+    die "cannot unpack $deb"
+fi
+mapfile -t kvers < <(find "$tree/lib/modules" -mindepth 1 -maxdepth 1 -type d -printf '%f\n' | sort)
+[[ ${#kvers[@]} -eq 1 ]] || die "expected exactly one kernel version under $tree/lib/modules, found ${#kvers[@]}"
+kver=${kvers[0]}
+bzimage=$tree/boot/vmlinuz-$kver
+[[ -f $bzimage ]] || die "no $bzimage"
+
+# --- 2. vmlinux out of the bzImage -----------------------------------------
+# The payload is an XZ stream somewhere after the setup code (the approach of
+# the kernel's scripts/extract-vmlinux): try each XZ magic until an ELF
+# comes out.
+vmlinux=$work/vmlinux
+found=
+while IFS=: read -r offset _; do
+  tail -c "+$((offset + 1))" "$bzimage" | xz -dc --single-stream >"$vmlinux" 2>/dev/null || true
+  if [[ $(head -c 4 "$vmlinux" | od -An -tx1 | tr -d ' \n') == 7f454c46 ]]; then
+    found=1
+    break
+  fi
+done < <(grep -abo $'\xfd7zXZ\x00' "$bzimage" || true)
+[[ -n $found ]] || die "no XZ-compressed ELF kernel in $bzimage (a non-Debian or non-XZ kernel?)"
+
+# --- 3. modules in load order ------------------------------------------------
+moddir=$tree/lib/modules/$kver
+if [[ ! -f $moddir/modules.dep || $tree != "$work/tree" ]]; then
+  if [[ $tree != "$work/tree" ]]; then
+    # Never write into the caller's tree: depmod a private copy.
+    mkdir -p "$work/tree/lib/modules"
+    cp -a "$moddir" "$work/tree/lib/modules/"
+    tree=$work/tree
+    moddir=$tree/lib/modules/$kver
+  fi
+  depmod -b "$tree" "$kver"
+fi
+
+staging=$work/staging
+mkdir -p "$staging/lib/modules"
+order=$staging/lib/modules/order
+: >"$order"
+declare -A sources=()
+for group in "${group_order[@]}"; do
+  declare -A seen=()
+  for root in ${groups[$group]}; do
+    deps=$(modprobe -d "$tree" -S "$kver" --show-depends "$root") ||
+      die "modprobe --show-depends $root failed for $kver"
+    while read -r verb path _; do
+      [[ $verb == insmod ]] || continue # "builtin x": nothing to load
+      file=${path##*/}
+      [[ $file == *.ko ]] || die "$path: compressed modules are not supported"
+      if [[ -n ${sources[$file]:-} && ${sources[$file]} != "$path" ]]; then
+        die "two modules named $file: ${sources[$file]} and $path"
+      fi
+      sources[$file]=$path
+      [[ -n ${seen[$file]:-} ]] && continue
+      seen[$file]=1
+      echo "$group $file" >>"$order"
+    done <<<"$deps"
+  done
+  unset seen
+done
+
+# --- 4. the initramfs --------------------------------------------------------
+strip --strip-all -o "$work/init" "$daemon"
+locale=/usr/lib/locale/C.utf8/LC_CTYPE
+[[ -f $locale ]] || die "no $locale (Debian's libc-bin ships it)"
+spec=$work/spec
+{
+  echo "file init 0755 $work/init"
+  for d in dev proc sys run lib lib/modules; do echo "dir $d 0755"; done
+  echo "nod dev/console 0600 c 5 1"
+  echo "file lib/modules/order 0644 $order"
+  # The daemon's LC_CTYPE (C.UTF-8), for libarchive's name handling; the
+  # same glibc as the statically linked daemon.
+  for d in usr usr/lib usr/lib/locale usr/lib/locale/C.utf8; do echo "dir $d 0755"; done
+  echo "file usr/lib/locale/C.utf8/LC_CTYPE 0644 $locale"
+  for file in "${!sources[@]}"; do echo "file lib/modules/$file 0644 ${sources[$file]}"; done
+} >"$spec"
+"$mkcpio" <"$spec" >"$work/initramfs.cpio"
+zstd -q -19 --single-thread -c "$work/initramfs.cpio" >"$work/initramfs.img"
+size=$(stat -c %s "$work/initramfs.img")
+((size < max_initramfs)) || die "initramfs.img is $size bytes, over the 8 MiB budget"
+
+mv -f "$vmlinux" "$outdir/vmlinuz"
+mv -f "$work/initramfs.img" "$outdir/initramfs.img"
+echo "build-image: kernel $kver, $(wc -l <"$order") module loads, initramfs $size bytes" >&2

@@ -1,0 +1,352 @@
+// SPDX-License-Identifier: AGPL-3.0-or-later
+// file-restore-daemon: PID 1 of the restore VM.
+//
+// In order: mount /proc /sys /dev /run; read the kernel command line; read
+// and remove the ticket; load the base and transport modules; find the
+// disks; serve the guest protocol on the transport; power off when idle,
+// when asked to, or on any fatal error. PID 1 never exits (the kernel would
+// panic): every way out goes through powerOff().
+#include <fcntl.h>
+#include <linux/vm_sockets.h>
+#include <sys/mount.h>
+#include <sys/reboot.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <dirent.h>
+#include <signal.h>
+#include <unistd.h>
+
+#include <sodium.h>
+
+#include <atomic>
+#include <clocale>
+#include <cerrno>
+#include <cstdlib>
+#include <cstring>
+#include <exception>
+#include <optional>
+#include <string>
+#include <thread>
+
+#include "fr_config.h"
+#include "guest/activity.h"
+#include "guest/disks.h"
+#include "guest/modules.h"
+#include "guest/server.h"
+#include "guest/stream.h"
+#include "guest/tree.h"
+#include "shared/guest_abi.h"
+#include "shared/log.h"
+#include "shared/protocol.h"
+#include "shared/validate.h"
+
+namespace fr::guest {
+namespace {
+
+constexpr const char *kModuleDir = "/lib/modules";
+constexpr std::uint32_t kDefaultIdleS = 600;
+constexpr std::uint32_t kMaxIdleS = 7 * 24 * 3600;
+constexpr int kMaxVsockConnections = 16;
+constexpr int kPreAuthTimeoutMs = 10000;
+constexpr int kPortWaitMs = 10000;
+
+[[noreturn]] void powerOff() noexcept
+{
+	::sync();
+	::reboot(RB_POWER_OFF);
+	// Without ACPI power-off: reboot, which QEMU's -no-reboot turns into
+	// an exit.
+	::reboot(RB_AUTOBOOT);
+	for (;;)
+		::pause();
+}
+
+[[noreturn]] void fatal(const Error &error) noexcept
+{
+	logError(error);
+	logf(LogLevel::Error, "fatal error: powering off");
+	powerOff();
+}
+
+void mountOrDie(const char *source, const char *target, const char *type, unsigned long flags,
+		const char *data)
+{
+	::mkdir(target, 0755);
+	if (::mount(source, target, type, flags, data) != 0 && errno != EBUSY)
+		fatal(Error(errno, "mount", target));
+}
+
+// fds 0-2 are /dev/console when the initramfs has that node; if not, open
+// it now that devtmpfs is there, so the log reaches the serial console.
+void ensureConsole()
+{
+	if (::fcntl(2, F_GETFD) >= 0)
+		return;
+	const int fd = ::open("/dev/console", O_RDWR | O_NOCTTY);
+	if (fd < 0)
+		return;
+	for (int i = 0; i < 3; ++i)
+		if (i != fd)
+			::dup2(fd, i);
+	if (fd > 2)
+		::close(fd);
+}
+
+Result<std::string> readSmallFile(const char *path, std::size_t max)
+{
+	UniqueFd fd(::open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW));
+	if (!fd.isValid())
+		return Error(errno, "open", path);
+	std::string text;
+	char buf[4096];
+	for (;;) {
+		const ssize_t n = ::read(fd.get(), buf, sizeof(buf));
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			return Error(errno, "read", path);
+		if (n == 0)
+			return text;
+		text.append(buf, static_cast<std::size_t>(n));
+		if (text.size() > max)
+			return Error::invalid(EFBIG, "read", path, "more than %zu bytes", max);
+	}
+}
+
+struct Config {
+	std::uint32_t idleS = kDefaultIdleS;
+	bool serial = true;
+	std::string cmdline;
+};
+
+// The value of "key=value" on the command line, or nullopt.
+std::optional<std::string_view> cmdlineValue(std::string_view cmdline, std::string_view key)
+{
+	std::size_t i = 0;
+	while (i < cmdline.size()) {
+		const std::size_t end = cmdline.find_first_of(" \n", i);
+		const std::string_view token = cmdline.substr(i, end == std::string_view::npos ? end : end - i);
+		if (token.size() > key.size() && token.substr(0, key.size()) == key && token[key.size()] == '=')
+			return token.substr(key.size() + 1);
+		if (end == std::string_view::npos)
+			break;
+		i = end + 1;
+	}
+	return std::nullopt;
+}
+
+Config readConfig()
+{
+	Result<std::string> cmdline = readSmallFile("/proc/cmdline", 64 * 1024);
+	if (!cmdline)
+		fatal(cmdline.error());
+	Config config;
+	config.cmdline = *cmdline;
+	if (auto idle = cmdlineValue(*cmdline, abi::kCmdlineIdleTimeout)) {
+		Result<std::uint64_t> value = parseDecimal(*idle, 1, kMaxIdleS, abi::kCmdlineIdleTimeout);
+		if (!value)
+			fatal(value.error());
+		config.idleS = static_cast<std::uint32_t>(*value);
+	}
+	const auto transport = cmdlineValue(*cmdline, abi::kCmdlineTransport);
+	if (!transport || (*transport != "vsock" && *transport != "serial"))
+		fatal(Error::invalid(EINVAL, abi::kCmdlineTransport, transport ? *transport : "",
+				     "must be vsock or serial"));
+	config.serial = *transport == "serial";
+	return config;
+}
+
+proto::Key readTicket()
+{
+	Result<std::string> text = readSmallFile(abi::kTicketPath, abi::kTicketHexLength + 1);
+	if (!text)
+		fatal(text.error());
+	Result<proto::Key> key = proto::ticketFromHex(*text, abi::kTicketPath);
+	sodium_memzero(text->data(), text->size());
+	if (::unlink(abi::kTicketPath) != 0)
+		fatal(Error(errno, "unlink", abi::kTicketPath));
+	if (!key)
+		fatal(key.error());
+	return *key;
+}
+
+// /dev/<vportNpM> of the virtio-serial port named abi::kSerialPortName.
+// Ports appear when QEMU announces them, shortly after the driver loads.
+Result<UniqueFd> openSerialPort()
+{
+	const std::uint64_t deadline = monotonicMs() + kPortWaitMs;
+	do {
+		if (DIR *dir = ::opendir("/sys/class/virtio-ports")) {
+			while (const dirent *d = ::readdir(dir)) {
+				if (d->d_name[0] == '.')
+					continue;
+				const std::string base = std::string("/sys/class/virtio-ports/") + d->d_name;
+				Result<std::string> name = readSmallFile((base + "/name").c_str(), 256);
+				if (!name || *name != std::string(abi::kSerialPortName) + "\n")
+					continue;
+				const std::string dev = std::string("/dev/") + d->d_name;
+				::closedir(dir);
+				const int fd = ::open(dev.c_str(), O_RDWR | O_NOCTTY | O_CLOEXEC | O_NONBLOCK);
+				if (fd < 0)
+					return Error(errno, "open", dev);
+				return UniqueFd(fd);
+			}
+			::closedir(dir);
+		}
+		::usleep(5000);
+	} while (monotonicMs() < deadline);
+	return Error::invalid(ENODEV, "virtio-serial", abi::kSerialPortName, "port not found");
+}
+
+void serveSerial(UniqueFd port, const proto::Key &key, RequestHandler &handler)
+{
+	GuestStream stream(std::move(port), true);
+	// One Connection for the port's lifetime: bytes a new host sent while
+	// an old response was being abandoned stay buffered for its run().
+	Connection connection(stream, key, handler, ConnectionOptions{});
+	for (;;) {
+		const Connection::Outcome outcome = connection.run();
+		if (outcome == Connection::Outcome::Stopped)
+			return;
+		if (outcome == Connection::Outcome::StreamEnded)
+			::usleep(1000); // never spin if the port keeps failing
+	}
+}
+
+Result<UniqueFd> listenVsock()
+{
+	UniqueFd fd(::socket(AF_VSOCK, SOCK_STREAM | SOCK_CLOEXEC, 0));
+	if (!fd.isValid())
+		return Error(errno, "socket", "AF_VSOCK");
+	sockaddr_vm addr{};
+	addr.svm_family = AF_VSOCK;
+	addr.svm_cid = VMADDR_CID_ANY;
+	addr.svm_port = abi::kVsockPort;
+	if (::bind(fd.get(), reinterpret_cast<sockaddr *>(&addr), sizeof(addr)) != 0)
+		return Error(errno, "bind", "vsock port");
+	if (::listen(fd.get(), kMaxVsockConnections) != 0)
+		return Error(errno, "listen", "vsock port");
+	return fd;
+}
+
+void serveVsock(UniqueFd listener, const proto::Key &key, RequestHandler &handler)
+{
+	static std::atomic<int> connections{0};
+	for (;;) {
+		const int fd = ::accept4(listener.get(), nullptr, nullptr, SOCK_CLOEXEC);
+		if (fd < 0) {
+			if (errno != EINTR && errno != ECONNABORTED)
+				::usleep(10000);
+			continue;
+		}
+		UniqueFd conn(fd);
+		if (connections >= kMaxVsockConnections) {
+			logf(LogLevel::Warning, "vsock: %d connections open, refusing another", kMaxVsockConnections);
+			continue;
+		}
+		++connections;
+		// One thread per connection: a long extract on one does not hold
+		// up a status on another.
+		std::thread([&key, &handler](UniqueFd c) {
+			GuestStream stream(std::move(c), false);
+			Connection(stream, key, handler, ConnectionOptions{kPreAuthTimeoutMs, true}).run();
+			--connections;
+		}, std::move(conn)).detach();
+	}
+}
+
+std::uint64_t bootMs() noexcept
+{
+	timespec ts{};
+	::clock_gettime(CLOCK_BOOTTIME, &ts);
+	return static_cast<std::uint64_t>(ts.tv_sec) * 1000 + static_cast<std::uint64_t>(ts.tv_nsec) / 1000000;
+}
+
+[[noreturn]] void run()
+{
+	setLogIdentity("file-restore-daemon");
+	std::set_terminate([] {
+		logf(LogLevel::Error, "fatal: unhandled exception or abort: powering off");
+		powerOff();
+	});
+	::signal(SIGPIPE, SIG_IGN);
+	::umask(077);
+	// libarchive converts names through the locale: with C.UTF-8 (its
+	// LC_CTYPE is in the initramfs) UTF-8 names go into archives as UTF-8,
+	// others as raw bytes; in the plain C locale every non-ASCII name
+	// would be "untranslatable".
+	const bool utf8 = std::setlocale(LC_CTYPE, "C.UTF-8") != nullptr;
+
+	mountOrDie("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, nullptr);
+	mountOrDie("sysfs", "/sys", "sysfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, nullptr);
+	mountOrDie("devtmpfs", "/dev", "devtmpfs", MS_NOSUID | MS_NOEXEC, "mode=0755");
+	mountOrDie("tmpfs", "/run", "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, "mode=0700");
+	ensureConsole();
+	// Deep archive walks hold one directory fd per level.
+	const rlimit files{65536, 65536};
+	::setrlimit(RLIMIT_NOFILE, &files);
+
+	const Config config = readConfig();
+	const proto::Key key = readTicket();
+	if (!proto::initCrypto())
+		fatal(Error(EIO, "sodium_init", "libsodium"));
+
+	ModuleLoader modules(kModuleDir, config.cmdline);
+	if (Status ok = modules.init(); !ok)
+		fatal(ok.error());
+	if (Status ok = modules.loadGroup("base"); !ok)
+		fatal(ok.error());
+	if (Status ok = modules.loadGroup(config.serial ? "serial" : "vsock"); !ok)
+		fatal(ok.error());
+
+	SystemVolumes volumes(modules);
+	if (Status ok = volumes.discover(); !ok)
+		fatal(ok.error());
+	Activity activity(config.idleS);
+	TreeHandler handler(volumes, activity);
+
+	if (config.serial) {
+		Result<UniqueFd> port = openSerialPort();
+		if (!port)
+			fatal(port.error());
+		std::thread(serveSerial, std::move(*port), std::cref(key), std::ref(handler)).detach();
+	} else {
+		Result<UniqueFd> listener = listenVsock();
+		if (!listener)
+			fatal(listener.error());
+		std::thread(serveVsock, std::move(*listener), std::cref(key), std::ref(handler)).detach();
+	}
+	if (!utf8)
+		logf(LogLevel::Warning, "no C.UTF-8 locale: archive names that are not ASCII stored as raw bytes");
+	logf(LogLevel::Info, "version %s ready after %llu ms (%s transport, idle timeout %u s)", FR_VERSION,
+	     static_cast<unsigned long long>(bootMs()), config.serial ? "serial" : "vsock", config.idleS);
+
+	for (;;) {
+		while (::waitpid(-1, nullptr, WNOHANG) > 0) {
+		}
+		if (activity.stopRequested()) {
+			logf(LogLevel::Info, "stop requested: powering off");
+			powerOff();
+		}
+		if (activity.expired()) {
+			logf(LogLevel::Info, "idle for %u s: powering off", config.idleS);
+			powerOff();
+		}
+		::usleep(50 * 1000);
+	}
+}
+
+} // namespace
+} // namespace fr::guest
+
+int main()
+{
+	if (::getpid() != 1) {
+		static const char msg[] = "file-restore-daemon: runs only as PID 1 of the restore VM\n";
+		(void)!::write(2, msg, sizeof(msg) - 1);
+		return 2;
+	}
+	fr::guest::run();
+}

@@ -1,0 +1,172 @@
+// SPDX-License-Identifier: AGPL-3.0-or-later
+#include "guest/modules.h"
+
+#include <fcntl.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include <cerrno>
+
+#include "guest/activity.h"
+#include "shared/log.h"
+#include "shared/unique_fd.h"
+#include "shared/validate.h"
+
+namespace fr::guest {
+
+namespace {
+
+constexpr CharSet kModuleChars{true, "_.-"};
+
+std::string normalise(std::string_view name)
+{
+	std::string out(name);
+	for (char &c : out)
+		if (c == '-')
+			c = '_';
+	return out;
+}
+
+} // namespace
+
+Result<std::vector<ModuleLine>> parseModuleManifest(std::string_view text)
+{
+	std::vector<ModuleLine> lines;
+	std::size_t number = 0;
+	while (!text.empty()) {
+		++number;
+		const std::size_t nl = text.find('\n');
+		const std::string_view line = text.substr(0, nl);
+		text = nl == std::string_view::npos ? std::string_view() : text.substr(nl + 1);
+		if (line.empty())
+			continue;
+		const std::size_t space = line.find(' ');
+		if (space == std::string_view::npos)
+			return Error::invalid(EINVAL, "module manifest", line.substr(0, 64),
+					      "line %zu: expected '<group> <file>'", number);
+		const std::string_view group = line.substr(0, space);
+		const std::string_view file = line.substr(space + 1);
+		if (!checkChars(group, kModuleChars, 64, "group") || !checkChars(file, kModuleChars, 128, "file") ||
+		    file.size() < 4 || file.substr(file.size() - 3) != ".ko")
+			return Error::invalid(EINVAL, "module manifest", line.substr(0, 64),
+					      "line %zu: bad group or file name", number);
+		lines.push_back(ModuleLine{std::string(group), std::string(file)});
+	}
+	return lines;
+}
+
+std::string moduleNameOf(std::string_view file)
+{
+	if (file.size() > 3 && file.substr(file.size() - 3) == ".ko")
+		file.remove_suffix(3);
+	return normalise(file);
+}
+
+std::string moduleParams(std::string_view cmdline, std::string_view module)
+{
+	const std::string wanted = normalise(module) + ".";
+	std::string params;
+	std::size_t i = 0;
+	while (i < cmdline.size()) {
+		while (i < cmdline.size() && (cmdline[i] == ' ' || cmdline[i] == '\n' || cmdline[i] == '\t'))
+			++i;
+		const std::size_t start = i;
+		bool quoted = false;
+		while (i < cmdline.size() && (quoted || (cmdline[i] != ' ' && cmdline[i] != '\n' && cmdline[i] != '\t'))) {
+			if (cmdline[i] == '"')
+				quoted = !quoted;
+			++i;
+		}
+		const std::string_view token = cmdline.substr(start, i - start);
+		if (token.size() <= wanted.size())
+			continue;
+		const std::size_t dot = token.find('.');
+		if (dot == std::string_view::npos || normalise(token.substr(0, dot + 1)) != wanted)
+			continue;
+		if (!params.empty())
+			params += ' ';
+		params.append(token.substr(dot + 1));
+	}
+	return params;
+}
+
+Status ModuleLoader::init()
+{
+	const std::string path = dir_ + "/order";
+	UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+	if (!fd.isValid()) {
+		if (errno == ENOENT)
+			return {};
+		return Error(errno, "open", path);
+	}
+	std::string text;
+	char buf[4096];
+	for (;;) {
+		const ssize_t n = ::read(fd.get(), buf, sizeof(buf));
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			return Error(errno, "read", path);
+		if (n == 0)
+			break;
+		text.append(buf, static_cast<std::size_t>(n));
+		if (text.size() > 1 << 20)
+			return Error::invalid(EFBIG, "read", path, "manifest over 1 MiB");
+	}
+	Result<std::vector<ModuleLine>> lines = parseModuleManifest(text);
+	if (!lines)
+		return lines.error();
+	lines_ = std::move(*lines);
+	return {};
+}
+
+Status ModuleLoader::loadFile(const std::string &file)
+{
+	const std::string name = moduleNameOf(file);
+	if (loaded_.count(name) != 0)
+		return {};
+	const std::string path = dir_ + "/" + file;
+	UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+	if (!fd.isValid())
+		return Error(errno, "open", path);
+	const std::string params = moduleParams(cmdline_, name);
+	for (;;) {
+		if (::syscall(SYS_finit_module, fd.get(), params.c_str(), 0) == 0 || errno == EEXIST)
+			break;
+		if (errno == EINTR)
+			continue;
+		return Error(errno, "finit_module", file);
+	}
+	loaded_.insert(name);
+	return {};
+}
+
+Status ModuleLoader::loadGroup(std::string_view group)
+{
+	std::lock_guard lock(mutex_);
+	const std::string key(group);
+	if (groupsDone_.count(key) != 0)
+		return {};
+	const std::uint64_t start = monotonicMs();
+	std::vector<const ModuleLine *> members;
+	for (const ModuleLine &line : lines_)
+		if (line.group == group)
+			members.push_back(&line);
+	for (std::size_t i = 0; i < members.size(); ++i) {
+		Status ok = loadFile(members[i]->file);
+		if (ok)
+			continue;
+		// An optional helper (crc32c-intel without SSE4.2 under TCG is
+		// ENODEV) may fail; the module the group exists for may not.
+		if (i + 1 == members.size())
+			return ok;
+		logError(ok.error(), LogLevel::Info);
+	}
+	groupsDone_.insert(key);
+	if (!members.empty())
+		logf(LogLevel::Info, "modules %s: %zu loaded in %llu ms", key.c_str(), members.size(),
+		     static_cast<unsigned long long>(monotonicMs() - start));
+	return {};
+}
+
+} // namespace fr::guest

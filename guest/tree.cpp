@@ -1,0 +1,192 @@
+// SPDX-License-Identifier: AGPL-3.0-or-later
+#include "guest/tree.h"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <time.h>
+
+#include <cerrno>
+#include <string>
+
+#include "fr_config.h"
+#include "guest/extract.h"
+#include "guest/fsutil.h"
+#include "shared/guest_abi.h"
+#include "shared/log.h"
+
+namespace fr::guest {
+
+namespace {
+
+proto::Entry virtualDir(std::string name, std::uint64_t size = 0)
+{
+	proto::Entry entry;
+	entry.type = proto::EntryType::Directory;
+	entry.mode = 0555;
+	entry.size = size;
+	entry.name = std::move(name);
+	return entry;
+}
+
+std::uint64_t uptimeMs() noexcept
+{
+	timespec ts{};
+	::clock_gettime(CLOCK_BOOTTIME, &ts);
+	return static_cast<std::uint64_t>(ts.tv_sec) * 1000 + static_cast<std::uint64_t>(ts.tv_nsec) / 1000000;
+}
+
+// Splits a Volume's rest into its parent directory and last name.
+std::pair<std::string, std::string> splitRest(const std::string &rest)
+{
+	const std::size_t slash = rest.rfind('/');
+	if (slash == std::string::npos)
+		return {std::string(), rest};
+	return {rest.substr(0, slash), rest.substr(slash + 1)};
+}
+
+} // namespace
+
+proto::StatusInfo TreeHandler::status(bool keepTimeout)
+{
+	if (!keepTimeout)
+		activity_.touch();
+	proto::StatusInfo info;
+	info.uptimeMs = uptimeMs();
+	info.idleLeftMs = activity_.idleLeftMs();
+	info.idleTimeoutS = activity_.timeoutS();
+	info.diskCount = static_cast<std::uint32_t>(volumes_.disks().size());
+	info.mountCount = volumes_.mountCount();
+	info.activeRequests = activity_.active();
+	info.version = std::string(FR_VERSION).substr(0, proto::kVersionTextSize);
+	return info;
+}
+
+void TreeHandler::stop()
+{
+	activity_.touch();
+	activity_.requestStop();
+}
+
+Status TreeHandler::list(std::string_view path, Responder &out)
+{
+	Activity::Hold hold(activity_);
+	Result<VirtualPath> vp = parseVirtualPath(path);
+	if (!vp)
+		return vp.error();
+	switch (vp->kind) {
+	case VirtualPath::Kind::Root:
+		for (std::uint32_t disk : volumes_.disks())
+			if (Status ok = out.entry(virtualDir(abi::kDiskDirPrefix + std::to_string(disk))); !ok)
+				return ok;
+		return {};
+	case VirtualPath::Kind::Disk: {
+		Result<DiskLayout> layout = volumes_.layout(vp->disk);
+		if (!layout)
+			return layout.error();
+		if (layout->hasTable)
+			if (Status ok = out.entry(virtualDir(std::string(kBucketPart))); !ok)
+				return ok;
+		if (!layout->wholeFsType.empty())
+			if (Status ok = out.entry(virtualDir(std::string(kBucketRaw), layout->sizeBytes)); !ok)
+				return ok;
+		return {};
+	}
+	case VirtualPath::Kind::Partitions: {
+		Result<DiskLayout> layout = volumes_.layout(vp->disk);
+		if (!layout)
+			return layout.error();
+		if (!layout->hasTable)
+			return Error::invalid(ENOENT, "list", path.substr(0, 64), "the disk has no partition table");
+		for (const PartitionInfo &part : layout->partitions)
+			if (Status ok = out.entry(virtualDir(std::to_string(part.number), part.sizeBytes)); !ok)
+				return ok;
+		return {};
+	}
+	case VirtualPath::Kind::Volume:
+		return listVolume(*vp, out);
+	}
+	return Error(EINVAL, "list", path.substr(0, 64));
+}
+
+Status TreeHandler::listVolume(const VirtualPath &vp, Responder &out)
+{
+	Result<int> root = volumes_.root(vp.disk, vp.bucket, vp.partition);
+	if (!root)
+		return root.error();
+	Result<UniqueFd> object = openBeneath(*root, vp.rest, O_PATH);
+	if (!object)
+		return object.error();
+	struct stat st {};
+	if (::fstat(object->get(), &st) != 0)
+		return Error(errno, "fstat", vp.rest);
+	if (!S_ISDIR(st.st_mode))
+		return Error::invalid(ENOTDIR, "list", vp.lastName, "not a directory");
+	Result<UniqueFd> dir = openBeneath(*root, vp.rest, O_RDONLY | O_DIRECTORY);
+	if (!dir)
+		return dir.error();
+	DirReader reader(std::move(*dir));
+	std::uint64_t skipped = 0;
+	for (;;) {
+		Result<std::optional<std::string_view>> next = reader.next();
+		if (!next)
+			return next.error();
+		if (!*next)
+			break;
+		const std::string_view name = **next;
+		if (!proto::checkName(name)) {
+			++skipped; // longer than 255 bytes (vfat + utf8 can), or '/'
+			continue;
+		}
+		// fstatat on the name only: a single component cannot leave the
+		// directory, and AT_SYMLINK_NOFOLLOW describes links as links.
+		struct stat child {};
+		const std::string nameCopy(name);
+		if (::fstatat(reader.fd(), nameCopy.c_str(), &child, AT_SYMLINK_NOFOLLOW) != 0) {
+			logf(LogLevel::Warning, "list: fstatat failed (errno %d): entry skipped", errno);
+			++skipped;
+			continue;
+		}
+		std::optional<proto::Entry> entry = entryFromStat(child, nameCopy);
+		if (!entry) {
+			++skipped;
+			continue;
+		}
+		if (entry->type == proto::EntryType::Symlink) {
+			Result<UniqueFd> link = openBeneath(reader.fd(), nameCopy, O_PATH);
+			if (link) {
+				Result<std::string> target = readLinkTarget(link->get());
+				if (target)
+					entry->linkTarget = *target;
+			}
+		}
+		if (Status ok = out.entry(*entry); !ok)
+			return ok;
+	}
+	if (skipped > 0)
+		logf(LogLevel::Warning, "list: %llu entries left out (names the protocol cannot carry)",
+		     static_cast<unsigned long long>(skipped));
+	return {};
+}
+
+Status TreeHandler::extract(const proto::ExtractRequest &request, Responder &out)
+{
+	Activity::Hold hold(activity_);
+	Result<VirtualPath> vp = parseVirtualPath(request.path);
+	if (!vp)
+		return vp.error();
+	if (vp->kind != VirtualPath::Kind::Volume)
+		return Error::invalid(EOPNOTSUPP, "extract", request.path.substr(0, 64),
+				      "only paths inside a filesystem can be extracted");
+	Result<int> root = volumes_.root(vp->disk, vp->bucket, vp->partition);
+	if (!root)
+		return root.error();
+	if (vp->rest.empty())
+		return extractObject(*root, "", vp->lastName, request.format, request.compression, out);
+	const auto [parent, name] = splitRest(vp->rest);
+	Result<UniqueFd> dir = openBeneath(*root, parent, O_PATH | O_DIRECTORY);
+	if (!dir)
+		return dir.error();
+	return extractObject(dir->get(), name, name, request.format, request.compression, out);
+}
+
+} // namespace fr::guest
