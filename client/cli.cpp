@@ -596,9 +596,13 @@ int Commands::status()
 		for (std::size_t i = 0; i < vm.archives.size(); ++i)
 			line += (i ? ", " : " ") + escapeForDisplay(vm.archives[i].name);
 		line += "\n";
-		if (row.guest)
-			for (const auto &[key, value] : row.guest->details)
-				line += "  " + escapeForDisplay(key) + ": " + escapeForDisplay(value) + "\n";
+		if (row.guest && !row.guest->details.empty()) {
+			line += "  guest:";
+			for (std::size_t i = 0; i < row.guest->details.size(); ++i)
+				line += (i ? ", " : " ") + escapeForDisplay(row.guest->details[i].first) + " " +
+					escapeForDisplay(row.guest->details[i].second);
+			line += "\n";
+		}
 		if (!row.problem.empty())
 			line += "  did not answer (" + row.problem + "); stopped\n";
 		print(line);

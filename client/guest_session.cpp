@@ -105,11 +105,11 @@ public:
 		out.uptimeSeconds = info->uptimeMs / 1000;
 		out.idleLeftSeconds = info->idleLeftMs / 1000;
 		out.details = {
-			{"daemon", info->version},
-			{"idle timeout", std::to_string(info->idleTimeoutS) + " s"},
+			{"daemon_version", info->version},
+			{"idle_timeout", std::to_string(info->idleTimeoutS)},
 			{"disks", std::to_string(info->diskCount)},
-			{"mounted filesystems", std::to_string(info->mountCount)},
-			{"requests running", std::to_string(info->activeRequests)},
+			{"mounted", std::to_string(info->mountCount)},
+			{"active_requests", std::to_string(info->activeRequests)},
 		};
 		return out;
 	}

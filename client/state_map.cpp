@@ -17,9 +17,12 @@ namespace {
 
 using nlohmann::json;
 
+constexpr const char *kStateMapName = "vm-map.json";
+
 Error bad(const std::string &where, const char *why)
 {
-	return Error::invalid(EINVAL, "vm-map.json", where, "%s", why);
+	return Error::invalid(EINVAL, "state map", where.empty() ? std::string(kStateMapName) : where,
+			      "%s", why);
 }
 
 // Fetches an integer field in [min, max].
@@ -229,12 +232,12 @@ bool StateMap::erase(std::string_view name)
 Result<StateMap> parseStateMap(std::string_view text)
 {
 	if (text.size() > kStateMapMaxBytes)
-		return bad("(file)", "too large");
+		return bad("", "too large");
 	const json doc = json::parse(text, nullptr, false);
 	if (doc.is_discarded())
-		return bad("(file)", "not JSON");
+		return bad("", "not JSON");
 	if (!doc.is_object())
-		return bad("(file)", "not a JSON object");
+		return bad("", "not a JSON object");
 	Result<std::int64_t> version = integerField(doc, "version", 0, INT32_MAX, "");
 	if (!version)
 		return version.error();

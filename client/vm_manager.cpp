@@ -1,7 +1,9 @@
 // SPDX-License-Identifier: AGPL-3.0-or-later
 #include "client/vm_manager.h"
 
+#include <dirent.h>
 #include <fcntl.h>
+#include <sodium.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -9,6 +11,7 @@
 #include <ctime>
 #include <thread>
 
+#include "client/encoding.h"
 #include "client/process.h"
 #include "client/ticket.h"
 #include "client/vm_name.h"
@@ -20,6 +23,13 @@ namespace fr::client {
 namespace {
 
 using std::chrono::milliseconds;
+
+std::string randomHex(std::size_t bytes)
+{
+	std::string raw(bytes, '\0');
+	randombytes_buf(raw.data(), raw.size());
+	return hexEncode(raw);
+}
 
 Deadline earlier(Deadline a, Deadline b)
 {
@@ -158,6 +168,11 @@ Result<std::unique_ptr<GuestSession>> VmManager::connect(const VmRecord &vm, Dea
 				return session.error();
 		} else {
 			last = fd.error();
+			// A running serial VM's socket exists and accepts from the
+			// moment QEMU starts: if it cannot be connected, it never will.
+			if (!booting && vm.transport == Transport::Serial && !waitingForExec)
+				return Error::invalid(EHOSTDOWN, "VM", vm.name, "%s",
+						      last->message().c_str());
 		}
 		if (Clock::now() >= deadline)
 			break;
@@ -213,8 +228,15 @@ Result<VmConnection> VmManager::start(const VmSpec &spec, FileLock lock, Deadlin
 	request.memoryMib = spec.memoryMib;
 	request.idleTimeout = spec.idleTimeout;
 	request.images = spec.archives;
+	// A QEMU of this name that the map does not list (a corrupt map, a call
+	// killed between the helper's answer and the map update) would still
+	// hold the name, and unlink its socket path when it dies: stop it. We
+	// hold the VM's lock, so no other call is using it.
+	stopStrays(spec.name, deadline);
 	if (request.transport == Transport::Serial) {
-		request.socketPath = ctx_.dir->path + "/" + stem + ".sock";
+		removeSockets(stem);
+		// A fresh path per start: no earlier QEMU can unlink or hold it.
+		request.socketPath = ctx_.dir->path + "/" + stem + "-" + randomHex(4) + ".sock";
 		// The helper passes the path on to QEMU's command line only as an
 		// allow-listed string; say so here rather than as its refusal.
 		Status safe = checkAbsolutePath(request.socketPath, kSafePathChars, "socket");
@@ -227,17 +249,6 @@ Result<VmConnection> VmManager::start(const VmSpec &spec, FileLock lock, Deadlin
 			return Error::invalid(ENAMETOOLONG, "runtime directory",
 					      escapeForDisplay(ctx_.dir->path),
 					      "too long for a unix socket path");
-		// A socket left by an earlier VM of this name: ours (the directory
-		// is), and its VM is gone (we hold its lock and retired it).
-		struct stat st {};
-		const std::string socketName = stem + ".sock";
-		if (::fstatat(dirFd, socketName.c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0) {
-			if (!S_ISSOCK(st.st_mode))
-				return Error::invalid(EEXIST, "socket", request.socketPath,
-						      "exists and is not a socket");
-			if (::unlinkat(dirFd, socketName.c_str(), 0) != 0)
-				return Error(errno, "unlink", request.socketPath);
-		}
 	}
 	const std::string logName = stem + ".log";
 	UniqueFd logFd(::openat(dirFd, logName.c_str(),
@@ -342,10 +353,8 @@ Status VmManager::stop(const std::string &name, Deadline deadline)
 	});
 	if (!dropped)
 		return dropped;
-	if (lock) {
-		const std::string stem = vmFileStem(name);
-		::unlinkat(ctx_.dir->fd.get(), (stem + ".sock").c_str(), 0);
-	}
+	if (lock)
+		removeSockets(vmFileStem(name));
 	return {};
 }
 
@@ -400,6 +409,44 @@ Result<std::vector<VmStatusRow>> VmManager::status(Deadline deadline)
 		rows.push_back(std::move(row));
 	}
 	return rows;
+}
+
+void VmManager::removeSockets(const std::string &stem)
+{
+	// "<stem>-<random>.sock" of earlier VMs of this name (their lock is
+	// ours, their QEMU gone); only sockets, in our own directory.
+	UniqueFd scan(::openat(ctx_.dir->fd.get(), ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+	DIR *dir = scan.isValid() ? ::fdopendir(scan.release()) : nullptr;
+	if (dir == nullptr)
+		return;
+	std::vector<std::string> stale;
+	while (const dirent *entry = ::readdir(dir)) {
+		const std::string_view name(entry->d_name);
+		if (name.starts_with(stem + "-") && name.ends_with(".sock"))
+			stale.emplace_back(name);
+	}
+	::closedir(dir);
+	for (const std::string &name : stale) {
+		struct stat st {};
+		if (::fstatat(ctx_.dir->fd.get(), name.c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0 &&
+		    S_ISSOCK(st.st_mode))
+			::unlinkat(ctx_.dir->fd.get(), name.c_str(), 0);
+	}
+}
+
+void VmManager::stopStrays(const std::string &vmName, Deadline deadline)
+{
+	(void)deadline;
+	const std::string ourDir = ctx_.dir->path + "/";
+	for (const QemuProcess &qemu : findOurQemus()) {
+		if (qemu.vmName != vmName || !fdTarget(qemu.pid, 1).starts_with(ourDir))
+			continue;
+		Result<std::uint64_t> startTime = readStartTime(qemu.pid);
+		if (startTime &&
+		    terminateVerified(qemu.pid, *startTime, qemu.vmName, milliseconds(2000)))
+			ctx_.warn("stopped an earlier QEMU of VM " + vmName + " (pid " +
+				  std::to_string(qemu.pid) + ") that the state map did not list");
+	}
 }
 
 void VmManager::stopOrphans(Deadline deadline)

@@ -130,6 +130,8 @@ private:
 	// Kills the VM (verified) and drops its map entry.
 	void retire(const VmRecord &vm, Deadline deadline);
 	void showLog(const std::string &vmName);
+	void removeSockets(const std::string &stem);
+	void stopStrays(const std::string &vmName, Deadline deadline);
 	void reportCorrupt(const std::optional<CorruptMap> &corrupt, Deadline deadline);
 
 	ManagerContext ctx_;

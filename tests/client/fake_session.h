@@ -48,7 +48,7 @@ public:
 		GuestStatus s;
 		s.uptimeSeconds = 5;
 		s.idleLeftSeconds = 595;
-		s.details = {{"version", "fake 1"}, {"disks", "2"}};
+		s.details = {{"daemon_version", "fake 1"}, {"disks", "2"}};
 		return s;
 	}
 	Status stop() override

@@ -151,7 +151,10 @@ TEST_F(ManagerTest, StartsOnceThenReuses)
 	EXPECT_EQ(record.pid, pid);
 	EXPECT_EQ(record.startTime, *readStartTime(pid));
 	EXPECT_EQ(record.ticket.size(), 64U);
-	EXPECT_EQ(record.socketPath, client_->dir.path + "/" + vmFileStem(spec_.name) + ".sock");
+	// A fresh socket path per start: "<stem>-<random>.sock".
+	const std::string prefix = client_->dir.path + "/" + vmFileStem(spec_.name) + "-";
+	EXPECT_TRUE(record.socketPath.starts_with(prefix) && record.socketPath.ends_with(".sock"))
+		<< record.socketPath;
 	EXPECT_EQ(record.archives, spec_.archives);
 	EXPECT_EQ(test::modeOf(record.socketPath) & S_IFMT, static_cast<mode_t>(S_IFSOCK));
 
@@ -221,11 +224,39 @@ TEST_F(ManagerTest, KilledQemuIsRestarted)
 	}
 	::kill(first, SIGKILL);
 	ASSERT_TRUE(gone(first));
+	const std::string oldSocket = client_->map().vms.at(0).socketPath;
 	Result<VmConnection> vm = client_->manager->acquire(spec_, in(10));
 	ASSERT_TRUE(vm) << vm.error().message();
 	EXPECT_TRUE(vm->started());
 	EXPECT_NE(vm->record().pid, first);
 	EXPECT_EQ(starts(), 2);
+	// The dead VM's socket was removed; the new one has its own path.
+	EXPECT_NE(vm->record().socketPath, oldSocket);
+	EXPECT_FALSE(test::exists(oldSocket));
+}
+
+TEST_F(ManagerTest, UnlistedQemuOfTheSameNameIsStoppedBeforeAStart)
+{
+	pid_t first = 0;
+	{
+		Result<VmConnection> vm = client_->manager->acquire(spec_, in(10));
+		ASSERT_TRUE(vm);
+		first = vm->record().pid;
+	}
+	// As if the map had lost it (or a call died before recording it).
+	std::optional<CorruptMap> corrupt;
+	ASSERT_TRUE(client_->store.update(in(5),
+		[](StateMap &map, bool &changed) {
+			map.vms.clear();
+			changed = true;
+			return Status{};
+		},
+		corrupt));
+	Result<VmConnection> vm = client_->manager->acquire(spec_, in(10));
+	ASSERT_TRUE(vm) << vm.error().message();
+	EXPECT_TRUE(vm->started());
+	EXPECT_TRUE(gone(first));
+	EXPECT_NE(client_->warnings.find("stopped an earlier QEMU"), std::string::npos) << client_->warnings;
 }
 
 TEST_F(ManagerTest, VmThatFailsTheHandshakeIsKilledAndReplaced)
