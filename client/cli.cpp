@@ -261,7 +261,14 @@ private:
 		return start_ + std::chrono::seconds(seconds);
 	}
 	OutputFormat format() const { return outputFormatOf(o_.outputFormat); }
-	void print(const std::string &text) { check(writeAll(1, text)); }
+	void print(const std::string &text)
+	{
+		Status written = writeAll(1, text);
+		// A reader that went away (`| head`) is not an error worth a message.
+		if (!written && written.error().errnum() == EPIPE)
+			throw Failure{kExitFailure, ""};
+		check(written);
+	}
 
 	Options &o_;
 	SessionFactory &sessions_;
@@ -445,6 +452,8 @@ int Commands::extract()
 				return interrupted ? writeAll(1, chunk) : interrupted;
 			});
 		progress.clear();
+		if (!status && status.error().errnum() == EPIPE)
+			throw Failure{kExitFailure, ""};
 		status = forUser(status, "extract", r.target.userPath);
 		if (!status && status.error().errnum() == EISDIR)
 			throw Failure{kExitUsage, status.error().message() +
@@ -744,7 +753,9 @@ int runCli(int argc, char **argv, SessionFactory &sessions)
 			return commands.status();
 		return commands.stop();
 	} catch (const Failure &failure) {
-		printError(jsonErrors, failure.code, failure.message, commands.stdoutIsData() ? 2 : 1);
+		if (!failure.message.empty())
+			printError(jsonErrors, failure.code, failure.message,
+				   commands.stdoutIsData() ? 2 : 1);
 		return failure.code;
 	} catch (const std::exception &e) {
 		printError(jsonErrors, kExitFailure, e.what(), commands.stdoutIsData() ? 2 : 1);

@@ -221,9 +221,6 @@ std::vector<QemuProcess> findOurQemus()
 		const auto [ptr, ec] = std::from_chars(name.data(), name.data() + name.size(), pid);
 		if (ec != std::errc() || ptr != name.data() + name.size() || pid < 2)
 			continue;
-		struct stat st {};
-		if (::stat(("/proc/" + std::string(name)).c_str(), &st) != 0 || st.st_uid != ::getuid())
-			continue;
 		Result<std::string> cmdline = readProcFile(pid, "cmdline", 1 << 20);
 		if (!cmdline)
 			continue;

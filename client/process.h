@@ -66,7 +66,10 @@ struct QemuProcess {
 	pid_t pid;
 	std::string vmName;
 };
-// This user's (real uid) QEMUs carrying a file-restore marker, from /proc.
+// Processes carrying a file-restore marker, from /proc (any owner: a root
+// caller's QEMU runs as the policy's user). Callers prove ownership
+// further, e.g. by the console log fd pointing into their private runtime
+// directory (fdTarget), which only works for processes they may inspect.
 std::vector<QemuProcess> findOurQemus();
 
 // The target of /proc/<pid>/fd/<fd> ("" when unreadable).

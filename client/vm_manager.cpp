@@ -189,9 +189,12 @@ Result<VmConnection> VmManager::acquire(const VmSpec &spec, Deadline deadline)
 	const std::string stem = vmFileStem(spec.name);
 	Result<FileLock> lock = FileLock::acquire(ctx_.dir->fd.get(), stem + ".lock", deadline,
 						  "VM lock");
-	if (!lock)
+	if (!lock) {
+		if (lock.error().errnum() != ETIMEDOUT)
+			return lock.error();
 		return Error::invalid(ETIMEDOUT, "VM", spec.name,
 				      "busy: another file-restore call kept it past --timeout");
+	}
 	Result<StateMap> map = readMap(deadline);
 	if (!map)
 		return map.error();
