@@ -373,15 +373,17 @@ int Commands::list()
 
 	const bool text = format() == OutputFormat::Text;
 	json entries = json::array();
-	auto emit = [&](const GuestEntry &entry) {
+	// Runs inside the guest session's callback: returns errors, never
+	// throws (the protocol library is built without exceptions).
+	auto emit = [&](const GuestEntry &entry) -> Status {
 		std::string full = r.target.userPath;
 		if (full != "/")
 			full += '/';
 		full += entry.name;
 		if (text)
-			print(entryText(entry) + "\n");
-		else
-			entries.push_back(entryJson(full, entry));
+			return writeAll(1, entryText(entry) + "\n");
+		entries.push_back(entryJson(full, entry));
+		return {};
 	};
 
 	if (r.target.isRoot) {
@@ -390,7 +392,10 @@ int Commands::list()
 			GuestEntry entry;
 			entry.name = archive.name;
 			entry.type = EntryType::Virtual;
-			emit(entry);
+			Status shown = emit(entry);
+			if (!shown && shown.error().errnum() == EPIPE)
+				throw Failure{kExitFailure, ""};
+			check(shown);
 		}
 	} else {
 		VmConnection vm = check(manager().acquire(r.spec, deadline()));
@@ -401,9 +406,11 @@ int Commands::list()
 			    entry.name == "." || entry.name == "..")
 				return Error::invalid(EPROTO, "list", escapeForDisplay(entry.name),
 						      "the guest sent an invalid entry name");
-			emit(entry);
-			return notInterrupted();
+			Status shown = emit(entry);
+			return shown ? notInterrupted() : shown;
 		});
+		if (!listed && listed.error().errnum() == EPIPE)
+			throw Failure{kExitFailure, ""}; // `| head`: nothing to report
 		check(forUser(listed, "list", r.target.userPath));
 	}
 	if (!text)
