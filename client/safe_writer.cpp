@@ -244,8 +244,7 @@ Status Unpacker::makeSymlink(const std::vector<std::string> &components, archive
 	// symlinkat never follows anything: an existing name (even a symlink)
 	// makes it fail with EEXIST.
 	if (::symlinkat(target, parent->get(), components.back().c_str()) != 0)
-		return Error::invalid(errno, "archive member", escapeForDisplay(path), "symlink: %s",
-				      std::strerror(errno));
+		return Error(errno, "symlink", escapeForDisplay(path));
 	++report_.symlinks;
 	return {};
 }
@@ -390,7 +389,7 @@ Status Unpacker::run(int tarFd)
 	// tar (ustar, pax, GNU) only, no decompression filter: the guest sends
 	// an uncompressed pax stream and nothing else is accepted.
 	archive_read_support_format_tar(a.get());
-	if (archive_read_open_fd(a.get(), tarFd, 64 * 1024) != ARCHIVE_OK)
+	if (archive_read_open_fd(a.get(), tarFd, std::size_t{64} << 10) != ARCHIVE_OK)
 		return Error::invalid(EPROTO, "archive", "", "%s", archive_error_string(a.get()));
 	for (;;) {
 		archive_entry *e = nullptr;

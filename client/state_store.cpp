@@ -56,7 +56,8 @@ std::string utcStamp()
 	std::tm tm {};
 	::gmtime_r(&now, &tm);
 	char buf[32];
-	std::strftime(buf, sizeof(buf), "%Y%m%dT%H%M%SZ", &tm);
+	if (std::strftime(buf, sizeof(buf), "%Y%m%dT%H%M%SZ", &tm) == 0)
+		return std::to_string(now);
 	return buf;
 }
 
