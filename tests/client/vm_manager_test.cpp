@@ -420,6 +420,21 @@ TEST_F(ManagerTest, StopPowersOffAndForgets)
 	EXPECT_EQ(unknown.error().errnum(), ENOENT);
 }
 
+TEST_F(ManagerTest, AVmInUseMakesOthersWaitUntilTheirDeadline)
+{
+	Result<VmConnection> held = client_->manager->acquire(spec_, in(10));
+	ASSERT_TRUE(held);
+	Client other(base_.path(), guest_);
+	const auto before = Clock::now();
+	Result<VmConnection> waited =
+		other.manager->acquire(spec_, Clock::now() + std::chrono::milliseconds(400));
+	ASSERT_FALSE(waited);
+	EXPECT_EQ(waited.error().errnum(), ETIMEDOUT);
+	EXPECT_NE(waited.error().message().find("busy"), std::string::npos);
+	EXPECT_GE(Clock::now() - before, std::chrono::milliseconds(390));
+	EXPECT_EQ(starts(), 1);
+}
+
 TEST_F(ManagerTest, StopKillsAVmInUse)
 {
 	Result<VmConnection> held = client_->manager->acquire(spec_, in(10));
