@@ -12,8 +12,9 @@ powers off. QEMU gets the same devices and options the helper gives it
 Runs the variants round-robin so that a noisy machine affects all alike.
 
   bench/machine_types.py --deb linux-image-6.1.0-*-amd64_*.deb --busybox busybox-static_*.deb \
-      [--rounds 10] [--work bench/work/machines]
-(both .debs: `apt-get download linux-image-amd64's dependency busybox-static`)
+      [--rounds 10] [--work bench/work/machines] [--accel tcg|kvm] [--variants microvm,q35]
+(both .debs: `apt-get download linux-image-6.1.0-NN-amd64 busybox-static`; once
+--work holds vmlinux and initramfs.img they are not needed again)
 """
 import argparse
 import glob
@@ -52,6 +53,8 @@ def build_image(deb, busybox, work):
     initrd = os.path.join(work, "initramfs.img")
     if os.path.exists(vmlinux) and os.path.exists(initrd):
         return vmlinux, initrd
+    if not deb or not busybox:
+        sys.exit("--deb and --busybox are needed to build the image in " + work)
     tree = os.path.join(work, "deb")
     shutil.rmtree(tree, ignore_errors=True)
     subprocess.run(["dpkg-deb", "-x", deb, tree], check=True)
@@ -88,7 +91,7 @@ def tsc_khz():
     return None
 
 
-def boot(variant, vmlinux, initrd, disk, work):
+def boot(variant, vmlinux, initrd, disk, work, accel):
     machine, bus = VARIANTS[variant]
     path = os.path.join(work, "s.sock")
     if os.path.exists(path):
@@ -102,13 +105,13 @@ def boot(variant, vmlinux, initrd, disk, work):
     fds = (listener.fileno(), img, kfd, ifd)
     for fd in fds:
         os.set_inheritable(fd, True)
-    khz = tsc_khz()
+    khz = tsc_khz() if accel == "tcg" else None
     cmdline = "console=ttyS0 quiet panic=-1 8250.nr_uarts=1 tsc=reliable no_timer_check"
     if khz:
         cmdline += " tsc_early_khz=%d" % khz
     cmdline += " fr.idle=600 fr.transport=serial"
     argv = ["qemu-system-x86_64", "-name", "guest=file-restore:bench", "-machine", machine,
-            "-accel", "tcg", "-m", "256", "-smp", "1", "-nodefaults", "-no-user-config", "-nic", "none",
+            "-accel", accel] + (["-cpu", "host"] if accel == "kvm" else []) + ["-m", "256", "-smp", "1", "-nodefaults", "-no-user-config", "-nic", "none",
             "-display", "none", "-monitor", "none", "-no-reboot",
             "-sandbox", "on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny",
             "-serial", "stdio", "-kernel", "/proc/self/fd/%d" % kfd, "-initrd", "/proc/self/fd/%d" % ifd,
@@ -146,8 +149,9 @@ def boot(variant, vmlinux, initrd, disk, work):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--deb", required=True)
-    parser.add_argument("--busybox", required=True)
+    parser.add_argument("--deb")
+    parser.add_argument("--busybox")
+    parser.add_argument("--accel", default="tcg", choices=["tcg", "kvm"])
     parser.add_argument("--rounds", type=int, default=10)
     parser.add_argument("--work", default="bench/work/machines")
     parser.add_argument("--variants", default=",".join(VARIANTS))
@@ -160,11 +164,12 @@ def main():
     results = {v: [] for v in variants}
     for r in range(args.rounds):
         for v in variants:
-            results[v].append(boot(v, vmlinux, initrd, disk, args.work))
+            results[v].append(boot(v, vmlinux, initrd, disk, args.work, args.accel))
             hello, total = results[v][-1]
             print("round %d %-13s hello %s exit %.2f s" % (r, v, "%.2f s" % hello if hello else "NONE", total),
                   flush=True)
-    print("\n| machine | boots | channel up: median (min–max) | QEMU exit: median | failed |")
+    print("\n%s, %d rounds" % (args.accel, args.rounds))
+    print("| machine | boots | channel up: median (min–max) | QEMU exit: median | failed |")
     print("|---|---|---|---|---|")
     for v in variants:
         ok = [h for h, _ in results[v] if h]
