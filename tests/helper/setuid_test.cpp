@@ -785,6 +785,12 @@ TEST_F(Setuid, RootCallerRunsQemuAsThePolicyUser)
 	Outcome d = call(c);
 	expectStarted(d);
 	EXPECT_EQ(d.record.status.at("Uid").substr(0, 6), "65534 ");
+	// By number.
+	install_->setPolicy("qemu-user " + std::to_string(other_.uid) + "\n");
+	::unlink(socket_.c_str());
+	Outcome n = call(c);
+	expectStarted(n);
+	EXPECT_EQ(n.record.status.at("Uid"), uid + " " + uid + " " + uid + " " + uid);
 	install_->setPolicy("qemu-user fr-no-such-user\n");
 	::unlink(socket_.c_str());
 	expectRefused(call(c), 3, "qemu-user(fr-no-such-user): no such user");
