@@ -218,8 +218,10 @@ Result<std::string> readTicket(int fd, int timeoutMs)
 		::clock_gettime(CLOCK_MONOTONIC, &now);
 		const long elapsed = (now.tv_sec - start.tv_sec) * 1000 + (now.tv_nsec - start.tv_nsec) / 1000000;
 		const bool haveTicket = got == abi::kTicketHexLength;
+		// Never negative: poll() would then wait forever.
+		const long left = elapsed < timeoutMs ? timeoutMs - elapsed : 0;
 		pollfd pfd{fd, POLLIN, 0};
-		const int ready = ::poll(&pfd, 1, haveTicket ? 0 : static_cast<int>(timeoutMs - elapsed));
+		const int ready = ::poll(&pfd, 1, haveTicket ? 0 : static_cast<int>(left));
 		if (ready < 0) {
 			if (errno == EINTR)
 				continue;
