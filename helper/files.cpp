@@ -218,8 +218,10 @@ Result<std::string> readTicket(int fd, int timeoutMs)
 		::clock_gettime(CLOCK_MONOTONIC, &now);
 		const long elapsed = (now.tv_sec - start.tv_sec) * 1000 + (now.tv_nsec - start.tv_nsec) / 1000000;
 		const bool haveTicket = got == abi::kTicketHexLength;
+		// Never negative: poll() would then wait forever.
+		const long left = elapsed < timeoutMs ? timeoutMs - elapsed : 0;
 		pollfd pfd{fd, POLLIN, 0};
-		const int ready = ::poll(&pfd, 1, haveTicket ? 0 : static_cast<int>(timeoutMs - elapsed));
+		const int ready = ::poll(&pfd, 1, haveTicket ? 0 : static_cast<int>(left));
 		if (ready < 0) {
 			if (errno == EINTR)
 				continue;
@@ -291,11 +293,15 @@ std::optional<std::uint64_t> hostTscKhz()
 {
 #if defined(__x86_64__)
 	if (FILE *f = std::fopen("/sys/devices/system/cpu/cpu0/tsc_freq_khz", "re")) {
-		unsigned long long khz = 0;
-		const bool ok = std::fscanf(f, "%llu", &khz) == 1;
-		std::fclose(f);
-		if (ok && khz > 100000)
-			return khz;
+		char text[32] = {};
+		const std::size_t n = std::fread(text, 1, sizeof(text) - 1, f);
+		(void)std::fclose(f);
+		std::string_view digits(text, n);
+		while (!digits.empty() && digits.back() == '\n')
+			digits.remove_suffix(1);
+		const Result<std::uint64_t> khz = parseDecimal(digits, 100001, UINT64_MAX, "tsc_freq_khz");
+		if (khz)
+			return *khz;
 	}
 	const auto rdtsc = []() -> std::uint64_t {
 		unsigned lo, hi;
@@ -325,7 +331,7 @@ std::optional<std::uint64_t> hostTscKhz()
 	};
 	std::uint64_t tsc0 = 0, ns0 = 0, tsc1 = 0, ns1 = 0;
 	sample(tsc0, ns0);
-	const timespec wait{0, 20 * 1000 * 1000};
+	const timespec wait{0, 20L * 1000 * 1000};
 	::nanosleep(&wait, nullptr);
 	sample(tsc1, ns1);
 	if (ns1 <= ns0 || tsc1 <= tsc0)

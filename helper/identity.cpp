@@ -15,7 +15,10 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdint>
 #include <string>
+
+#include "shared/validate.h"
 
 namespace fr::helper {
 
@@ -37,13 +40,16 @@ Result<Identity> callerIdentity()
 
 Result<Identity> accountIdentity(std::string_view name)
 {
-	const std::string copy(name);
 	struct passwd pw {};
 	struct passwd *found = nullptr;
 	std::vector<char> buf(16384);
-	const int rc = ::getpwnam_r(copy.c_str(), &pw, buf.data(), buf.size(), &found);
+	// The policy may name the account by number.
+	Result<std::uint64_t> uid = parseDecimal(name, 0, 0xfffffffeU, "qemu-user");
+	const int rc = uid ? ::getpwuid_r(static_cast<uid_t>(*uid), &pw, buf.data(), buf.size(), &found)
+			   : ::getpwnam_r(std::string(name).c_str(), &pw, buf.data(), buf.size(), &found);
 	if (rc != 0 || found == nullptr)
 		return Error::invalid(ENOENT, "qemu-user", name, "no such user");
+	const std::string copy(pw.pw_name);
 	if (pw.pw_uid == 0)
 		return Error::invalid(EPERM, "qemu-user", name, "QEMU must not run as root");
 	Identity who;

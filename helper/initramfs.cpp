@@ -26,7 +26,7 @@ void newcEntry(std::string &out, std::size_t base, std::string_view name, unsign
 	       std::string_view data)
 {
 	char header[111];
-	std::snprintf(header, sizeof(header),
+	(void)std::snprintf(header, sizeof(header),
 		      "070701%08X%08X%08X%08X%08X%08X%08zX%08X%08X%08X%08X%08zX%08X",
 		      1U,    // ino
 		      mode,  // mode
@@ -113,7 +113,7 @@ Result<UniqueFd> buildInitramfs(int baseFd, std::string_view ticket)
 		return Error(errno, "fcntl(F_ADD_SEALS)", "initramfs memfd");
 	// Hand QEMU a read-only fd (a memfd is always opened read-write).
 	char self[40];
-	std::snprintf(self, sizeof(self), "/proc/self/fd/%d", memfd.get());
+	(void)std::snprintf(self, sizeof(self), "/proc/self/fd/%d", memfd.get());
 	UniqueFd readOnly(::open(self, O_RDONLY | O_CLOEXEC));
 	if (!readOnly.isValid())
 		return Error(errno, "open", self);

@@ -7,9 +7,11 @@
 // 3 (denied), 4 (limit) or 1 (anything else), and nothing left behind.
 #include <fcntl.h>
 #include <grp.h>
+#include <signal.h>
 #include <pwd.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -249,7 +251,14 @@ int run(int argc, char **argv)
 		std::printf("{\"pid\":%d,\"cid\":%u}\n", pid, cid);
 	else
 		std::printf("{\"pid\":%d,\"cid\":null}\n", pid);
-	return std::fflush(stdout) == 0 ? kOk : kFailed;
+	if (std::fflush(stdout) != 0) {
+		// Nobody learns of this VM: stop it rather than leave it behind.
+		const int flushErrno = errno;
+		::kill(pid, SIGKILL);
+		::waitpid(pid, nullptr, 0);
+		die(kFailed, Error(flushErrno, "write", "stdout"));
+	}
+	return kOk;
 }
 
 } // namespace

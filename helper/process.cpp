@@ -67,7 +67,8 @@ void resetSignals() noexcept
 	sigset_t none;
 	sigemptyset(&none);
 	::sigprocmask(SIG_SETMASK, &none, nullptr);
-	::signal(SIGXFSZ, SIG_IGN);
+	(void)::signal(SIGXFSZ, SIG_IGN);
+	(void)::signal(SIGPIPE, SIG_IGN);
 }
 
 namespace {
@@ -119,7 +120,8 @@ namespace {
 		childFail(pipeFd, dropped.error());
 	if (::prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0)
 		childFail(pipeFd, Error(errno, "prctl(PR_SET_NO_NEW_PRIVS)"));
-	::signal(SIGXFSZ, SIG_DFL);
+	(void)::signal(SIGXFSZ, SIG_DFL);
+	(void)::signal(SIGPIPE, SIG_DFL);
 	// Seccomp last: nothing after it but execve.
 	sock_fprog prog{};
 	prog.len = static_cast<unsigned short>(l.filterLength);

@@ -30,9 +30,10 @@ void closeFdsExcept(int from, const int *keep, std::size_t count) noexcept;
 
 // Every signal back to its default action and nothing blocked: an ignored
 // SIGCHLD would break waitpid, a blocked SIGTERM would reach QEMU blocked.
-// SIGXFSZ is then ignored in the helper itself so that a low RLIMIT_FSIZE
-// fails the initramfs write with EFBIG (a clear error) instead of killing the
-// helper; the child restores it before exec.
+// SIGXFSZ and SIGPIPE are then ignored in the helper itself so that a low
+// RLIMIT_FSIZE or a closed stdout pipe fails a write with EFBIG/EPIPE (a
+// clear error, and cleanup) instead of killing the helper half-way; the
+// child restores both before exec.
 void resetSignals() noexcept;
 
 // What the child needs, all prepared by the parent (the child does not

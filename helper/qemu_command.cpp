@@ -57,8 +57,12 @@ std::vector<std::string> buildQemuArgv(const QemuConfig &c)
 			blockdev += "\"backing\":null,";
 		blockdev += "\"file\":{\"driver\":\"file\",\"filename\":\"/dev/fdset/" + n +
 			    "\",\"read-only\":true}}";
-		argv.insert(argv.end(), {"-blockdev", blockdev, "-device",
-					 "virtio-blk-device,drive=" + serial + ",serial=" + serial + ",scsi=off"});
+		std::string device = "virtio-blk-device,drive=";
+		device += serial;
+		device += ",serial=";
+		device += serial;
+		device += ",scsi=off";
+		argv.insert(argv.end(), {"-blockdev", blockdev, "-device", device});
 	}
 	if (c.transport == Transport::Vsock) {
 		argv.insert(argv.end(), {"-device", "vhost-vsock-device,guest-cid=" + std::to_string(c.cid) +

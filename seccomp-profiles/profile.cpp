@@ -54,7 +54,12 @@ constexpr Named kErrnos[] = {
 constexpr std::size_t kMaxText = 256 * 1024;
 constexpr std::size_t kMaxLine = 1024;
 constexpr std::size_t kMaxRules = 1024;
-constexpr std::size_t kMaxConditions = 6;
+// libseccomp 2.5.4 never finishes merging some sets of rules that test
+// several arguments of one syscall, e.g. {a0 != 1, a1 >= 5}, {a0 != 1,
+// a1 >= 6}, {a0 != 1, a2 >= 5} (found by fuzz_seccomp_profile). A kill-list
+// needs one condition per rule; several lines still OR conditions together.
+constexpr std::size_t kMaxConditions = 1;
+constexpr std::size_t kMaxRulesPerSyscall = 8;
 
 Error lineError(std::size_t line, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 Error lineError(std::size_t line, const char *fmt, ...)
@@ -174,7 +179,7 @@ Result<std::vector<Condition>> parseConditions(const std::vector<std::string_vie
 				return lineError(line, "two conditions on a%u (libseccomp allows one)", c.arg);
 		conditions.push_back(c);
 		if (conditions.size() > kMaxConditions)
-			return lineError(line, "too many conditions");
+			return lineError(line, "more than one condition (write one rule per condition)");
 		i = valueAt + 1;
 	}
 	return conditions;
@@ -262,6 +267,12 @@ Result<Profile> parseProfile(std::string_view text)
 		rule.conditions = *conditions;
 		if (profile.rules.size() == kMaxRules)
 			return lineError(line, "too many rules");
+		std::size_t same = 0;
+		for (const Rule &earlier : profile.rules)
+			same += earlier.number == rule.number ? 1 : 0;
+		if (same == kMaxRulesPerSyscall)
+			return lineError(line, "more than %zu rules for %s", kMaxRulesPerSyscall,
+					 rule.syscall.c_str());
 		profile.rules.push_back(rule);
 	}
 	if (!profile.sawDefault)

@@ -9,8 +9,8 @@
 //   # comment
 //   default allow                      -- reason      (the only default: a kill-list)
 //   foreign-arch kill                  -- reason      (x32, i386, ... entry points)
-//   kill  <syscall> [<condition>...]   -- reason
-//   errno <ERRNO> <syscall> [<condition>...] -- reason
+//   kill  <syscall> [<condition>]      -- reason
+//   errno <ERRNO> <syscall> [<condition>] -- reason
 //
 //   <condition>:  a<N> <op> <value>      op: == != < <= > >=
 //                 a<N> has <value>       all bits of value set ((aN & v) == v)
@@ -18,7 +18,8 @@
 //   <value>:      decimal, 0x-hex or a name from the built-in table
 //                 (AF_UNIX, CLONE_NEWUSER, TIOCSTI, ...)
 //
-// Conditions on one line are ANDed; several lines for one syscall are ORed.
+// One condition per line (libseccomp 2.5.4 can hang merging rules that test
+// several arguments); several lines for one syscall are ORed (at most 8).
 // Every rule must carry a reason after "--".
 
 #include <cstdint>

@@ -28,11 +28,11 @@ Error lineError(const Line &line, const char *fmt, ...) __attribute__((format(pr
 Error lineError(const Line &line, const char *fmt, ...)
 {
 	char where[32];
-	std::snprintf(where, sizeof(where), "line %zu", line.number);
+	(void)std::snprintf(where, sizeof(where), "line %zu", line.number);
 	char detail[Error::kDetailMax + 1];
 	va_list args;
 	va_start(args, fmt);
-	std::vsnprintf(detail, sizeof(detail), fmt, args);
+	(void)std::vsnprintf(detail, sizeof(detail), fmt, args);
 	va_end(args);
 	return Error::invalid(EINVAL, "policy", where, "%s", detail);
 }

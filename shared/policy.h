@@ -68,7 +68,7 @@ inline constexpr std::uint32_t kMaxDisksHard = 64;
 inline constexpr std::uint32_t kMinMemoryMiB = 64;
 inline constexpr std::uint32_t kMaxMemoryMiBHard = 65536;
 inline constexpr std::uint32_t kMaxTimeoutHard = 7 * 24 * 3600;
-inline constexpr std::size_t kPolicyMaxBytes = 64 * 1024;
+inline constexpr std::size_t kPolicyMaxBytes = std::size_t{64} * 1024;
 
 // The policy in effect when there is no policy file: every user may use
 // the helper for images they can read themselves, built-in limits.

@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <thread>
 #include <string>
 
 #include <gtest/gtest.h>
@@ -173,6 +174,25 @@ TEST_F(Files, TicketComesFromAPipeExactly)
 	Result<std::string> slow = ticketFrom(good.substr(0, 10), false);
 	ASSERT_FALSE(slow);
 	EXPECT_EQ(slow.error().errnum(), ETIMEDOUT);
+	// A writer that trickles bytes past the deadline does not extend it.
+	{
+		auto [r, w] = test::makePipe();
+		std::thread trickle([w = w] {
+			for (int i = 0; i < 20; ++i) {
+				if (::write(w, "a", 1) != 1)
+					break;
+				std::this_thread::sleep_for(std::chrono::milliseconds(40));
+			}
+			::close(w);
+		});
+		const auto start = std::chrono::steady_clock::now();
+		Result<std::string> trickled = readTicket(r, 300);
+		EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::milliseconds(700));
+		trickle.join();
+		::close(r);
+		ASSERT_FALSE(trickled);
+		EXPECT_EQ(trickled.error().errnum(), ETIMEDOUT);
+	}
 	const std::string f = file("ticket", good);
 	const int fd = ::open(f.c_str(), O_RDONLY | O_CLOEXEC);
 	Result<std::string> notPipe = readTicket(fd, 300);

@@ -46,11 +46,12 @@ TEST(ProfileParser, AcceptsTheGrammar)
 					 "kill socket a0 != AF_UNIX -- unix only\n"
 					 "kill clone a0 has CLONE_NEWUSER -- no userns\n"
 					 "kill ioctl a1 & 0xffffffff == TIOCSTI -- no typing\n"
-					 "kill mmap a2 >= 0x10 a3 < 7 -- several conditions\n");
+					 "kill mmap a2 >= 0x10 -- one condition\n"
+					 "kill mmap a3 < 7 -- per line\n");
 	ASSERT_TRUE(p) << p.error().message();
 	EXPECT_TRUE(p->sawDefault);
 	EXPECT_TRUE(p->killForeignArch);
-	ASSERT_EQ(p->rules.size(), 6U);
+	ASSERT_EQ(p->rules.size(), 7U);
 	EXPECT_EQ(p->rules[0].syscall, "ptrace");
 	EXPECT_EQ(p->rules[0].reason, "no tracing");
 	EXPECT_FALSE(p->rules[1].kill);
@@ -61,7 +62,7 @@ TEST(ProfileParser, AcceptsTheGrammar)
 	EXPECT_EQ(p->rules[3].conditions[0].mask, static_cast<std::uint64_t>(CLONE_NEWUSER));
 	EXPECT_EQ(p->rules[4].conditions[0].mask, 0xffffffffU);
 	EXPECT_EQ(p->rules[4].conditions[0].value, static_cast<std::uint64_t>(TIOCSTI));
-	EXPECT_EQ(p->rules[5].conditions.size(), 2U);
+	EXPECT_EQ(p->rules[5].conditions.size(), 1U);
 	EXPECT_TRUE(compileProfile(*p));
 }
 
@@ -78,6 +79,7 @@ TEST(ProfileParser, RefusesMistakes)
 		"default allow -- x\nkill socket a0 == AF_MARS -- x\n", // unknown constant
 		"default allow -- x\nkill socket a0 == -- x\n",         // missing value
 		"default allow -- x\nkill socket a0 == 1 a0 == 2 -- x\n",
+		"default allow -- x\nkill socket a0 != 1 a1 >= 5 -- x\n", // one condition per rule
 		"default allow -- x\nkill ioctl a1 & 0xff == 0x100 -- x\n", // never matches
 		"default allow -- x\nkill ioctl a1 & 0xff 1 -- x\n",
 		"default allow -- x\nerrno EWHAT ptrace -- x\n",

@@ -4,6 +4,7 @@
 // through what the probe (standing in for QEMU) recorded, or through the
 // refusal: exit code, empty stdout, one line on stderr, no QEMU started and
 // nothing left behind.
+#include <dirent.h>
 #include <fcntl.h>
 #include <signal.h>
 #include <sys/resource.h>
@@ -544,6 +545,44 @@ TEST_F(Setuid, LowRlimitsFailCleanly)
 	}
 }
 
+bool markerRunning(const std::string &name)
+{
+	const std::string needle = std::string("guest=file-restore:") + name;
+	DIR *proc = ::opendir("/proc");
+	bool found = false;
+	while (const dirent *entry = proc ? ::readdir(proc) : nullptr) {
+		if (entry->d_name[0] < '0' || entry->d_name[0] > '9')
+			continue;
+		const int fd = ::open(("/proc/" + std::string(entry->d_name) + "/cmdline").c_str(), O_RDONLY | O_CLOEXEC);
+		if (fd < 0)
+			continue;
+		char buf[8192];
+		const ssize_t n = ::read(fd, buf, sizeof(buf));
+		::close(fd);
+		if (n > 0 && std::string(buf, static_cast<std::size_t>(n)).find(needle + std::string(1, '\0')) != std::string::npos)
+			found = true;
+	}
+	if (proc)
+		::closedir(proc);
+	return found;
+}
+
+TEST_F(Setuid, UnreportableStartIsUndone)
+{
+	// stdout is a pipe nobody reads: the JSON line cannot be delivered, so
+	// the helper must stop the QEMU it started (it would run unknown).
+	auto [readEnd, writeEnd] = makePipe();
+	::close(readEnd);
+	Call c;
+	c.args = {"--name", "hold-unreported"};
+	c.extraFds = {{1, writeEnd}};
+	Outcome o = call(c);
+	::close(writeEnd);
+	EXPECT_EQ(o.run.exitCode, 1) << o.run.err;
+	EXPECT_NE(o.run.err.find("write(stdout): Broken pipe"), std::string::npos) << o.run.err;
+	EXPECT_FALSE(markerRunning("hold-unreported"));
+}
+
 TEST_F(Setuid, ArgumentCountLengthDuplicatesAndNumbers)
 {
 	std::vector<std::string> many;
@@ -746,6 +785,12 @@ TEST_F(Setuid, RootCallerRunsQemuAsThePolicyUser)
 	Outcome d = call(c);
 	expectStarted(d);
 	EXPECT_EQ(d.record.status.at("Uid").substr(0, 6), "65534 ");
+	// By number.
+	install_->setPolicy("qemu-user " + std::to_string(other_.uid) + "\n");
+	::unlink(socket_.c_str());
+	Outcome n = call(c);
+	expectStarted(n);
+	EXPECT_EQ(n.record.status.at("Uid"), uid + " " + uid + " " + uid + " " + uid);
 	install_->setPolicy("qemu-user fr-no-such-user\n");
 	::unlink(socket_.c_str());
 	expectRefused(call(c), 3, "qemu-user(fr-no-such-user): no such user");

@@ -415,6 +415,9 @@ HelperInstall::~HelperInstall()
 {
 	removeTree(base_);
 	removeTree(policyDir_);
+	// The per-build directories go too once empty (rmdir fails otherwise).
+	::rmdir(FR_TEST_BASE);
+	::rmdir(FR_TEST_POLICY_BASE);
 }
 
 std::string HelperInstall::scratchDir() const { return base_ + "/scratch"; }
