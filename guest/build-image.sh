@@ -42,6 +42,10 @@ declare -A groups=(
   [dm]="dm_mod"
 )
 group_order=(base serial vsock ext4 xfs btrfs vfat exfat isofs udf dm)
+# Loaded at boot: stored plain for finit_module. Everything else is loaded
+# on first use and stored zstd-compressed (the daemon decompresses it), so
+# the kernel has less to unpack at boot (guest/modules.h).
+boot_groups=" base serial vsock "
 max_initramfs=$((8 * 1024 * 1024))
 
 mkdir -p "$outdir"
@@ -118,6 +122,7 @@ mkdir -p "$staging/lib/modules"
 order=$staging/lib/modules/order
 : >"$order"
 declare -A sources=()
+declare -A plain=()
 for group in "${group_order[@]}"; do
   declare -A seen=()
   for root in ${groups[$group]}; do
@@ -133,10 +138,29 @@ for group in "${group_order[@]}"; do
       sources[$file]=$path
       [[ -n ${seen[$file]:-} ]] && continue
       seen[$file]=1
+      if [[ $boot_groups == *" $group "* ]]; then
+        plain[$file]=1
+      fi
       echo "$group $file" >>"$order"
     done <<<"$deps"
   done
   unset seen
+done
+# A module needed at boot stays plain everywhere; the others become .ko.zst.
+mkdir -p "$work/zst"
+: >"$order.final"
+while read -r group file; do
+  if [[ -n ${plain[$file]:-} ]]; then
+    echo "$group $file" >>"$order.final"
+  else
+    echo "$group $file.zst" >>"$order.final"
+  fi
+done <"$order"
+mv "$order.final" "$order"
+for file in "${!sources[@]}"; do
+  if [[ -z ${plain[$file]:-} ]]; then
+    zstd -q -19 --single-thread -c "${sources[$file]}" >"$work/zst/$file.zst"
+  fi
 done
 
 # --- 4. the initramfs --------------------------------------------------------
@@ -153,7 +177,13 @@ spec=$work/spec
   # same glibc as the statically linked daemon.
   for d in usr usr/lib usr/lib/locale usr/lib/locale/C.utf8; do echo "dir $d 0755"; done
   echo "file usr/lib/locale/C.utf8/LC_CTYPE 0644 $locale"
-  for file in "${!sources[@]}"; do echo "file lib/modules/$file 0644 ${sources[$file]}"; done
+  for file in "${!sources[@]}"; do
+    if [[ -n ${plain[$file]:-} ]]; then
+      echo "file lib/modules/$file 0644 ${sources[$file]}"
+    else
+      echo "file lib/modules/$file.zst 0644 $work/zst/$file.zst"
+    fi
+  done
 } >"$spec"
 "$mkcpio" <"$spec" >"$work/initramfs.cpio"
 zstd -q -19 --single-thread -c "$work/initramfs.cpio" >"$work/initramfs.img"

@@ -7,7 +7,9 @@
 // when asked to, or on any fatal error. PID 1 never exits (the kernel would
 // panic): every way out goes through powerOff().
 #include <fcntl.h>
+#include <linux/random.h>
 #include <linux/vm_sockets.h>
+#include <sys/ioctl.h>
 #include <sys/mount.h>
 #include <sys/reboot.h>
 #include <sys/resource.h>
@@ -172,6 +174,31 @@ proto::Key readTicket()
 	return *key;
 }
 
+// The VM has no entropy source the kernel trusts early (no RDRAND in TCG's
+// default CPU model, no virtio-rng): the first getrandom() (libsodium's, for
+// the server nonce) would block for about a second while the kernel gathers
+// timing jitter. The ticket is 32 bytes from the client's CSPRNG, secret
+// from everyone but the client and the helper: credited as 256 bits of
+// entropy it seeds the guest's RNG at once. The nonces only have to be
+// unpredictable to those who do not hold the ticket, and they are; the
+// kernel keeps mixing its own jitter in.
+void seedRandom(const proto::Key &key)
+{
+	struct {
+		int entropyCount;
+		int bufSize;
+		std::uint8_t buf[abi::kTicketBytes];
+	} seed{};
+	seed.entropyCount = 8 * static_cast<int>(abi::kTicketBytes);
+	seed.bufSize = static_cast<int>(abi::kTicketBytes);
+	std::memcpy(seed.buf, key.data(), key.size());
+	UniqueFd fd(::open("/dev/urandom", O_WRONLY | O_CLOEXEC));
+	if (!fd.isValid() || ::ioctl(fd.get(), RNDADDENTROPY, &seed) != 0)
+		logf(LogLevel::Warning, "RNDADDENTROPY failed (errno %d): the first handshake may wait for entropy",
+		     errno);
+	sodium_memzero(&seed, sizeof(seed));
+}
+
 // /dev/<vportNpM> of the virtio-serial port named abi::kSerialPortName.
 // Ports appear when QEMU announces them, shortly after the driver loads.
 Result<UniqueFd> openSerialPort()
@@ -290,6 +317,7 @@ std::uint64_t bootMs() noexcept
 
 	const Config config = readConfig();
 	const proto::Key key = readTicket();
+	seedRandom(key);
 	if (!proto::initCrypto())
 		fatal(Error(EIO, "sodium_init", "libsodium"));
 

@@ -12,7 +12,8 @@ namespace {
 void copyTruncated(char *dst, std::size_t dstSize, std::string_view src) noexcept
 {
 	const std::size_t n = src.size() < dstSize - 1 ? src.size() : dstSize - 1;
-	std::memcpy(dst, src.data(), n);
+	if (n > 0) // an empty string_view may have a null data(): memcpy(_, nullptr, 0) is UB
+		std::memcpy(dst, src.data(), n);
 	dst[n] = '\0';
 }
 

@@ -251,6 +251,9 @@ std::vector<std::string> qemuArgv(const VmOptions &o)
 			      std::to_string(o.idleS) + " " + abi::kCmdlineTransport + "=serial";
 	if (const unsigned long khz = hostTscKhz(); khz > 0)
 		cmdline += " tsc_early_khz=" + std::to_string(khz);
+	// For comparing kernel arguments in bench/ (never set in tests).
+	if (const char *extra = std::getenv("FR_KERNEL_EXTRA_ARGS"); extra != nullptr && *extra != '\0')
+		cmdline += std::string(" ") + extra;
 	std::vector<std::string> argv = {
 		qemuBinary(), "-machine", "microvm", "-nodefaults", "-no-user-config", "-nic", "none",
 		"-display", "none", "-monitor", "none", "-no-reboot", "-accel", "tcg",
