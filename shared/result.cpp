@@ -12,7 +12,7 @@ namespace {
 void copyTruncated(char *dst, std::size_t dstSize, std::string_view src) noexcept
 {
 	const std::size_t n = src.size() < dstSize - 1 ? src.size() : dstSize - 1;
-	if (n > 0) // an empty string_view may have a null data(): memcpy(_, nullptr, 0) is UB
+	if (n > 0) // an empty string_view may carry a null data(): memcpy's args must not be null
 		std::memcpy(dst, src.data(), n);
 	dst[n] = '\0';
 }
@@ -32,7 +32,7 @@ Error Error::invalid(int errnum, const char *what, std::string_view object,
 	Error error(errnum, what, object);
 	va_list args;
 	va_start(args, fmt);
-	std::vsnprintf(error.detail_, sizeof(error.detail_), fmt, args);
+	(void)std::vsnprintf(error.detail_, sizeof(error.detail_), fmt, args);
 	va_end(args);
 	return error;
 }
