@@ -64,7 +64,7 @@ std::string escapeForDisplay(std::string_view bytes)
 		std::uint32_t cp = 0;
 		const std::size_t len = decodeUtf8(bytes, i, cp);
 		if (len == 0) {
-			std::snprintf(buf, sizeof(buf), "\\x%02x", static_cast<unsigned char>(bytes[i]));
+			(void)std::snprintf(buf, sizeof(buf), "\\x%02x", static_cast<unsigned char>(bytes[i]));
 			out += buf;
 			i += 1;
 			continue;
@@ -78,7 +78,7 @@ std::string escapeForDisplay(std::string_view bytes)
 		} else if (cp == '\r') {
 			out += "\\r";
 		} else if (isUnsafeCodePoint(cp)) {
-			std::snprintf(buf, sizeof(buf), "\\u{%04x}", static_cast<unsigned>(cp));
+			(void)std::snprintf(buf, sizeof(buf), "\\u{%04x}", static_cast<unsigned>(cp));
 			out += buf;
 		} else {
 			out.append(bytes.substr(i, len));

@@ -60,8 +60,11 @@ private:
 template <typename T>
 class [[nodiscard]] Result {
 public:
+	// cppcheck-suppress noExplicitConstructor ; implicit like std::expected
 	Result(const T &value) : ok_(true) { new (&value_) T(value); }
+	// cppcheck-suppress noExplicitConstructor ; implicit like std::expected
 	Result(T &&value) : ok_(true) { new (&value_) T(std::move(value)); }
+	// cppcheck-suppress noExplicitConstructor ; implicit like std::expected
 	Result(const Error &error) : ok_(false) { new (&error_) Error(error); }
 
 	Result(const Result &other) : ok_(other.ok_)
@@ -131,6 +134,7 @@ template <>
 class [[nodiscard]] Result<void> {
 public:
 	Result() noexcept : ok_(true), error_(0, "") {}
+	// cppcheck-suppress noExplicitConstructor ; implicit like std::expected
 	Result(const Error &error) noexcept : ok_(false), error_(error) {}
 
 	bool hasValue() const noexcept { return ok_; }

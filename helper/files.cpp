@@ -1,0 +1,346 @@
+// SPDX-License-Identifier: AGPL-3.0-or-later
+#include "helper/files.h"
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <linux/openat2.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/un.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+
+#include "shared/guest_abi.h"
+#include "shared/policy.h"
+#include "shared/validate.h"
+
+namespace fr::helper {
+
+namespace {
+
+long openat2(int dirfd, const char *path, int flags, std::uint64_t resolve)
+{
+	open_how how{};
+	how.flags = static_cast<std::uint64_t>(flags);
+	how.resolve = resolve;
+	return ::syscall(SYS_openat2, dirfd, path, &how, sizeof(how));
+}
+
+Status trustedByRoot(int fd, std::string_view what)
+{
+	struct stat st {};
+	if (::fstat(fd, &st) != 0)
+		return Error(errno, "fstat", what);
+	if (st.st_uid != 0)
+		return Error::invalid(EPERM, "policy", what, "not owned by root");
+	if ((st.st_mode & (S_IWGRP | S_IWOTH)) != 0)
+		return Error::invalid(EPERM, "policy", what, "writable by group or others");
+	return {};
+}
+
+// fstat the fd: a regular file, else EPERM. Then clear O_NONBLOCK, which
+// was only there so that opening a FIFO or device could not hang.
+Status requireRegularFile(int fd, std::string_view what)
+{
+	struct stat st {};
+	if (::fstat(fd, &st) != 0)
+		return Error(errno, "fstat", what);
+	if (!S_ISREG(st.st_mode))
+		return Error::invalid(EPERM, "open", what, "not a regular file");
+	const int flags = ::fcntl(fd, F_GETFL);
+	if (flags < 0 || ::fcntl(fd, F_SETFL, flags & ~O_NONBLOCK) != 0)
+		return Error(errno, "fcntl(F_SETFL)", what);
+	return {};
+}
+
+constexpr int kImageFlags = O_RDONLY | O_NOCTTY | O_NONBLOCK | O_CLOEXEC;
+
+Result<UniqueFd> openRegular(int dirfd, const char *path, std::uint64_t resolve,
+			     std::string_view what)
+{
+	UniqueFd fd(static_cast<int>(openat2(dirfd, path, kImageFlags, resolve)));
+	if (!fd.isValid())
+		return Error(errno, "open", what);
+	if (Status ok = requireRegularFile(fd.get(), what); !ok)
+		return ok.error();
+	return fd;
+}
+
+} // namespace
+
+Result<std::optional<std::string>> readPolicyFile(std::string_view path)
+{
+	const std::string copy(path);
+	UniqueFd dir(::open("/", O_PATH | O_DIRECTORY | O_CLOEXEC));
+	if (!dir.isValid())
+		return Error(errno, "open", "/");
+	if (Status ok = trustedByRoot(dir.get(), "/"); !ok)
+		return ok.error();
+	std::size_t start = 1;
+	for (;;) {
+		const std::size_t slash = copy.find('/', start);
+		const bool last = slash == std::string::npos;
+		const std::string name = copy.substr(start, last ? std::string::npos : slash - start);
+		const std::string sofar = copy.substr(0, last ? copy.size() : slash);
+		const int flags = last ? O_RDONLY | O_NOFOLLOW | O_NOCTTY | O_NONBLOCK | O_CLOEXEC
+				       : O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC;
+		UniqueFd next(::openat(dir.get(), name.c_str(), flags));
+		if (!next.isValid()) {
+			if (errno == ENOENT)
+				return std::optional<std::string>();
+			if (errno == ELOOP || errno == ENOTDIR)
+				return Error::invalid(EPERM, "policy", sofar, "is a symlink or not a directory");
+			return Error(errno, "open", sofar);
+		}
+		if (Status ok = trustedByRoot(next.get(), sofar); !ok)
+			return ok.error();
+		if (!last) {
+			dir = std::move(next);
+			start = slash + 1;
+			continue;
+		}
+		struct stat st {};
+		if (::fstat(next.get(), &st) != 0)
+			return Error(errno, "fstat", sofar);
+		if (!S_ISREG(st.st_mode))
+			return Error::invalid(EPERM, "policy", sofar, "not a regular file");
+		if (st.st_size > static_cast<off_t>(kPolicyMaxBytes))
+			return Error::invalid(EFBIG, "policy", sofar, "larger than %zu bytes", kPolicyMaxBytes);
+		std::string text;
+		char buf[4096];
+		for (;;) {
+			const ssize_t n = ::read(next.get(), buf, sizeof(buf));
+			if (n < 0) {
+				if (errno == EINTR)
+					continue;
+				return Error(errno, "read", sofar);
+			}
+			if (n == 0)
+				break;
+			text.append(buf, static_cast<std::size_t>(n));
+			if (text.size() > kPolicyMaxBytes)
+				return Error::invalid(EFBIG, "policy", sofar, "larger than %zu bytes",
+						      kPolicyMaxBytes);
+		}
+		return std::optional<std::string>(std::move(text));
+	}
+}
+
+Result<UniqueFd> openImage(const std::string &path, const std::vector<std::string> &grantedDirs,
+			   const Identity &caller)
+{
+	for (const std::string &granted : grantedDirs) {
+		const std::optional<std::string_view> rest = pathBelow(path, granted);
+		if (!rest)
+			continue;
+		// As root: the policy grants this directory to this caller. The
+		// directory itself is reached without symlinks; below it nothing
+		// may leave it, by symlink, "..", magic link or mount point.
+		UniqueFd dir(static_cast<int>(openat2(AT_FDCWD, granted.c_str(),
+						      O_PATH | O_DIRECTORY | O_CLOEXEC,
+						      RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS)));
+		if (!dir.isValid())
+			return Error(errno, "open", granted);
+		const std::string relative(*rest);
+		return openRegular(dir.get(), relative.c_str(),
+				   RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS |
+					   RESOLVE_NO_XDEV,
+				   path);
+	}
+	ScopedFsIdentity as(caller);
+	if (!as.status())
+		return as.status().error();
+	return openRegular(AT_FDCWD, path.c_str(), RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS, path);
+}
+
+Result<UniqueFd> openAsCaller(const std::string &path, const Identity &caller)
+{
+	ScopedFsIdentity as(caller);
+	if (!as.status())
+		return as.status().error();
+	return openRegular(AT_FDCWD, path.c_str(), RESOLVE_NO_MAGICLINKS, path);
+}
+
+Result<UniqueFd> createSerialSocket(const std::string &path, const Identity &caller)
+{
+	sockaddr_un addr{};
+	addr.sun_family = AF_UNIX;
+	if (path.size() >= sizeof(addr.sun_path))
+		return Error(ENAMETOOLONG, "bind", path);
+	std::memcpy(addr.sun_path, path.c_str(), path.size() + 1);
+	UniqueFd fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
+	if (!fd.isValid())
+		return Error(errno, "socket", path);
+	ScopedFsIdentity as(caller);
+	if (!as.status())
+		return as.status().error();
+	const mode_t old = ::umask(0177);
+	const int rc = ::bind(fd.get(), reinterpret_cast<const sockaddr *>(&addr), sizeof(addr));
+	const int bindErrno = errno;
+	::umask(old);
+	if (rc != 0)
+		return Error(bindErrno, "bind", path);
+	if (::listen(fd.get(), 4) != 0) {
+		const int listenErrno = errno;
+		::unlink(path.c_str());
+		return Error(listenErrno, "listen", path);
+	}
+	return fd;
+}
+
+void removeSerialSocket(const std::string &path, const Identity &caller) noexcept
+{
+	ScopedFsIdentity as(caller);
+	if (as.status())
+		::unlink(path.c_str());
+}
+
+Result<std::string> readTicket(int fd, int timeoutMs)
+{
+	struct stat st {};
+	if (::fstat(fd, &st) != 0)
+		return Error(errno, "fstat", "--ticket-fd");
+	if (!S_ISFIFO(st.st_mode))
+		return Error::invalid(EINVAL, "--ticket-fd", "", "not a pipe");
+	char buf[abi::kTicketHexLength + 1];
+	std::size_t got = 0;
+	timespec start{};
+	::clock_gettime(CLOCK_MONOTONIC, &start);
+	// One byte more than a ticket: anything already behind it is an error.
+	while (got <= abi::kTicketHexLength) {
+		timespec now{};
+		::clock_gettime(CLOCK_MONOTONIC, &now);
+		const long elapsed = (now.tv_sec - start.tv_sec) * 1000 + (now.tv_nsec - start.tv_nsec) / 1000000;
+		const bool haveTicket = got == abi::kTicketHexLength;
+		// Never negative: poll() would then wait forever.
+		const long left = elapsed < timeoutMs ? timeoutMs - elapsed : 0;
+		pollfd pfd{fd, POLLIN, 0};
+		const int ready = ::poll(&pfd, 1, haveTicket ? 0 : static_cast<int>(left));
+		if (ready < 0) {
+			if (errno == EINTR)
+				continue;
+			return Error(errno, "poll", "--ticket-fd");
+		}
+		if (ready == 0) {
+			if (haveTicket)
+				break;
+			return Error::invalid(ETIMEDOUT, "--ticket-fd", "", "no ticket within %d ms", timeoutMs);
+		}
+		const ssize_t n = ::read(fd, buf + got, sizeof(buf) - got);
+		if (n < 0) {
+			if (errno == EINTR || errno == EAGAIN)
+				continue;
+			return Error(errno, "read", "--ticket-fd");
+		}
+		if (n == 0)
+			break;
+		got += static_cast<std::size_t>(n);
+	}
+	const std::string_view ticket(buf, got);
+	if (Status ok = checkLowerHex(ticket, abi::kTicketHexLength, "--ticket-fd"); !ok)
+		return ok.error();
+	return std::string(ticket);
+}
+
+std::uint32_t countRunningVms(uid_t uid, std::string_view qemuBinary)
+{
+	std::uint32_t count = 0;
+	DIR *proc = ::opendir("/proc");
+	if (proc == nullptr)
+		return 0;
+	const std::string marker = std::string("guest=") + abi::kQemuNamePrefix;
+	while (const dirent *entry = ::readdir(proc)) {
+		if (!CharSet(false, "0123456789").containsAll(entry->d_name))
+			continue;
+		const std::string dir = std::string("/proc/") + entry->d_name;
+		// The real uid, from status ("Uid:\treal\teffective...").
+		char buf[8192];
+		UniqueFd status(::open((dir + "/status").c_str(), O_RDONLY | O_CLOEXEC));
+		if (!status.isValid())
+			continue;
+		ssize_t n = ::read(status.get(), buf, sizeof(buf) - 1);
+		if (n <= 0)
+			continue;
+		buf[n] = '\0';
+		const char *uidLine = std::strstr(buf, "\nUid:\t");
+		if (uidLine == nullptr || std::strtoul(uidLine + 6, nullptr, 10) != uid)
+			continue;
+		UniqueFd cmdline(::open((dir + "/cmdline").c_str(), O_RDONLY | O_CLOEXEC));
+		if (!cmdline.isValid())
+			continue;
+		n = ::read(cmdline.get(), buf, sizeof(buf));
+		if (n <= 0)
+			continue;
+		const std::string_view args(buf, static_cast<std::size_t>(n));
+		if (args.substr(0, args.find('\0')) != qemuBinary)
+			continue;
+		// "-name" "guest=file-restore:..." as two arguments.
+		const std::string needle = std::string("\0-name\0", 7) + marker;
+		if (args.find(needle) != std::string_view::npos)
+			++count;
+	}
+	::closedir(proc);
+	return count;
+}
+
+std::optional<std::uint64_t> hostTscKhz()
+{
+#if defined(__x86_64__)
+	if (FILE *f = std::fopen("/sys/devices/system/cpu/cpu0/tsc_freq_khz", "re")) {
+		unsigned long long khz = 0;
+		const bool ok = std::fscanf(f, "%llu", &khz) == 1;
+		std::fclose(f);
+		if (ok && khz > 100000)
+			return khz;
+	}
+	const auto rdtsc = []() -> std::uint64_t {
+		unsigned lo, hi;
+		asm volatile("rdtsc" : "=a"(lo), "=d"(hi));
+		return (std::uint64_t{hi} << 32) | lo;
+	};
+	const auto nanos = []() -> std::uint64_t {
+		timespec ts{};
+		::clock_gettime(CLOCK_MONOTONIC_RAW, &ts);
+		return static_cast<std::uint64_t>(ts.tv_sec) * 1000000000ULL +
+		       static_cast<std::uint64_t>(ts.tv_nsec);
+	};
+	// Bracket each clock read between two TSC reads and keep the tightest
+	// of a few tries at both ends: a preemption inflates one sample only.
+	const auto sample = [&](std::uint64_t &tsc, std::uint64_t &ns) {
+		std::uint64_t best = UINT64_MAX;
+		for (int i = 0; i < 5; ++i) {
+			const std::uint64_t before = rdtsc();
+			const std::uint64_t t = nanos();
+			const std::uint64_t after = rdtsc();
+			if (after - before < best) {
+				best = after - before;
+				tsc = before + (after - before) / 2;
+				ns = t;
+			}
+		}
+	};
+	std::uint64_t tsc0 = 0, ns0 = 0, tsc1 = 0, ns1 = 0;
+	sample(tsc0, ns0);
+	const timespec wait{0, 20 * 1000 * 1000};
+	::nanosleep(&wait, nullptr);
+	sample(tsc1, ns1);
+	if (ns1 <= ns0 || tsc1 <= tsc0)
+		return std::nullopt;
+	const std::uint64_t khz = (tsc1 - tsc0) * 1000000ULL / (ns1 - ns0);
+	// Implausible results (a TSC that stops or jumps) are better left to
+	// the guest's own calibration.
+	if (khz < 100000 || khz > 10000000)
+		return std::nullopt;
+	return khz;
+#else
+	return std::nullopt;
+#endif
+}
+
+} // namespace fr::helper

@@ -1,0 +1,184 @@
+// SPDX-License-Identifier: AGPL-3.0-or-later
+#include "helper/process.h"
+
+#include <fcntl.h>
+#include <linux/close_range.h>
+#include <linux/filter.h>
+#include <linux/seccomp.h>
+#include <signal.h>
+#include <sys/prctl.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+
+#include "shared/unique_fd.h"
+
+namespace fr::helper {
+
+Status checkStdFds() noexcept
+{
+	for (int fd = 0; fd <= 2; ++fd) {
+		const int flags = ::fcntl(fd, F_GETFL);
+		const int mode = flags & O_ACCMODE;
+		const bool ok = flags >= 0 && (fd == 0 ? mode != O_WRONLY : mode != O_RDONLY);
+		if (!ok)
+			return Error::invalid(EBADF, "fd", fd == 0 ? "0" : fd == 1 ? "1" : "2",
+					      "closed or opened with the wrong access mode");
+	}
+	return {};
+}
+
+Status markInheritedFdsCloexec() noexcept
+{
+	if (::close_range(3, ~0U, CLOSE_RANGE_CLOEXEC) != 0)
+		return Error(errno, "close_range", "CLOSE_RANGE_CLOEXEC");
+	return {};
+}
+
+void closeFdsExcept(int from, const int *keep, std::size_t count) noexcept
+{
+	// Close the gaps between the kept fds, in ascending order.
+	for (;;) {
+		int next = -1;
+		for (std::size_t i = 0; i < count; ++i)
+			if (keep[i] >= from && (next < 0 || keep[i] < next))
+				next = keep[i];
+		if (next < 0) {
+			::close_range(static_cast<unsigned>(from), ~0U, 0);
+			return;
+		}
+		if (next > from)
+			::close_range(static_cast<unsigned>(from), static_cast<unsigned>(next - 1), 0);
+		from = next + 1;
+	}
+}
+
+void resetSignals() noexcept
+{
+	struct sigaction dfl {};
+	dfl.sa_handler = SIG_DFL;
+	sigemptyset(&dfl.sa_mask);
+	for (int sig = 1; sig < NSIG; ++sig)
+		if (sig != SIGKILL && sig != SIGSTOP)
+			::sigaction(sig, &dfl, nullptr); // EINVAL for the reserved ones: fine
+	sigset_t none;
+	sigemptyset(&none);
+	::sigprocmask(SIG_SETMASK, &none, nullptr);
+	::signal(SIGXFSZ, SIG_IGN);
+	::signal(SIGPIPE, SIG_IGN);
+}
+
+namespace {
+
+// In the child: report `error` to the parent and exit.
+[[noreturn]] void childFail(int pipeFd, const Error &error) noexcept
+{
+	// The parent is the same program image: the Error's static `call`
+	// pointer stays meaningful on the other side.
+	const char *p = reinterpret_cast<const char *>(&error);
+	std::size_t left = sizeof(Error);
+	while (left > 0) {
+		const ssize_t n = ::write(pipeFd, p, left);
+		if (n <= 0)
+			break;
+		p += n;
+		left -= static_cast<std::size_t>(n);
+	}
+	::_exit(127);
+}
+
+[[noreturn]] void child(const Launch &l, char *const *argv, char *const *envp, int pipeFd) noexcept
+{
+	if (::setsid() < 0)
+		childFail(pipeFd, Error(errno, "setsid"));
+	// First every wanted fd goes above the final layout (so no dup2 below
+	// can clobber a source), then down into place; the error pipe stays
+	// close-on-exec above it all.
+	const int count = static_cast<int>(l.fds.size());
+	int temps[128];
+	if (l.fds.size() > sizeof(temps) / sizeof(temps[0]))
+		childFail(pipeFd, Error(E2BIG, "fd layout"));
+	for (int i = 0; i < count; ++i) {
+		temps[i] = ::fcntl(l.fds[static_cast<std::size_t>(i)], F_DUPFD_CLOEXEC, count + 1);
+		if (temps[i] < 0)
+			childFail(pipeFd, Error(errno, "fcntl(F_DUPFD_CLOEXEC)"));
+	}
+	pipeFd = ::fcntl(pipeFd, F_DUPFD_CLOEXEC, count + 1);
+	if (pipeFd < 0)
+		::_exit(127);
+	for (int i = 0; i < count; ++i)
+		if (::dup2(temps[i], i) != i) // dup2 clears FD_CLOEXEC on the copy
+			childFail(pipeFd, Error(errno, "dup2"));
+	for (int i = 0; i < count; ++i)
+		::close(temps[i]);
+	closeFdsExcept(count, &pipeFd, 1);
+
+	if (Status dropped = dropPrivileges(l.identity); !dropped)
+		childFail(pipeFd, dropped.error());
+	if (::prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0)
+		childFail(pipeFd, Error(errno, "prctl(PR_SET_NO_NEW_PRIVS)"));
+	::signal(SIGXFSZ, SIG_DFL);
+	::signal(SIGPIPE, SIG_DFL);
+	// Seccomp last: nothing after it but execve.
+	sock_fprog prog{};
+	prog.len = static_cast<unsigned short>(l.filterLength);
+	prog.filter = const_cast<sock_filter *>(static_cast<const sock_filter *>(l.filter));
+	if (::syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, 0, &prog) != 0)
+		childFail(pipeFd, Error(errno, "seccomp(SECCOMP_SET_MODE_FILTER)"));
+	::execve(l.binary.c_str(), argv, envp);
+	childFail(pipeFd, Error(errno, "execve", l.binary));
+}
+
+} // namespace
+
+Result<pid_t> launch(const Launch &l)
+{
+	std::vector<char *> argv;
+	for (const std::string &a : l.argv)
+		argv.push_back(const_cast<char *>(a.c_str()));
+	argv.push_back(nullptr);
+	std::vector<char *> envp;
+	for (const std::string &e : l.env)
+		envp.push_back(const_cast<char *>(e.c_str()));
+	envp.push_back(nullptr);
+
+	int pipeFds[2];
+	if (::pipe2(pipeFds, O_CLOEXEC) != 0)
+		return Error(errno, "pipe2");
+	UniqueFd readEnd(pipeFds[0]);
+	UniqueFd writeEnd(pipeFds[1]);
+	const pid_t pid = ::fork();
+	if (pid < 0)
+		return Error(errno, "fork");
+	if (pid == 0)
+		child(l, argv.data(), envp.data(), writeEnd.get());
+	writeEnd.reset();
+
+	// EOF without data: the exec happened (the pipe closed on exec).
+	alignas(Error) char buf[sizeof(Error)];
+	std::size_t got = 0;
+	while (got < sizeof(buf)) {
+		const ssize_t n = ::read(readEnd.get(), buf + got, sizeof(buf) - got);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			break;
+		got += static_cast<std::size_t>(n);
+	}
+	if (got == 0)
+		return pid;
+	int status = 0;
+	while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+	}
+	if (got == sizeof(buf)) {
+		Error error(0, "");
+		std::memcpy(static_cast<void *>(&error), buf, sizeof(Error));
+		return error;
+	}
+	return Error(EIO, "launch", "child failed before reporting");
+}
+
+} // namespace fr::helper

@@ -1,0 +1,110 @@
+// SPDX-License-Identifier: AGPL-3.0-or-later
+// Golden tests: the complete QEMU command line for typical starts. A change
+// here is a change to what every VM runs with; review it as such.
+#include "helper/qemu_command.h"
+
+#include <string>
+#include <vector>
+
+#include <gtest/gtest.h>
+
+namespace fr::helper {
+namespace {
+
+TEST(QemuCommand, KernelCmdlineUnderTcg)
+{
+	EXPECT_EQ(buildKernelCmdline(600, Transport::Serial, 2500000),
+		  "console=ttyS0 quiet panic=-1 8250.nr_uarts=1 tsc=reliable no_timer_check "
+		  "tsc_early_khz=2500000 fr.idle=600 fr.transport=serial");
+	EXPECT_EQ(buildKernelCmdline(30, Transport::Vsock, std::nullopt),
+		  "console=ttyS0 quiet panic=-1 8250.nr_uarts=1 tsc=reliable no_timer_check "
+		  "fr.idle=30 fr.transport=vsock");
+}
+
+TEST(QemuCommand, GoldenSerialTcgTwoDisks)
+{
+	QemuConfig c;
+	c.qemuBinary = "/usr/bin/qemu-system-x86_64";
+	c.name = "qemu_backup-vm-100-2026\\x2d11";
+	c.kvm = false;
+	c.memoryMiB = 256;
+	c.kernelCmdline = buildKernelCmdline(600, Transport::Serial, 2500000);
+	c.transport = Transport::Serial;
+	c.formats = {"qcow2", "raw"};
+	const std::vector<std::string> expected = {
+		"/usr/bin/qemu-system-x86_64",
+		"-name", "guest=file-restore:qemu_backup-vm-100-2026\\x2d11",
+		"-machine", "microvm",
+		"-accel", "tcg",
+		"-m", "256",
+		"-smp", "1",
+		"-nodefaults", "-no-user-config",
+		"-nic", "none",
+		"-display", "none",
+		"-monitor", "none",
+		"-no-reboot",
+		"-sandbox", "on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny",
+		"-serial", "stdio",
+		"-kernel", "/proc/self/fd/3",
+		"-initrd", "/proc/self/fd/4",
+		"-append", "console=ttyS0 quiet panic=-1 8250.nr_uarts=1 tsc=reliable no_timer_check "
+			   "tsc_early_khz=2500000 fr.idle=600 fr.transport=serial",
+		"-add-fd", "fd=6,set=0",
+		"-blockdev", "{\"driver\":\"qcow2\",\"node-name\":\"frdisk0\",\"read-only\":true,"
+			     "\"backing\":null,\"file\":{\"driver\":\"file\",\"filename\":\"/dev/fdset/0\","
+			     "\"read-only\":true}}",
+		"-device", "virtio-blk-device,drive=frdisk0,serial=frdisk0,scsi=off",
+		"-add-fd", "fd=7,set=1",
+		"-blockdev", "{\"driver\":\"raw\",\"node-name\":\"frdisk1\",\"read-only\":true,"
+			     "\"file\":{\"driver\":\"file\",\"filename\":\"/dev/fdset/1\",\"read-only\":true}}",
+		"-device", "virtio-blk-device,drive=frdisk1,serial=frdisk1,scsi=off",
+		"-chardev", "socket,id=frchannel,fd=5,server=on,wait=off",
+		"-device", "virtio-serial-device",
+		"-device", "virtserialport,chardev=frchannel,name=org.file-restore.0",
+	};
+	EXPECT_EQ(buildQemuArgv(c), expected);
+}
+
+TEST(QemuCommand, GoldenVsockKvm)
+{
+	QemuConfig c;
+	c.qemuBinary = "/usr/bin/qemu-system-x86_64";
+	c.name = "n";
+	c.kvm = true;
+	c.memoryMiB = 1024;
+	c.kernelCmdline = "k";
+	c.transport = Transport::Vsock;
+	c.cid = 4242;
+	c.formats = {"vmdk"};
+	const std::vector<std::string> argv = buildQemuArgv(c);
+	const std::vector<std::string> expectedTail = {
+		"-add-fd", "fd=6,set=0",
+		"-blockdev", "{\"driver\":\"vmdk\",\"node-name\":\"frdisk0\",\"read-only\":true,"
+			     "\"backing\":null,\"file\":{\"driver\":\"file\",\"filename\":\"/dev/fdset/0\","
+			     "\"read-only\":true}}",
+		"-device", "virtio-blk-device,drive=frdisk0,serial=frdisk0,scsi=off",
+		"-device", "vhost-vsock-device,guest-cid=4242,vhostfd=5",
+	};
+	ASSERT_GE(argv.size(), expectedTail.size());
+	EXPECT_EQ(std::vector<std::string>(argv.end() - static_cast<long>(expectedTail.size()), argv.end()),
+		  expectedTail);
+	const std::vector<std::string> head = {"/usr/bin/qemu-system-x86_64", "-name", "guest=file-restore:n",
+					       "-machine", "microvm", "-accel", "kvm", "-cpu", "host",
+					       "-m", "1024"};
+	EXPECT_EQ(std::vector<std::string>(argv.begin(), argv.begin() + static_cast<long>(head.size())), head);
+}
+
+TEST(QemuCommand, NoBackingOptionForFormatsWithoutOne)
+{
+	QemuConfig c;
+	c.qemuBinary = "/q";
+	c.name = "n";
+	c.formats = {"vdi", "vhdx", "raw"};
+	for (const std::string &arg : buildQemuArgv(c))
+		if (arg.rfind("{\"driver\":\"v", 0) == 0 || arg.rfind("{\"driver\":\"raw", 0) == 0) {
+			EXPECT_EQ(arg.find("backing"), std::string::npos) << arg;
+		}
+}
+
+} // namespace
+} // namespace fr::helper
