@@ -3,6 +3,9 @@
 #
 #   build-image.sh OUTDIR DAEMON MKCPIO KERNEL CACHEDIR
 #
+# (meson passes its build directory guest/ as CACHEDIR: scripts/asan.sh
+# reuses build/guest/linux-image-*.deb from there.)
+#
 # KERNEL: a Debian linux-image .deb, an extracted tree (holding boot/ and
 # lib/modules/), or empty: then the current Debian 12 kernel
 # (linux-image-amd64's dependency) is fetched with `apt-get download` into

@@ -141,7 +141,7 @@ std::optional<std::string_view> cmdlineValue(std::string_view cmdline, std::stri
 
 Config readConfig()
 {
-	Result<std::string> cmdline = readSmallFile("/proc/cmdline", 64 * 1024);
+	Result<std::string> cmdline = readSmallFile("/proc/cmdline", std::size_t{64} * 1024);
 	if (!cmdline)
 		fatal(cmdline.error());
 	Config config;
