@@ -293,6 +293,7 @@ std::uint64_t bootMs() noexcept
 
 [[noreturn]] void run()
 {
+	const std::uint64_t initAt = bootMs(); // the kernel's share of the boot
 	setLogIdentity("file-restore-daemon");
 	std::set_terminate([] {
 		logf(LogLevel::Error, "fatal: unhandled exception or abort: powering off");
@@ -348,8 +349,9 @@ std::uint64_t bootMs() noexcept
 	}
 	if (!utf8)
 		logf(LogLevel::Warning, "no C.UTF-8 locale: archive names that are not ASCII stored as raw bytes");
-	logf(LogLevel::Info, "version %s ready after %llu ms (%s transport, idle timeout %u s)", FR_VERSION,
-	     static_cast<unsigned long long>(bootMs()), config.serial ? "serial" : "vsock", config.idleS);
+	logf(LogLevel::Info, "version %s ready after %llu ms, /init at %llu ms (%s transport, idle timeout %u s)",
+	     FR_VERSION, static_cast<unsigned long long>(bootMs()), static_cast<unsigned long long>(initAt),
+	     config.serial ? "serial" : "vsock", config.idleS);
 
 	for (;;) {
 		while (::waitpid(-1, nullptr, WNOHANG) > 0) {

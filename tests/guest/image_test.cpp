@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: AGPL-3.0-or-later
 // The VM image the build produced (guest/build-image.sh) and the pieces that
-// make it: the initramfs is a zstd newc cpio under 8 MiB with the daemon as
+// make it: the initramfs is an uncompressed newc cpio under 8 MiB with the daemon as
 // /init, every module its manifest names, /dev/console; vmlinuz is an ELF
 // (PVH boot, no decompression in the guest); the cpio writer is
 // reproducible; the module manifest and parameter parsing.
@@ -133,7 +133,9 @@ TEST_F(Image, InitramfsHoldsTheDaemonAndItsModules)
 	const std::string image = readAll(initramfs_);
 	ASSERT_FALSE(image.empty()) << initramfs_;
 	EXPECT_LT(image.size(), 8U << 20) << "initramfs over the 8 MiB budget";
-	EXPECT_EQ(image.substr(0, 4), std::string("\x28\xb5\x2f\xfd", 4)) << "not zstd-compressed";
+	// Uncompressed newc: decompressing it cost more boot time than reading
+	// it (guest/build-image.sh).
+	EXPECT_EQ(image.substr(0, 6), "070701") << "not an uncompressed newc cpio";
 	const auto members = readCpio(image);
 	ASSERT_EQ(members.count("init"), 1U);
 	const CpioMember &init = members.at("init");

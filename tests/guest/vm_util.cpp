@@ -247,7 +247,11 @@ unsigned long hostTscKhz()
 
 std::vector<std::string> qemuArgv(const VmOptions &o)
 {
-	std::string cmdline = std::string(abi::kKernelBootArgs) + " " + abi::kCmdlineIdleTimeout + "=" +
+	// FR_KERNEL_BASE_ARGS replaces abi::kKernelBootArgs, to compare
+	// command lines in bench/ (never set in tests).
+	const char *base = std::getenv("FR_KERNEL_BASE_ARGS");
+	std::string cmdline = std::string(base != nullptr && *base != '\0' ? base : abi::kKernelBootArgs) + " " +
+			      abi::kCmdlineIdleTimeout + "=" +
 			      std::to_string(o.idleS) + " " + abi::kCmdlineTransport + "=serial";
 	if (const unsigned long khz = hostTscKhz(); khz > 0)
 		cmdline += " tsc_early_khz=" + std::to_string(khz);
