@@ -268,9 +268,13 @@ Result<int> SystemVolumes::mount(std::uint32_t index, Disk &disk, Bucket bucket,
 	setReadOnly(devDir_ + "/" + disk.name);
 	setReadOnly(dev);
 	const std::uint64_t start = monotonicMs();
-	if (::mount(dev.c_str(), where.c_str(), spec->kernelType, guestMountFlags(), spec->options) != 0)
-		return Error::invalid(errno, "mount", dev, "%s as %s (%s): %s", fsType.c_str(), spec->kernelType,
-				      spec->options, std::strerror(errno));
+	if (::mount(dev.c_str(), where.c_str(), spec->kernelType, guestMountFlags(), spec->options) != 0) {
+		const int err = errno;
+		// strerrordesc_np: thread-safe and locale-free, unlike strerror.
+		const char *reason = strerrordesc_np(err);
+		return Error::invalid(err, "mount", dev, "%s as %s (%s): %s", fsType.c_str(), spec->kernelType,
+				      spec->options, reason != nullptr ? reason : "unknown error");
+	}
 	UniqueFd root(::open(where.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW));
 	if (!root.isValid())
 		return Error(errno, "open", where);

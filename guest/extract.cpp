@@ -21,7 +21,7 @@ namespace fr::guest {
 
 namespace {
 
-constexpr std::size_t kReadSize = 256 * 1024;
+constexpr std::size_t kReadSize = std::size_t{256} * 1024;
 constexpr int kZstdLevel = 3;
 // Deeper trees than this are refused rather than walked (each level holds
 // an open directory); crafted filesystems can loop or nest without end.

@@ -102,7 +102,7 @@ Result<std::optional<std::string_view>> DirReader::next()
 			if (n < 0) {
 				if (errno == EINTR)
 					continue;
-				if (errno == EINVAL && buf_.size() < 256 * 1024) {
+				if (errno == EINVAL && buf_.size() < std::size_t{256} * 1024) {
 					// One entry larger than the buffer: grow once.
 					buf_.resize(buf_.size() * 4);
 					continue;

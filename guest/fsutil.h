@@ -37,7 +37,7 @@ Result<std::string> readLinkTarget(int linkFd);
 // per open directory stays small however deep a tree walk goes.
 class DirReader {
 public:
-	explicit DirReader(UniqueFd dir) : dir_(std::move(dir)), buf_(16 * 1024) {}
+	explicit DirReader(UniqueFd dir) : dir_(std::move(dir)), buf_(std::size_t{16} * 1024) {}
 	// The next name (not "." or ".."), or nullopt at the end. The view is
 	// valid until the next call.
 	Result<std::optional<std::string_view>> next();

@@ -7,7 +7,9 @@
 // when asked to, or on any fatal error. PID 1 never exits (the kernel would
 // panic): every way out goes through powerOff().
 #include <fcntl.h>
+#include <linux/random.h>
 #include <linux/vm_sockets.h>
+#include <sys/ioctl.h>
 #include <sys/mount.h>
 #include <sys/reboot.h>
 #include <sys/resource.h>
@@ -139,7 +141,7 @@ std::optional<std::string_view> cmdlineValue(std::string_view cmdline, std::stri
 
 Config readConfig()
 {
-	Result<std::string> cmdline = readSmallFile("/proc/cmdline", 64 * 1024);
+	Result<std::string> cmdline = readSmallFile("/proc/cmdline", std::size_t{64} * 1024);
 	if (!cmdline)
 		fatal(cmdline.error());
 	Config config;
@@ -170,6 +172,31 @@ proto::Key readTicket()
 	if (!key)
 		fatal(key.error());
 	return *key;
+}
+
+// The VM has no entropy source the kernel trusts early (no RDRAND in TCG's
+// default CPU model, no virtio-rng): the first getrandom() (libsodium's, for
+// the server nonce) would block for about a second while the kernel gathers
+// timing jitter. The ticket is 32 bytes from the client's CSPRNG, secret
+// from everyone but the client and the helper: credited as 256 bits of
+// entropy it seeds the guest's RNG at once. The nonces only have to be
+// unpredictable to those who do not hold the ticket, and they are; the
+// kernel keeps mixing its own jitter in.
+void seedRandom(const proto::Key &key)
+{
+	struct {
+		int entropyCount;
+		int bufSize;
+		std::uint8_t buf[abi::kTicketBytes];
+	} seed{};
+	seed.entropyCount = 8 * static_cast<int>(abi::kTicketBytes);
+	seed.bufSize = static_cast<int>(abi::kTicketBytes);
+	std::memcpy(seed.buf, key.data(), key.size());
+	UniqueFd fd(::open("/dev/urandom", O_WRONLY | O_CLOEXEC));
+	if (!fd.isValid() || ::ioctl(fd.get(), RNDADDENTROPY, &seed) != 0)
+		logf(LogLevel::Warning, "RNDADDENTROPY failed (errno %d): the first handshake may wait for entropy",
+		     errno);
+	sodium_memzero(&seed, sizeof(seed));
 }
 
 // /dev/<vportNpM> of the virtio-serial port named abi::kSerialPortName.
@@ -266,6 +293,7 @@ std::uint64_t bootMs() noexcept
 
 [[noreturn]] void run()
 {
+	const std::uint64_t initAt = bootMs(); // the kernel's share of the boot
 	setLogIdentity("file-restore-daemon");
 	std::set_terminate([] {
 		logf(LogLevel::Error, "fatal: unhandled exception or abort: powering off");
@@ -290,6 +318,7 @@ std::uint64_t bootMs() noexcept
 
 	const Config config = readConfig();
 	const proto::Key key = readTicket();
+	seedRandom(key);
 	if (!proto::initCrypto())
 		fatal(Error(EIO, "sodium_init", "libsodium"));
 
@@ -320,8 +349,9 @@ std::uint64_t bootMs() noexcept
 	}
 	if (!utf8)
 		logf(LogLevel::Warning, "no C.UTF-8 locale: archive names that are not ASCII stored as raw bytes");
-	logf(LogLevel::Info, "version %s ready after %llu ms (%s transport, idle timeout %u s)", FR_VERSION,
-	     static_cast<unsigned long long>(bootMs()), config.serial ? "serial" : "vsock", config.idleS);
+	logf(LogLevel::Info, "version %s ready after %llu ms, /init at %llu ms (%s transport, idle timeout %u s)",
+	     FR_VERSION, static_cast<unsigned long long>(bootMs()), static_cast<unsigned long long>(initAt),
+	     config.serial ? "serial" : "vsock", config.idleS);
 
 	for (;;) {
 		while (::waitpid(-1, nullptr, WNOHANG) > 0) {

@@ -5,6 +5,8 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include <zstd.h>
+
 #include <cerrno>
 
 #include "guest/activity.h"
@@ -17,6 +19,11 @@ namespace fr::guest {
 namespace {
 
 constexpr CharSet kModuleChars{true, "_.-"};
+
+bool endsWith(std::string_view s, std::string_view suffix)
+{
+	return s.size() > suffix.size() && s.substr(s.size() - suffix.size()) == suffix;
+}
 
 std::string normalise(std::string_view name)
 {
@@ -47,7 +54,7 @@ Result<std::vector<ModuleLine>> parseModuleManifest(std::string_view text)
 		const std::string_view group = line.substr(0, space);
 		const std::string_view file = line.substr(space + 1);
 		if (!checkChars(group, kModuleChars, 64, "group") || !checkChars(file, kModuleChars, 128, "file") ||
-		    file.size() < 4 || file.substr(file.size() - 3) != ".ko")
+		    !(endsWith(file, ".ko") || endsWith(file, ".ko.zst")))
 			return Error::invalid(EINVAL, "module manifest", line.substr(0, 64),
 					      "line %zu: bad group or file name", number);
 		lines.push_back(ModuleLine{std::string(group), std::string(file)});
@@ -55,9 +62,44 @@ Result<std::vector<ModuleLine>> parseModuleManifest(std::string_view text)
 	return lines;
 }
 
+namespace {
+
+// A .ko.zst read and decompressed in memory (no CONFIG_MODULE_DECOMPRESS in
+// Debian's kernel, so finit_module cannot take it).
+Result<std::vector<std::uint8_t>> readCompressedModule(int fd, const std::string &path)
+{
+	std::vector<std::uint8_t> packed;
+	std::uint8_t buf[65536];
+	for (;;) {
+		const ssize_t n = ::read(fd, buf, sizeof(buf));
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			return Error(errno, "read", path);
+		if (n == 0)
+			break;
+		packed.insert(packed.end(), buf, buf + n);
+		if (packed.size() > (std::size_t{64} << 20))
+			return Error::invalid(EFBIG, "read", path, "module over 64 MiB");
+	}
+	const unsigned long long size = ZSTD_getFrameContentSize(packed.data(), packed.size());
+	if (size == ZSTD_CONTENTSIZE_ERROR || size == ZSTD_CONTENTSIZE_UNKNOWN || size > (256ULL << 20))
+		return Error::invalid(EINVAL, "zstd", path, "no usable content size in the frame");
+	std::vector<std::uint8_t> plain(static_cast<std::size_t>(size));
+	const std::size_t got = ZSTD_decompress(plain.data(), plain.size(), packed.data(), packed.size());
+	if (ZSTD_isError(got) || got != plain.size())
+		return Error::invalid(EINVAL, "zstd", path, "%s",
+				      ZSTD_isError(got) ? ZSTD_getErrorName(got) : "short output");
+	return plain;
+}
+
+} // namespace
+
 std::string moduleNameOf(std::string_view file)
 {
-	if (file.size() > 3 && file.substr(file.size() - 3) == ".ko")
+	if (endsWith(file, ".ko.zst"))
+		file.remove_suffix(7);
+	else if (endsWith(file, ".ko"))
 		file.remove_suffix(3);
 	return normalise(file);
 }
@@ -130,6 +172,21 @@ Status ModuleLoader::loadFile(const std::string &file)
 	if (!fd.isValid())
 		return Error(errno, "open", path);
 	const std::string params = moduleParams(cmdline_, name);
+	if (endsWith(file, ".ko.zst")) {
+		Result<std::vector<std::uint8_t>> image = readCompressedModule(fd.get(), path);
+		if (!image)
+			return image.error();
+		for (;;) {
+			if (::syscall(SYS_init_module, image->data(), image->size(), params.c_str()) == 0 ||
+			    errno == EEXIST)
+				break;
+			if (errno == EINTR)
+				continue;
+			return Error(errno, "init_module", file);
+		}
+		loaded_.insert(name);
+		return {};
+	}
 	for (;;) {
 		if (::syscall(SYS_finit_module, fd.get(), params.c_str(), 0) == 0 || errno == EEXIST)
 			break;

@@ -1,14 +1,20 @@
 // SPDX-License-Identifier: AGPL-3.0-or-later
 #pragma once
 
-// Kernel modules from the initramfs, loaded with finit_module in the order
-// the image builder computed (modprobe --show-depends at build time): there
-// is no modprobe in the VM.
+// Kernel modules from the initramfs, loaded in the order the image builder
+// computed (modprobe --show-depends at build time): there is no modprobe in
+// the VM.
 //
 // The manifest (<dir>/order, written by guest/build-image.sh) has one line per
-// module load: "<group> <file>", e.g. "ext4 jbd2.ko". A group is what one
+// module load: "<group> <file>", e.g. "ext4 jbd2.ko.zst". A group is what one
 // feature needs (base, serial, vsock, ext4, xfs, ...), in load order; a module
 // shared by several groups appears in each and is loaded once.
+//
+// Plain .ko files (the boot-time groups) go to finit_module. The filesystem
+// modules, loaded only when a filesystem of their type is mounted, are
+// stored as .ko.zst and decompressed here (init_module): the initramfs,
+// which is not compressed as a whole (guest/build-image.sh), stays ~6 MB
+// instead of ~21 MB, and so does the share of the guest's RAM it holds.
 //
 // Module parameters: the kernel applies "<module>.<param>=<value>" from its
 // command line only to built-in code; for a module it is modprobe's job, so

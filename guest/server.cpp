@@ -13,9 +13,9 @@ namespace fr::guest {
 namespace {
 
 // Frames are collected and written in batches of about this size.
-constexpr std::size_t kFlushSize = 64 * 1024;
+constexpr std::size_t kFlushSize = std::size_t{64} * 1024;
 // Read granularity; the buffer never holds more than one request plus this.
-constexpr std::size_t kReadChunk = 16 * 1024;
+constexpr std::size_t kReadChunk = std::size_t{16} * 1024;
 
 std::uint64_t nowMs() noexcept
 {

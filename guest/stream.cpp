@@ -19,7 +19,7 @@ constexpr int kHangupPollMs = 20;
 // 256 KiB writes a host that reads slowly has ~30 MiB of a 128 MiB guest
 // pinned, and an extract "finishes" long before the host has its bytes.
 // 32 KiB writes bound that to 4 MiB.
-constexpr std::size_t kSerialWriteMax = 32 * 1024;
+constexpr std::size_t kSerialWriteMax = std::size_t{32} * 1024;
 
 std::int64_t nowMs() noexcept
 {

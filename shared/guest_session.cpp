@@ -20,7 +20,7 @@ namespace fr {
 namespace {
 
 constexpr const char *kGuestCall = "guest";
-constexpr std::size_t kReadChunk = 64 * 1024;
+constexpr std::size_t kReadChunk = std::size_t{64} * 1024;
 
 std::int64_t nowMs() noexcept
 {

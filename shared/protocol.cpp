@@ -3,6 +3,7 @@
 
 #include <sodium.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdarg>
 #include <cstdio>
@@ -26,7 +27,7 @@ Error protocolError(const char *what, const char *fmt, ...) noexcept
 	char detail[Error::kDetailMax + 1];
 	va_list args;
 	va_start(args, fmt);
-	std::vsnprintf(detail, sizeof(detail), fmt, args);
+	(void)std::vsnprintf(detail, sizeof(detail), fmt, args);
 	va_end(args);
 	return Error::invalid(EPROTO, "protocol", what, "%s", detail);
 }
@@ -449,7 +450,7 @@ void encodeStatusInfo(std::vector<std::uint8_t> &out, const StatusInfo &info)
 	put32(p + 20, info.diskCount);
 	put32(p + 24, info.mountCount);
 	put32(p + 28, info.activeRequests);
-	std::memcpy(p + 32, info.version.data(), info.version.size());
+	std::copy(info.version.begin(), info.version.end(), p + 32); // NUL-padded, not terminated
 	f.finish();
 }
 
@@ -662,10 +663,8 @@ Status checkName(std::string_view name) noexcept
 				      name.size(), kNameMax);
 	if (name == "." || name == "..")
 		return Error::invalid(EPROTO, "protocol", name, "'.' and '..' are not names");
-	for (char c : name)
-		if (c == '/' || c == '\0')
-			return Error::invalid(EPROTO, "protocol", shown(name),
-					      "name contains '/' or a NUL byte");
+	if (name.find_first_of(std::string_view("/\0", 2)) != std::string_view::npos)
+		return Error::invalid(EPROTO, "protocol", shown(name), "name contains '/' or a NUL byte");
 	return {};
 }
 

@@ -5,8 +5,8 @@
 // under QEMU (TCG, serial transport, the helper's argv shape) and compare
 // what the daemon lists and extracts with what was put in.
 //
-// One VM with six disks serves most cases (boots are slow under TCG); a
-// second, small one (128 MiB RAM) proves the idle power-off, that an
+// One VM (128 MiB RAM) with six disks serves most cases (boots are slow
+// under TCG); a second, small one proves the idle power-off, that an
 // extract holds the timer off and that a status with keep-timeout does not.
 #include <archive.h>
 #include <archive_entry.h>
@@ -273,7 +273,7 @@ void MainVm::build()
 	writeTicketInitramfs(testInitramfs(), proto::ticketToHex(ticket), options.initramfs);
 	options.disks = {{d + "/gpt.img"}, {d + "/mbr.img"}, {d + "/dirty.img"}, {d + "/xfs.img"},
 			 {d + "/btrfs.img"}, {d + "/mbr.qcow2", "qcow2"}};
-	options.memoryMiB = 256;
+	options.memoryMiB = 128; // the target: 128 MiB is enough (six disks here)
 	options.idleS = 600;
 	options.socketPath = d + "/serial.sock";
 	options.consoleLog = d + "/console.log";
@@ -941,6 +941,108 @@ TEST(VmIdle, PowersOffWhenIdleButNotDuringAnExtract)
 	EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << vm.console();
 	EXPECT_LT(idleFor, std::chrono::seconds(kIdleS + 15));
 	EXPECT_NE(vm.console().find("idle for 4 s: powering off"), std::string::npos) << vm.console();
+}
+
+// --- fatal errors ----------------------------------------------------------
+
+// PID 1 must never exit (the kernel would panic): without a ticket the
+// daemon logs why and powers the VM off, and QEMU exits cleanly.
+TEST(VmFatal, NoTicketLogsAndPowersOff)
+{
+	if (testKernel().empty() || testInitramfs().empty() || !haveProgram(qemuBinary()))
+		GTEST_SKIP() << "needs the VM image (ninja -C build) and " << qemuBinary();
+	TempDir dir;
+	VmOptions options;
+	options.kernel = testKernel();
+	options.initramfs = testInitramfs(); // the base image: no ticket appended
+	options.memoryMiB = 128;
+	options.socketPath = dir / "serial.sock";
+	options.consoleLog = dir / "console.log";
+	Vm vm(options);
+	ASSERT_TRUE(vm.start());
+	int status = -1;
+	ASSERT_TRUE(vm.waitExit(60000, &status)) << vm.console();
+	EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << vm.console();
+	const std::string console = vm.console();
+	EXPECT_NE(console.find("open(/ticket): No such file or directory"), std::string::npos) << console;
+	EXPECT_NE(console.find("fatal error: powering off"), std::string::npos) << console;
+	EXPECT_EQ(console.find("Kernel panic"), std::string::npos) << console;
+}
+
+// --- the vsock transport ---------------------------------------------------
+
+// Without a vhost-vsock device the daemon still loads its vsock modules and
+// listens (transports attach per connection): this runs everywhere and
+// covers the daemon's vsock start-up; the test below needs the device.
+TEST(VmVsock, DaemonStartsOnTheVsockTransport)
+{
+	if (testKernel().empty() || testInitramfs().empty() || !haveProgram(qemuBinary()))
+		GTEST_SKIP() << "needs the VM image (ninja -C build) and " << qemuBinary();
+	TempDir dir;
+	const std::string d = dir.path();
+	VmOptions options;
+	options.kernel = testKernel();
+	options.initramfs = d + "/initramfs.img";
+	writeTicketInitramfs(testInitramfs(), proto::ticketToHex(proto::randomTicket()), options.initramfs);
+	options.memoryMiB = 128;
+	options.idleS = 2;
+	options.vsock = true;
+	options.consoleLog = d + "/console.log";
+	Vm vm(options);
+	ASSERT_TRUE(vm.start());
+	int status = 0;
+	ASSERT_TRUE(vm.waitExit(60000, &status)) << vm.console();
+	const std::string console = vm.console();
+	EXPECT_NE(console.find("modules vsock:"), std::string::npos) << console;
+	EXPECT_NE(console.find("(vsock transport, idle timeout 2 s)"), std::string::npos) << console;
+	EXPECT_NE(console.find("idle for 2 s: powering off"), std::string::npos) << console;
+}
+
+TEST(VmVsock, ListAndExtractOverVsock)
+{
+	if (::access("/dev/vhost-vsock", R_OK | W_OK) != 0)
+		GTEST_SKIP() << "needs /dev/vhost-vsock (the daemon's vsock start-up is covered by "
+				"DaemonStartsOnTheVsockTransport, the protocol over sockets by tests/guest/session_test)";
+	if (testKernel().empty() || testInitramfs().empty() || !haveProgram(qemuBinary()) || !haveProgram("mkfs.ext4"))
+		GTEST_SKIP() << "needs the VM image (ninja -C build), mkfs.ext4 and " << qemuBinary();
+	TempDir dir;
+	const std::string d = dir.path();
+	buildTree(d + "/root", smallTree("vsock"));
+	sparseFile(d + "/disk.img", 16 * MiB);
+	ASSERT_TRUE(runOk({"mkfs.ext4", "-q", "-F", "-d", d + "/root", d + "/disk.img"}, d + "/tools.log"));
+	const proto::Key ticket = proto::randomTicket();
+	VmOptions options;
+	options.kernel = testKernel();
+	options.initramfs = d + "/initramfs.img";
+	writeTicketInitramfs(testInitramfs(), proto::ticketToHex(ticket), options.initramfs);
+	options.disks = {{d + "/disk.img"}};
+	options.memoryMiB = 128;
+	options.vsock = true;
+	options.vsockDevice = true;
+	// Our own VM, a CID from a high range (the helper reserves CIDs for real
+	// VMs; a clash makes QEMU fail to start, and the test with it).
+	options.cid = 0x40000000U + static_cast<unsigned>(::getpid());
+	options.consoleLog = d + "/console.log";
+	Vm vm(options);
+	ASSERT_TRUE(vm.start());
+	Result<GuestSession> session = vm.connectVsock(ticket);
+	ASSERT_TRUE(session) << session.error().message() << vm.console();
+	// A second connection at the same time: vsock serves them concurrently.
+	Result<GuestSession> second = vm.connectVsock(ticket);
+	ASSERT_TRUE(second) << second.error().message();
+	EXPECT_TRUE(second->status(true));
+	std::string bytes;
+	Status extracted = session->extract(
+		"/disk0/raw/etc/hostname", proto::ExtractFormat::Raw, proto::Compression::None,
+		[](const Entry &) { return Status{}; },
+		[&](std::span<const std::uint8_t> chunk) {
+			bytes.append(reinterpret_cast<const char *>(chunk.data()), chunk.size());
+			return Status{};
+		});
+	ASSERT_TRUE(extracted) << extracted.error().message();
+	EXPECT_EQ(bytes, "vsock-host\n");
+	EXPECT_TRUE(session->stop());
+	EXPECT_TRUE(vm.waitExit(30000)) << vm.console();
 }
 
 } // namespace

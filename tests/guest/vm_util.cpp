@@ -7,6 +7,7 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
+#include <linux/vm_sockets.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -247,10 +248,17 @@ unsigned long hostTscKhz()
 
 std::vector<std::string> qemuArgv(const VmOptions &o)
 {
-	std::string cmdline = std::string(abi::kKernelBootArgs) + " " + abi::kCmdlineIdleTimeout + "=" +
-			      std::to_string(o.idleS) + " " + abi::kCmdlineTransport + "=serial";
+	// FR_KERNEL_BASE_ARGS replaces abi::kKernelBootArgs, to compare
+	// command lines in bench/ (never set in tests).
+	const char *base = std::getenv("FR_KERNEL_BASE_ARGS");
+	std::string cmdline = std::string(base != nullptr && *base != '\0' ? base : abi::kKernelBootArgs) + " " +
+			      abi::kCmdlineIdleTimeout + "=" + std::to_string(o.idleS) + " " +
+			      abi::kCmdlineTransport + "=" + (o.vsock ? "vsock" : "serial");
 	if (const unsigned long khz = hostTscKhz(); khz > 0)
 		cmdline += " tsc_early_khz=" + std::to_string(khz);
+	// For comparing kernel arguments in bench/ (never set in tests).
+	if (const char *extra = std::getenv("FR_KERNEL_EXTRA_ARGS"); extra != nullptr && *extra != '\0')
+		cmdline += std::string(" ") + extra;
 	std::vector<std::string> argv = {
 		qemuBinary(), "-machine", "microvm", "-nodefaults", "-no-user-config", "-nic", "none",
 		"-display", "none", "-monitor", "none", "-no-reboot", "-accel", "tcg",
@@ -262,6 +270,11 @@ std::vector<std::string> qemuArgv(const VmOptions &o)
 		argv.insert(argv.end(), {"-blockdev", "driver=file,node-name=file" + n + ",filename=" + o.disks[i].path + ",read-only=on",
 					 "-blockdev", "driver=" + o.disks[i].format + ",node-name=disk" + n + ",file=file" + n + ",read-only=on",
 					 "-device", "virtio-blk-device,drive=disk" + n + ",serial=" + abi::kDiskSerialPrefix + n});
+	}
+	if (o.vsock) {
+		if (o.vsockDevice)
+			argv.insert(argv.end(), {"-device", "vhost-vsock-device,guest-cid=" + std::to_string(o.cid)});
+		return argv;
 	}
 	argv.insert(argv.end(), {"-chardev", "socket,id=frserial,path=" + o.socketPath + ",server=on,wait=off",
 				 "-device", "virtio-serial-device",
@@ -318,6 +331,22 @@ UniqueFd Vm::connectRaw(int timeoutMs)
 		::usleep(20000);
 	} while (nowMs() < deadline && running());
 	return UniqueFd();
+}
+
+Result<GuestSession> Vm::connectVsock(const proto::Key &ticket, int timeoutMs)
+{
+	const std::uint64_t deadline = nowMs() + static_cast<std::uint64_t>(timeoutMs);
+	sockaddr_vm addr{};
+	addr.svm_family = AF_VSOCK;
+	addr.svm_cid = options_.cid;
+	addr.svm_port = abi::kVsockPort;
+	do {
+		UniqueFd fd(::socket(AF_VSOCK, SOCK_STREAM | SOCK_CLOEXEC, 0));
+		if (fd.isValid() && ::connect(fd.get(), reinterpret_cast<sockaddr *>(&addr), sizeof(addr)) == 0)
+			return GuestSession::open(std::move(fd), ticket, timeoutMs);
+		::usleep(50000);
+	} while (nowMs() < deadline && running());
+	return Error(ECONNREFUSED, "connect", "vsock");
 }
 
 Result<GuestSession> Vm::connect(const proto::Key &ticket, int timeoutMs)

@@ -72,6 +72,9 @@ struct VmOptions {
 	unsigned idleS = 600;
 	std::string socketPath; // serial transport
 	std::string consoleLog;
+	bool vsock = false;          // vsock transport instead of serial
+	bool vsockDevice = false;    // add a vhost-vsock-device (needs /dev/vhost-vsock)
+	unsigned cid = 0;
 };
 
 // The QEMU argv the helper builds (DESIGN.md; helper engineer's branch),
@@ -88,6 +91,8 @@ public:
 	// an authenticated session.
 	Result<GuestSession> connect(const proto::Key &ticket, int timeoutMs = 60000);
 	UniqueFd connectRaw(int timeoutMs = 20000);
+	// vsock transport: connects to the VM's CID, port abi::kVsockPort.
+	Result<GuestSession> connectVsock(const proto::Key &ticket, int timeoutMs = 60000);
 	// Waits for QEMU to exit; true if it did within timeoutMs.
 	bool waitExit(int timeoutMs, int *status = nullptr);
 	bool running();
