@@ -8,10 +8,10 @@ namespace fr::helper {
 std::string buildKernelCmdline(std::uint32_t idleSeconds, Transport transport,
 			       std::optional<std::uint64_t> tscKhz)
 {
-	// 8250.nr_uarts=1, tsc=reliable and no_timer_check cut microvm boots
-	// under TCG (docs/benchmarks.md); panic=-1 with -no-reboot ends QEMU on
-	// a guest panic instead of leaving a dead VM behind.
-	std::string cmdline = "console=ttyS0 quiet panic=-1 8250.nr_uarts=1 tsc=reliable no_timer_check";
+	// The measured boot arguments (shared/guest_abi.h says why each is
+	// there; docs/benchmarks.md has the figures); panic=-1 with -no-reboot
+	// ends QEMU on a guest panic instead of leaving a dead VM behind.
+	std::string cmdline = abi::kKernelBootArgs;
 	if (tscKhz)
 		cmdline += " tsc_early_khz=" + std::to_string(*tscKhz);
 	cmdline += std::string(" ") + abi::kCmdlineIdleTimeout + "=" + std::to_string(idleSeconds);

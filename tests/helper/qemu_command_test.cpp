@@ -14,10 +14,10 @@ namespace {
 TEST(QemuCommand, KernelCmdlineUnderTcg)
 {
 	EXPECT_EQ(buildKernelCmdline(600, Transport::Serial, 2500000),
-		  "console=ttyS0 quiet panic=-1 8250.nr_uarts=1 tsc=reliable no_timer_check "
+		  "console=ttyS0 quiet panic=-1 cryptomgr.notests pci=off mitigations=off "
 		  "tsc_early_khz=2500000 fr.idle=600 fr.transport=serial");
 	EXPECT_EQ(buildKernelCmdline(30, Transport::Vsock, std::nullopt),
-		  "console=ttyS0 quiet panic=-1 8250.nr_uarts=1 tsc=reliable no_timer_check "
+		  "console=ttyS0 quiet panic=-1 cryptomgr.notests pci=off mitigations=off "
 		  "fr.idle=30 fr.transport=vsock");
 }
 
@@ -47,7 +47,7 @@ TEST(QemuCommand, GoldenSerialTcgTwoDisks)
 		"-serial", "stdio",
 		"-kernel", "/proc/self/fd/3",
 		"-initrd", "/proc/self/fd/4",
-		"-append", "console=ttyS0 quiet panic=-1 8250.nr_uarts=1 tsc=reliable no_timer_check "
+		"-append", "console=ttyS0 quiet panic=-1 cryptomgr.notests pci=off mitigations=off "
 			   "tsc_early_khz=2500000 fr.idle=600 fr.transport=serial",
 		"-add-fd", "fd=6,set=0",
 		"-blockdev", "{\"driver\":\"qcow2\",\"node-name\":\"frdisk0\",\"read-only\":true,"

@@ -354,7 +354,7 @@ TEST_F(Setuid, GoldenQemuArgvForATypicalStart)
 		"-serial", "stdio",
 		"-kernel", "/proc/self/fd/3",
 		"-initrd", "/proc/self/fd/4",
-		"-append", "console=ttyS0 quiet panic=-1 8250.nr_uarts=1 tsc=reliable no_timer_check "
+		"-append", "console=ttyS0 quiet panic=-1 cryptomgr.notests pci=off mitigations=off "
 			   "tsc_early_khz=KHZ fr.idle=300 fr.transport=serial",
 		"-add-fd", "fd=6,set=0",
 		"-blockdev", "{\"driver\":\"raw\",\"node-name\":\"frdisk0\",\"read-only\":true,\"file\":"
