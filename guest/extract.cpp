@@ -60,18 +60,9 @@ Result<std::size_t> readSome(int fd, std::vector<std::uint8_t> &buf, std::string
 
 Status sendRaw(int fd, std::string_view what, proto::Compression compression, Responder &out)
 {
+	if (compression == proto::Compression::None)
+		return out.file(fd, what); // spliced where the transport allows it
 	std::vector<std::uint8_t> buf(kReadSize);
-	if (compression == proto::Compression::None) {
-		for (;;) {
-			Result<std::size_t> n = readSome(fd, buf, what);
-			if (!n)
-				return n.error();
-			if (*n == 0)
-				return {};
-			if (Status ok = out.data(std::span(buf.data(), *n)); !ok)
-				return ok;
-		}
-	}
 	std::unique_ptr<ZSTD_CCtx, decltype(&ZSTD_freeCCtx)> cctx(ZSTD_createCCtx(), ZSTD_freeCCtx);
 	if (!cctx)
 		return Error(ENOMEM, "ZSTD_createCCtx", what.substr(0, 200));

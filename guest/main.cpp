@@ -232,7 +232,9 @@ void serveSerial(UniqueFd port, const proto::Key &key, RequestHandler &handler)
 	GuestStream stream(std::move(port), true);
 	// One Connection for the port's lifetime: bytes a new host sent while
 	// an old response was being abandoned stay buffered for its run().
-	Connection connection(stream, key, handler, ConnectionOptions{});
+	ConnectionOptions options;
+	options.pipeSink = &stream;
+	Connection connection(stream, key, handler, options);
 	for (;;) {
 		const Connection::Outcome outcome = connection.run();
 		if (outcome == Connection::Outcome::Stopped)
@@ -278,7 +280,7 @@ void serveVsock(UniqueFd listener, const proto::Key &key, RequestHandler &handle
 		// up a status on another.
 		std::thread([&key, &handler](UniqueFd c) {
 			GuestStream stream(std::move(c), false);
-			Connection(stream, key, handler, ConnectionOptions{kPreAuthTimeoutMs, true}).run();
+			Connection(stream, key, handler, ConnectionOptions{kPreAuthTimeoutMs, true, &stream}).run();
 			--connections;
 		}, std::move(conn)).detach();
 	}

@@ -1,7 +1,10 @@
 // SPDX-License-Identifier: AGPL-3.0-or-later
 #include "guest/server.h"
 
+#include <fcntl.h>
+#include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <cerrno>
 #include <cstring>
@@ -16,6 +19,12 @@ namespace {
 constexpr std::size_t kFlushSize = std::size_t{64} * 1024;
 // Read granularity; the buffer never holds more than one request plus this.
 constexpr std::size_t kReadChunk = std::size_t{16} * 1024;
+// Reads of file contents where they cannot be spliced.
+constexpr std::size_t kFileReadSize = std::size_t{256} * 1024;
+// The splice pipe: room for one Data frame of kDataChunkSize (one slot per
+// page) and its header.
+constexpr std::size_t kPageSize = 4096;
+constexpr std::size_t kSplicePipeSize = std::size_t{1} << 20;
 
 std::uint64_t nowMs() noexcept
 {
@@ -98,11 +107,163 @@ Status Responder::data(std::span<const std::uint8_t> bytes)
 	return {};
 }
 
+Status Responder::file(int fd, std::string_view what)
+{
+	if (broken_)
+		return Error(EPIPE, "write", "response abandoned");
+	struct stat st {};
+	if (::fstat(fd, &st) != 0)
+		return Error(errno, "fstat", what.substr(0, 200));
+	const off_t at = ::lseek(fd, 0, SEEK_CUR);
+	if (pipeSink_ != nullptr && S_ISREG(st.st_mode) && at >= 0 && st.st_size > at) {
+		if (Status ok = spliceFile(fd, static_cast<std::uint64_t>(st.st_size - at), what); !ok)
+			return ok;
+	}
+	// Without splice, and whatever follows the size seen at the start (a
+	// file that grew: End counts what was actually sent).
+	return copyFile(fd, what);
+}
+
+Status Responder::copyFile(int fd, std::string_view what)
+{
+	std::vector<std::uint8_t> buf(kFileReadSize);
+	for (;;) {
+		const ssize_t n = ::read(fd, buf.data(), buf.size());
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			return Error(errno, "read", what.substr(0, 200));
+		if (n == 0)
+			return {};
+		if (Status ok = data(std::span(buf.data(), static_cast<std::size_t>(n))); !ok)
+			return ok;
+	}
+}
+
+Status Responder::preparePipe()
+{
+	if (pipeRead_.isValid())
+		return {};
+	int fds[2];
+	if (::pipe2(fds, O_CLOEXEC) != 0)
+		return Error(errno, "pipe2", "splice pipe");
+	pipeRead_ = UniqueFd(fds[0]);
+	pipeWrite_ = UniqueFd(fds[1]);
+	// One frame (header + data) must fit the pipe: each page of file data
+	// takes one pipe slot, the header one more, and data that does not
+	// start on a page boundary one more.
+	(void)::fcntl(pipeWrite_.get(), F_SETPIPE_SZ, static_cast<int>(kSplicePipeSize));
+	const int capacity = ::fcntl(pipeWrite_.get(), F_GETPIPE_SZ);
+	if (capacity < 0)
+		return Error(errno, "fcntl(F_GETPIPE_SZ)", "splice pipe");
+	const std::size_t room = static_cast<std::size_t>(capacity) - 2 * kPageSize;
+	spliceFrame_ = room < proto::kDataChunkSize ? room : proto::kDataChunkSize;
+	return {};
+}
+
+Status Responder::fillFrame(int fd, std::size_t n, std::string_view what)
+{
+	std::size_t got = 0;
+	Status failure;
+	while (got < n) {
+		if (fileSplice_) {
+			const ssize_t r = ::splice(fd, nullptr, pipeWrite_.get(), nullptr, n - got, SPLICE_F_MOVE);
+			if (r > 0) {
+				got += static_cast<std::size_t>(r);
+				continue;
+			}
+			if (r < 0 && errno == EINTR)
+				continue;
+			if (r < 0 && errno == EINVAL) {
+				fileSplice_ = false; // a filesystem without splice_read
+				continue;
+			}
+			failure = r == 0 ? Error::invalid(EIO, "read", what.substr(0, 200),
+							  "file shorter than its size")
+					 : Error(errno, "read", what.substr(0, 200));
+			break;
+		}
+		std::uint8_t buf[16384];
+		const std::size_t want = n - got < sizeof(buf) ? n - got : sizeof(buf);
+		const ssize_t r = ::read(fd, buf, want);
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r <= 0) {
+			failure = r == 0 ? Error::invalid(EIO, "read", what.substr(0, 200),
+							  "file shorter than its size")
+					 : Error(errno, "read", what.substr(0, 200));
+			break;
+		}
+		for (std::size_t off = 0; off < static_cast<std::size_t>(r);) {
+			const ssize_t w = ::write(pipeWrite_.get(), buf + off, static_cast<std::size_t>(r) - off);
+			if (w < 0 && errno == EINTR)
+				continue;
+			if (w < 0)
+				return Error(errno, "write", "splice pipe");
+			off += static_cast<std::size_t>(w);
+		}
+		got += static_cast<std::size_t>(r);
+	}
+	// The frame's length is already in the pipe: complete it.
+	static const std::uint8_t zeros[4096] = {};
+	while (got < n) {
+		const std::size_t want = n - got < sizeof(zeros) ? n - got : sizeof(zeros);
+		const ssize_t w = ::write(pipeWrite_.get(), zeros, want);
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w < 0)
+			return Error(errno, "write", "splice pipe");
+		got += static_cast<std::size_t>(w);
+	}
+	return failure;
+}
+
+Status Responder::spliceFile(int fd, std::uint64_t size, std::string_view what)
+{
+	// What is queued (the Entry) goes first.
+	if (Status ok = flush(); !ok)
+		return ok;
+	if (Status ok = preparePipe(); !ok)
+		return ok;
+	std::uint64_t left = size;
+	while (left > 0) {
+		const std::size_t n = left < spliceFrame_ ? static_cast<std::size_t>(left) : spliceFrame_;
+		const std::size_t frame = proto::kFrameHeaderSize + n;
+		if (flow_ != nullptr && flowControlled_) {
+			if (Status ok = flow_->admit(frame); !ok) {
+				broken_ = true;
+				return ok;
+			}
+		}
+		std::vector<std::uint8_t> header;
+		proto::encodeDataHeader(header, n);
+		if (::write(pipeWrite_.get(), header.data(), header.size()) != static_cast<ssize_t>(header.size()))
+			return Error(errno, "write", "splice pipe"); // an empty pipe takes 8 bytes
+		const Status filled = fillFrame(fd, n, what);
+		Status sent = pipeSink_->fromPipe(pipeRead_.get(), frame, -1);
+		if (!sent) {
+			broken_ = true;
+			// Whatever is left in the pipe belongs to no frame now.
+			pipeRead_.reset();
+			pipeWrite_.reset();
+			return sent;
+		}
+		if (flow_ != nullptr && flowControlled_)
+			flow_->written(frame);
+		if (!filled)
+			return filled; // the frame was completed with zeros
+		bytes_ += n;
+		left -= n;
+	}
+	return {};
+}
+
 // --- Connection ------------------------------------------------------------
 
 Connection::Connection(ByteStream &stream, const proto::Key &ticket, RequestHandler &handler,
 		       ConnectionOptions options)
-	: stream_(stream), key_(ticket), handler_(handler), options_(options), out_(stream, this)
+	: stream_(stream), key_(ticket), handler_(handler), options_(options),
+	  out_(stream, this, options.pipeSink)
 {
 }
 
@@ -132,7 +293,7 @@ Status Connection::admit(std::size_t bytes)
 			acked_ = *ack > acked_ ? *ack : acked_;
 			inPos_ += proto::kFrameHeaderSize + proto::kAckSize;
 		}
-		if (sent_ + bytes - acked_ <= proto::kAckWindow || sent_ == acked_)
+		if (sent_ + bytes - acked_ <= options_.ackWindow || sent_ == acked_)
 			return {};
 		// Window full: wait for the host.
 		if (Status more = fill(buffered() + 1, -1); !more)
@@ -325,7 +486,16 @@ Connection::Outcome Connection::run()
 	// The pre-authentication limit is for the whole set-up, so that a host
 	// trickling bytes cannot hold a connection slot.
 	const std::uint64_t authDeadline = nowMs() + static_cast<std::uint64_t>(options_.preAuthTimeoutMs);
-	state_ = State::AwaitHello; // every conversation authenticates anew
+	// Every conversation authenticates anew: an authenticated session never
+	// outlives the run() that authenticated it. A handshake in progress
+	// (hello answered, Auth not yet here) does survive: on the serial port
+	// the previous host's disconnect can reach the daemon after the next
+	// host's hello (virtio_console delivers data from its interrupt handler
+	// but connect/disconnect events from a workqueue), and dropping that
+	// handshake left the new host waiting for an AuthOk that never came.
+	// Only a host holding the ticket can complete it.
+	if (state_ == State::Ready)
+		state_ = State::AwaitHello;
 	for (;;) {
 		int timeout = -1;
 		if (state_ != State::Ready && options_.preAuthTimeoutMs > 0) {

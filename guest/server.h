@@ -11,9 +11,11 @@
 #include <string_view>
 #include <vector>
 
+#include "guest/stream.h"
 #include "shared/guest_session.h"
 #include "shared/protocol.h"
 #include "shared/result.h"
+#include "shared/unique_fd.h"
 
 namespace fr::guest {
 
@@ -35,11 +37,24 @@ public:
 // and no trailer may follow.
 class Responder {
 public:
-	explicit Responder(ByteStream &stream, FlowControl *flow = nullptr) : stream_(stream), flow_(flow) {}
+	// pipeSink: the same stream, where it can take spliced bytes (file
+	// contents then never pass through the daemon's memory).
+	explicit Responder(ByteStream &stream, FlowControl *flow = nullptr, PipeSink *pipeSink = nullptr)
+		: stream_(stream), flow_(flow), pipeSink_(pipeSink)
+	{
+	}
 
 	Status entry(const proto::Entry &entry);
 	// Sends `bytes` as Data frames of at most kDataChunkSize.
 	Status data(std::span<const std::uint8_t> bytes);
+	// Sends the regular file `fd` from its current offset to its end as
+	// Data frames: spliced file -> pipe -> stream where the stream is a
+	// PipeSink (no copy in the guest), read and written otherwise. `what`
+	// names the file in errors. A read error or a file that ends before
+	// its size at the start ends the frame in progress with zeros and
+	// returns the error (the caller's Failure trailer tells the host to
+	// discard the data).
+	Status file(int fd, std::string_view what);
 	Status flush();
 
 	std::uint64_t entries() const noexcept { return entries_; }
@@ -55,9 +70,20 @@ public:
 
 private:
 	Status maybeFlush();
+	Status copyFile(int fd, std::string_view what);
+	Status spliceFile(int fd, std::uint64_t size, std::string_view what);
+	// Moves one frame's data from the file into the pipe: exactly n bytes
+	// (completed with zeros after an error, which is returned).
+	Status fillFrame(int fd, std::size_t n, std::string_view what);
+	Status preparePipe();
 
 	ByteStream &stream_;
 	FlowControl *flow_;
+	PipeSink *pipeSink_;
+	UniqueFd pipeRead_;
+	UniqueFd pipeWrite_;
+	std::size_t spliceFrame_ = 0; // data bytes per spliced frame
+	bool fileSplice_ = true;      // splice(file -> pipe) works
 	bool flowControlled_ = false;
 	std::vector<std::uint8_t> out_;
 	std::uint64_t entries_ = 0;
@@ -85,6 +111,11 @@ struct ConnectionOptions {
 	// outlives hosts, so the daemon just waits for the next hello.
 	int preAuthTimeoutMs = 0;
 	bool closeOnAuthFailure = false;
+	// The stream again, where it takes spliced bytes (Responder::file).
+	PipeSink *pipeSink = nullptr;
+	// Unacknowledged response bytes allowed (docs/protocol.md, "Flow
+	// control"); tests use a window their socket buffers can hold.
+	std::size_t ackWindow = proto::kAckWindow;
 };
 
 // The daemon's end of one stream. run() serves one conversation and returns

@@ -80,11 +80,13 @@ public:
 	// Runs the handshake (docs/protocol.md, "Connection set-up") on `fd`, a
 	// connected stream socket that the session then owns: sends the sync
 	// padding and a client hello, skips whatever precedes the server hello
-	// that echoes this hello's nonce, checks the guest's proof, sends ours and
-	// waits for AuthOk. The whole handshake must finish within timeoutMs.
+	// that echoes this hello's nonce and checks the guest's proof. Our own
+	// proof (Auth) is sent with the first request, whose call then also
+	// reads the guest's AuthOk. The handshake must finish within timeoutMs.
 	// Errors: EACCES when the guest's proof is wrong (not our VM: a squatted
-	// CID, another VM) or the guest refuses ours (wrong ticket);
-	// EPROTONOSUPPORT for another protocol version; ETIMEDOUT; ECONNRESET.
+	// CID, another VM); EPROTONOSUPPORT for another protocol version;
+	// ETIMEDOUT; ECONNRESET. The first request fails with EACCES when the
+	// guest refuses our proof (wrong ticket).
 	static Result<GuestSession> open(UniqueFd fd, const proto::Key &ticket,
 					 int timeoutMs = kDefaultTimeoutMs);
 	static Result<GuestSession> open(std::unique_ptr<ByteStream> stream, const proto::Key &ticket,
@@ -131,6 +133,8 @@ private:
 	};
 
 	Status handshake();
+	// Reads the AuthOk that answers the Auth sent with the first request.
+	Status awaitAuthOk();
 	Status send(const std::vector<std::uint8_t> &bytes);
 	// Starts counting a new response's bytes for flow control.
 	Status sendRequest(const std::vector<std::uint8_t> &bytes);
@@ -154,6 +158,7 @@ private:
 	std::vector<std::uint8_t> body_; // the current frame's body
 	std::uint64_t received_ = 0;     // bytes of the current response
 	std::uint64_t acked_ = 0;
+	std::vector<std::uint8_t> pendingAuth_; // our Auth frame, sent with the first request
 };
 
 } // namespace fr

@@ -91,8 +91,8 @@ inline constexpr std::size_t kDataChunkSize = std::size_t{256} << 10;
 // because the guest's virtio_console queues non-blocking writes without a
 // bound: without it a host that reads slowly makes the guest run out of
 // memory.
-inline constexpr std::size_t kAckWindow = std::size_t{2} << 20;
-inline constexpr std::size_t kAckInterval = std::size_t{256} << 10;
+inline constexpr std::size_t kAckWindow = std::size_t{8} << 20;
+inline constexpr std::size_t kAckInterval = std::size_t{1} << 20;
 static_assert(kAckInterval * 2 <= kAckWindow);
 inline constexpr std::size_t kAckSize = 8;
 

@@ -8,12 +8,17 @@
 #include "guest/stream.h"
 #include "shared/guest_session.h"
 
+#include <fcntl.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <atomic>
 #include <cerrno>
+#include <chrono>
+#include <cstdlib>
 #include <cstring>
+#include <deque>
 #include <string>
 #include <thread>
 #include <vector>
@@ -67,6 +72,18 @@ public:
 	}
 	Status extract(const proto::ExtractRequest &request, Responder &out) override
 	{
+		if (request.path == "/file") {
+			// A real file: Responder::file splices it where it can.
+			proto::Entry entry;
+			entry.type = proto::EntryType::File;
+			entry.name = "file";
+			if (Status ok = out.entry(entry); !ok)
+				return ok;
+			UniqueFd fd(::open(filePath.c_str(), O_RDONLY | O_CLOEXEC));
+			if (!fd.isValid())
+				return Error(errno, "open", filePath);
+			return out.file(fd.get(), "file");
+		}
 		proto::Entry entry;
 		entry.type = proto::EntryType::File;
 		entry.name = "blob";
@@ -98,6 +115,7 @@ public:
 	bool lastKeepTimeout = false;
 	int listCount = 3;
 	std::uint64_t extractSize = 1000000;
+	std::string filePath; // served for "/file"
 };
 
 // A daemon serving one end of a socketpair in a thread.
@@ -114,6 +132,8 @@ public:
 		const int big = 4 << 20;
 		::setsockopt(fds[1], SOL_SOCKET, SO_SNDBUF, &big, sizeof(big));
 		stream_ = std::make_unique<GuestStream>(UniqueFd(fds[1]), false);
+		if (options.pipeSink == nullptr)
+			options.pipeSink = stream_.get(); // as the daemon does
 		// Like the daemon's serial loop: a new conversation after an
 		// abandoned one, on the same stream.
 		thread_ = std::thread([this, options] {
@@ -361,6 +381,7 @@ TEST(Session, DaemonAbandonsAResponseWhenInputArrives)
 	daemon.handler.extractSize = std::uint64_t{1} << 30; // far more than the socket buffers
 	Result<GuestSession> session = GuestSession::open(daemon.hostFd(), key, 5000);
 	ASSERT_TRUE(session);
+	ASSERT_TRUE(session->status(true)); // sends our Auth (with the first request)
 	std::vector<std::uint8_t> request;
 	proto::encodeExtract(request, proto::ExtractRequest{proto::ExtractFormat::Raw,
 							     proto::Compression::None, "/big"});
@@ -440,12 +461,19 @@ TEST(Session, CountMismatchIsAnError)
 TEST(Session, FlowControlBoundsWhatTheDaemonRunsAhead)
 {
 	// A host that stops reading: the daemon must stop producing after about
-	// one window (kernel buffers on the serial port are not a bound).
+	// one window (kernel buffers on the serial port are not a bound). A
+	// socketpair's buffer holds ~2 MiB, less than kAckWindow: the window
+	// under test is smaller, so that the flow control, not the socket,
+	// stops the daemon.
 	const proto::Key key = keyOf(20);
-	Daemon daemon(key);
+	constexpr std::size_t kWindow = std::size_t{1} << 20;
+	ConnectionOptions options;
+	options.ackWindow = kWindow;
+	Daemon daemon(key, options);
 	daemon.handler.extractSize = std::uint64_t{64} << 20;
 	Result<GuestSession> session = GuestSession::open(daemon.hostFd(), key, 5000);
 	ASSERT_TRUE(session);
+	ASSERT_TRUE(session->status(true)); // sends our Auth (with the first request)
 	std::vector<std::uint8_t> request;
 	proto::encodeExtract(request, proto::ExtractRequest{proto::ExtractFormat::Raw,
 							     proto::Compression::None, "/big"});
@@ -453,8 +481,9 @@ TEST(Session, FlowControlBoundsWhatTheDaemonRunsAhead)
 		  static_cast<ssize_t>(request.size()));
 	::usleep(500 * 1000);
 	const std::uint64_t produced = daemon.handler.produced;
-	EXPECT_GT(produced, std::uint64_t{1} << 20);
-	EXPECT_LT(produced, std::uint64_t{4} << 20) << "the daemon ran ahead of the host's acknowledgements";
+	EXPECT_GT(produced, kWindow / 2);
+	EXPECT_LT(produced, kWindow + (std::uint64_t{512} << 10))
+		<< "the daemon ran ahead of the host's acknowledgements";
 
 	// Acknowledging lets it go on; acknowledging more than was sent is a
 	// protocol violation that ends the response.
@@ -487,7 +516,7 @@ TEST(Session, SlowHostGetsEverything)
 			// briefly trail `got`.)
 			const std::int64_t ahead = static_cast<std::int64_t>(daemon.handler.produced.load()) -
 						   static_cast<std::int64_t>(got);
-			EXPECT_LT(ahead, std::int64_t{4} << 20);
+			EXPECT_LT(ahead, static_cast<std::int64_t>(proto::kAckWindow + (std::size_t{2} << 20)));
 			return Status{};
 		});
 	ASSERT_TRUE(ok) << ok.error().message();
@@ -602,6 +631,246 @@ TEST(Session, InvalidPathIsRefusedBeforeSending)
 	ASSERT_FALSE(bad);
 	EXPECT_EQ(bad.error().errnum(), EINVAL);
 	EXPECT_TRUE(session->usable());
+}
+
+TEST(Session, TheFirstRequestTravelsWithTheProof)
+{
+	// The host sends its Auth and its first request together, without
+	// waiting for AuthOk (one round trip through the guest less per
+	// connection). This guest answers nothing until it has both.
+	const proto::Key key = keyOf(30);
+	int fds[2];
+	ASSERT_EQ(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds), 0);
+	UniqueFd guestEnd(fds[1]);
+	std::atomic<bool> gotBoth{false};
+	std::thread guestThread([&] {
+		std::vector<std::uint8_t> in(proto::kSyncPaddingSize + proto::kClientHelloSize);
+		if (::recv(guestEnd.get(), in.data(), in.size(), MSG_WAITALL) != static_cast<ssize_t>(in.size()))
+			return;
+		proto::ServerHello hello;
+		std::memcpy(hello.clientNonce.data(), in.data() + proto::kSyncPaddingSize + 12, 32);
+		hello.serverNonce = proto::randomNonce();
+		hello.proof = proto::serverProof(key, proto::kVersion, hello.clientNonce, hello.serverNonce);
+		const auto bytes = proto::encodeServerHello(hello);
+		(void)!::write(guestEnd.get(), bytes.data(), bytes.size());
+		// Auth (40) + Status request (8 + 4), with a deadline: a host that
+		// waited for AuthOk first would never send the request.
+		std::vector<std::uint8_t> both(40 + 12);
+		timeval tv{2, 0};
+		::setsockopt(guestEnd.get(), SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+		if (::recv(guestEnd.get(), both.data(), both.size(), MSG_WAITALL) != static_cast<ssize_t>(both.size()))
+			return;
+		Result<proto::Proof> proof = proto::decodeAuth(std::span(both.data() + 8, 32));
+		if (!proof || !proto::verifyClientProof(key, proto::kVersion, hello.clientNonce, hello.serverNonce, *proof))
+			return;
+		if (both[40 + 4] != static_cast<std::uint8_t>(proto::FrameType::Status))
+			return;
+		gotBoth = true;
+		std::vector<std::uint8_t> out;
+		proto::encodeAuthOk(out);
+		proto::StatusInfo info;
+		info.uptimeMs = 7;
+		proto::encodeStatusInfo(out, info);
+		proto::encodeEnd(out, 1);
+		(void)!::write(guestEnd.get(), out.data(), out.size());
+	});
+	Result<GuestSession> session = GuestSession::open(UniqueFd(fds[0]), key, 5000);
+	ASSERT_TRUE(session) << session.error().message();
+	Result<proto::StatusInfo> info = session->status(true);
+	guestThread.join();
+	EXPECT_TRUE(gotBoth) << "the request did not come with the proof";
+	ASSERT_TRUE(info) << info.error().message();
+	EXPECT_EQ(info->uptimeMs, 7U);
+}
+
+// A serial port as the daemon sees it, scripted: reads deliver the queued
+// chunks in order (an empty chunk is a read() of 0: "no host"); what the
+// daemon writes is kept, and a callback may queue the next input once the
+// daemon has answered.
+class ScriptedPort final : public ByteStream {
+public:
+	std::deque<std::vector<std::uint8_t>> input;
+	std::vector<std::uint8_t> written;
+	std::function<void(ScriptedPort &)> onWrite;
+
+	Result<std::size_t> read(std::span<std::uint8_t> buf, int) override
+	{
+		if (input.empty())
+			return Error::invalid(ETIMEDOUT, "read", "script", "script exhausted");
+		std::vector<std::uint8_t> &chunk = input.front();
+		if (chunk.empty()) {
+			input.pop_front();
+			return std::size_t{0};
+		}
+		const std::size_t n = std::min(buf.size(), chunk.size());
+		std::memcpy(buf.data(), chunk.data(), n);
+		chunk.erase(chunk.begin(), chunk.begin() + static_cast<std::ptrdiff_t>(n));
+		if (chunk.empty())
+			input.pop_front();
+		return n;
+	}
+	Status write(std::span<const std::uint8_t> buf, int) override
+	{
+		written.insert(written.end(), buf.begin(), buf.end());
+		if (onWrite)
+			onWrite(*this);
+		return {};
+	}
+};
+
+// The frame types in `bytes` after the server hello at its start.
+std::vector<proto::FrameType> frameTypesAfterHello(const std::vector<std::uint8_t> &bytes)
+{
+	std::vector<proto::FrameType> types;
+	std::size_t at = proto::kServerHelloSize;
+	while (at + proto::kFrameHeaderSize <= bytes.size()) {
+		const std::size_t length = bytes[at] | (bytes[at + 1] << 8) | (bytes[at + 2] << 16);
+		types.push_back(static_cast<proto::FrameType>(bytes[at + 4]));
+		at += proto::kFrameHeaderSize + length;
+	}
+	return types;
+}
+
+// Hello, then (from the callback, once the server hello is out) whatever
+// `after(nonces)` returns. Runs the daemon's serial loop until the script
+// is exhausted.
+std::vector<std::uint8_t> runScript(
+	const proto::Key &key,
+	const std::function<std::deque<std::vector<std::uint8_t>>(const proto::ClientHello &,
+								  const proto::ServerHello &)> &after)
+{
+	ScriptedPort port;
+	proto::ClientHello hello;
+	hello.nonce = proto::randomNonce();
+	std::vector<std::uint8_t> first(proto::kSyncPaddingSize, 0);
+	const auto helloBytes = proto::encodeClientHello(hello);
+	first.insert(first.end(), helloBytes.begin(), helloBytes.end());
+	port.input.push_back(first);
+	bool answered = false;
+	port.onWrite = [&](ScriptedPort &p) {
+		if (answered || p.written.size() < proto::kServerHelloSize)
+			return;
+		answered = true;
+		Result<proto::ServerHello> server = proto::decodeServerHello(
+			std::span<const std::uint8_t, proto::kServerHelloSize>(p.written.data(), proto::kServerHelloSize));
+		if (server)
+			for (std::vector<std::uint8_t> &chunk : after(hello, *server))
+				p.input.push_back(std::move(chunk));
+	};
+	FakeHandler handler;
+	Connection connection(port, key, handler, ConnectionOptions{});
+	for (int i = 0; i < 10 && !port.input.empty(); ++i)
+		(void)connection.run();
+	return port.written;
+}
+
+TEST(Session, AHandshakeSurvivesAStaleDisconnect)
+{
+	// virtio_console reports the previous host's disconnect from a
+	// workqueue, so it can arrive after the next host's hello was answered:
+	// the daemon sees read() == 0 between our hello and our Auth. The Auth
+	// must still be taken.
+	const proto::Key key = keyOf(31);
+	const std::vector<std::uint8_t> written =
+		runScript(key, [&](const proto::ClientHello &hello, const proto::ServerHello &server) {
+			std::vector<std::uint8_t> request;
+			proto::encodeAuth(request, proto::clientProof(key, proto::kVersion, hello.nonce,
+								      server.serverNonce));
+			proto::encodeStatusRequest(request, proto::StatusRequest{true});
+			return std::deque<std::vector<std::uint8_t>>{{}, request};
+		});
+	EXPECT_EQ(frameTypesAfterHello(written),
+		  (std::vector<proto::FrameType>{proto::FrameType::AuthOk, proto::FrameType::StatusInfo,
+						 proto::FrameType::End}));
+}
+
+TEST(Session, AuthenticationDoesNotOutliveADisconnect)
+{
+	// Authenticated, then the host goes away: a request that follows without
+	// a new handshake (another host on the port) is not served.
+	const proto::Key key = keyOf(32);
+	const std::vector<std::uint8_t> written =
+		runScript(key, [&](const proto::ClientHello &hello, const proto::ServerHello &server) {
+			std::vector<std::uint8_t> auth;
+			proto::encodeAuth(auth, proto::clientProof(key, proto::kVersion, hello.nonce,
+								   server.serverNonce));
+			std::vector<std::uint8_t> request;
+			proto::encodeStatusRequest(request, proto::StatusRequest{true});
+			return std::deque<std::vector<std::uint8_t>>{auth, {}, request};
+		});
+	EXPECT_EQ(frameTypesAfterHello(written), (std::vector<proto::FrameType>{proto::FrameType::AuthOk}));
+}
+
+TEST(Session, FileContentsAreSplicedIntoDataFrames)
+{
+	const proto::Key key = keyOf(33);
+	Daemon daemon(key);
+	char path[] = "/tmp/fr-splice-test.XXXXXX";
+	UniqueFd fd(::mkstemp(path));
+	ASSERT_TRUE(fd.isValid());
+	daemon.handler.filePath = path;
+	// Not a multiple of the frame size, not of the page size either.
+	const std::size_t size = 3 * proto::kDataChunkSize + 12345;
+	std::vector<std::uint8_t> content(size);
+	for (std::size_t i = 0; i < size; ++i)
+		content[i] = static_cast<std::uint8_t>((i * 131) ^ (i >> 12));
+	ASSERT_EQ(::write(fd.get(), content.data(), size), static_cast<ssize_t>(size));
+	Result<GuestSession> session = GuestSession::open(daemon.hostFd(), key, 5000);
+	ASSERT_TRUE(session);
+	std::vector<std::uint8_t> got;
+	std::size_t frames = 0;
+	Status ok = session->extract(
+		"/file", proto::ExtractFormat::Raw, proto::Compression::None,
+		[](const proto::Entry &) { return Status{}; },
+		[&](std::span<const std::uint8_t> bytes) {
+			EXPECT_LE(bytes.size(), proto::kDataChunkSize);
+			got.insert(got.end(), bytes.begin(), bytes.end());
+			++frames;
+			return Status{};
+		});
+	ASSERT_TRUE(ok) << ok.error().message();
+	EXPECT_EQ(got, content);
+	EXPECT_EQ(frames, 4U);
+	// An empty file: the Entry and End(0), no Data frame.
+	ASSERT_EQ(::ftruncate(fd.get(), 0), 0);
+	got.clear();
+	frames = 0;
+	ok = session->extract(
+		"/file", proto::ExtractFormat::Raw, proto::Compression::None,
+		[](const proto::Entry &) { return Status{}; },
+		[&](std::span<const std::uint8_t> bytes) {
+			got.insert(got.end(), bytes.begin(), bytes.end());
+			++frames;
+			return Status{};
+		});
+	ASSERT_TRUE(ok) << ok.error().message();
+	EXPECT_EQ(frames, 0U);
+	::unlink(path);
+}
+
+TEST(Session, SerialWritesBelieveAHangupOnlyAfterTheGrace)
+{
+	// The serial port may say "no host" while a new host's connect event is
+	// still queued in the guest kernel: a write waits kHostEventGraceMs for
+	// the port to change its mind before giving up. A vsock stream does not.
+	for (const bool serial : {false, true}) {
+		int fds[2];
+		ASSERT_EQ(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds), 0);
+		::close(fds[0]);
+		GuestStream stream(UniqueFd(fds[1]), serial);
+		const auto start = std::chrono::steady_clock::now();
+		const std::uint8_t byte = 1;
+		Status written = stream.write(std::span(&byte, 1), 10000);
+		const auto waited = std::chrono::duration_cast<std::chrono::milliseconds>(
+					    std::chrono::steady_clock::now() - start)
+					    .count();
+		ASSERT_FALSE(written);
+		EXPECT_EQ(written.error().errnum(), EPIPE);
+		if (serial)
+			EXPECT_GE(waited, GuestStream::kHostEventGraceMs - 50);
+		else
+			EXPECT_LT(waited, 1000);
+	}
 }
 
 } // namespace

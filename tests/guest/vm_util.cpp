@@ -259,9 +259,13 @@ std::vector<std::string> qemuArgv(const VmOptions &o)
 	// For comparing kernel arguments in bench/ (never set in tests).
 	if (const char *extra = std::getenv("FR_KERNEL_EXTRA_ARGS"); extra != nullptr && *extra != '\0')
 		cmdline += std::string(" ") + extra;
+	// FR_QEMU_ACCEL replaces "tcg" (e.g. "tcg,tb-size=64"), to compare
+	// accelerator settings in bench/ (never set in tests).
+	const char *accel = std::getenv("FR_QEMU_ACCEL");
 	std::vector<std::string> argv = {
 		qemuBinary(), "-machine", "microvm", "-nodefaults", "-no-user-config", "-nic", "none",
-		"-display", "none", "-monitor", "none", "-no-reboot", "-accel", "tcg",
+		"-display", "none", "-monitor", "none", "-no-reboot",
+		"-accel", accel != nullptr && *accel != '\0' ? accel : "tcg",
 		"-m", std::to_string(o.memoryMiB), "-kernel", o.kernel, "-initrd", o.initramfs,
 		"-append", cmdline, "-serial", "stdio",
 	};
