@@ -40,6 +40,8 @@ namespace {
 using nlohmann::json;
 
 constexpr std::uint64_t kDefaultTimeout = 120;
+// list: output goes out in writes of about this size.
+constexpr std::size_t kListFlush = std::size_t{64} << 10;
 
 // A failure with its exit code, thrown to runCli's one catch.
 struct Failure {
@@ -372,18 +374,50 @@ int Commands::list()
 	Resolved r = resolve(snapshot, path);
 
 	const bool text = format() == OutputFormat::Text;
-	json entries = json::array();
+	const bool pretty = format() == OutputFormat::JsonPretty;
+	// Entries stream out as the guest sends them, text or JSON (the array
+	// written element by element), through a buffer of kListFlush bytes:
+	// memory stays flat however large the directory. Once anything went
+	// out, a later error goes to stderr (stdout then ends mid-listing; in
+	// JSON an unterminated array, with a non-zero exit).
+	std::string pending;
+	std::uint64_t emitted = 0;
+	auto flush = [&]() -> Status {
+		if (pending.empty())
+			return {};
+		stdoutIsData_ = true;
+		Status written = writeAll(1, pending);
+		pending.clear();
+		return written;
+	};
 	// Runs inside the guest session's callback: returns errors, never
 	// throws (the protocol library is built without exceptions).
 	auto emit = [&](const GuestEntry &entry) -> Status {
-		std::string full = r.target.userPath;
-		if (full != "/")
-			full += '/';
-		full += entry.name;
-		if (text)
-			return writeAll(1, entryText(entry) + "\n");
-		entries.push_back(entryJson(full, entry));
-		return {};
+		if (text) {
+			pending += entryText(entry);
+			pending += '\n';
+		} else {
+			std::string full = r.target.userPath;
+			if (full != "/")
+				full += '/';
+			full += entry.name;
+			std::string item = dumpJson(entryJson(full, entry), format());
+			item.pop_back(); // dumpJson's newline
+			if (pretty) {
+				// As nlohmann's own indentation of an array's elements.
+				std::string indented;
+				for (char c : item) {
+					indented += c;
+					if (c == '\n')
+						indented += "  ";
+				}
+				item = std::move(indented);
+			}
+			pending += emitted == 0 ? (pretty ? "[\n  " : "[") : (pretty ? ",\n  " : ",");
+			pending += item;
+		}
+		++emitted;
+		return pending.size() >= kListFlush ? flush() : Status{};
 	};
 
 	if (r.target.isRoot) {
@@ -414,7 +448,11 @@ int Commands::list()
 		check(forUser(listed, "list", r.target.userPath));
 	}
 	if (!text)
-		print(dumpJson(entries, format()));
+		pending += emitted == 0 ? "[]\n" : (pretty ? "\n]\n" : "]\n");
+	Status written = flush();
+	if (!written && written.error().errnum() == EPIPE)
+		throw Failure{kExitFailure, ""};
+	check(written);
 	return kExitOk;
 }
 

@@ -55,6 +55,40 @@ Status writeAllAt(int fd, const char *data, std::size_t size, off_t offset, cons
 	return {};
 }
 
+// Writes a data block into a file this unpacker just created (O_EXCL, so
+// every byte not written reads as zero): pieces of zeros, cut at the file's
+// kHoleBlock boundaries, are left out and the rest is written in runs, so
+// a sparse file in a backup (a disk image, a database file) stays sparse
+// on the host instead of filling the target's filesystem. Blocks arrive in
+// any size; the final size is set by ftruncate.
+constexpr std::size_t kHoleBlock = 4096;
+
+bool allZero(const char *data, std::size_t size)
+{
+	return size == 0 || (data[0] == 0 && std::memcmp(data, data + 1, size - 1) == 0);
+}
+
+Status writeSparseAt(int fd, const char *data, std::size_t size, off_t offset, const std::string &name)
+{
+	std::size_t run = 0; // data bytes before `at` not yet written
+	std::size_t at = 0;
+	while (at < size) {
+		const std::size_t piece = std::min(
+			size - at, kHoleBlock - static_cast<std::size_t>(offset + static_cast<off_t>(at)) % kHoleBlock);
+		if (allZero(data + at, piece)) {
+			if (run > 0)
+				if (Status ok = writeAllAt(fd, data + at - run, run, offset + static_cast<off_t>(at - run), name); !ok)
+					return ok;
+			run = 0;
+		} else {
+			run += piece;
+		}
+		at += piece;
+	}
+	return run > 0 ? writeAllAt(fd, data + size - run, run, offset + static_cast<off_t>(size - run), name)
+		       : Status{};
+}
+
 timespec toTimespec(std::int64_t seconds, long nanoseconds)
 {
 	timespec ts {};
@@ -206,8 +240,8 @@ Status Unpacker::makeFile(archive *a, const std::vector<std::string> &components
 		if (offset < 0)
 			return Error::invalid(EPROTO, "archive member", escapeForDisplay(path),
 					      "negative offset");
-		Status written = writeAllAt(fd->get(), static_cast<const char *>(block), size,
-					    static_cast<off_t>(offset), path);
+		Status written = writeSparseAt(fd->get(), static_cast<const char *>(block), size,
+					       static_cast<off_t>(offset), path);
 		if (!written)
 			return written;
 		report_.bytes += size;

@@ -3,6 +3,7 @@
 
 #include <fcntl.h>
 #include <linux/openat2.h>
+#include <sys/resource.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -128,8 +129,15 @@ Result<std::optional<std::string_view>> DirReader::next()
 		const std::string_view view(name, len);
 		if (view == "." || view == "..")
 			continue;
+		std::memcpy(&ino_, at + offsetof(Dirent64, ino), sizeof(ino_));
 		return std::optional<std::string_view>(view);
 	}
+}
+
+long peakRssKiB()
+{
+	struct rusage usage {};
+	return ::getrusage(RUSAGE_SELF, &usage) == 0 ? usage.ru_maxrss : -1;
 }
 
 } // namespace fr::guest

@@ -42,13 +42,20 @@ public:
 	// valid until the next call.
 	Result<std::optional<std::string_view>> next();
 	int fd() const noexcept { return dir_.get(); }
+	// The inode number of the name next() returned last.
+	std::uint64_t ino() const noexcept { return ino_; }
 
 private:
 	UniqueFd dir_;
 	std::vector<char> buf_;
 	std::size_t pos_ = 0;
 	std::size_t end_ = 0;
+	std::uint64_t ino_ = 0;
 	bool done_ = false;
 };
+
+// The daemon's peak resident set (getrusage ru_maxrss), in KiB; for log
+// lines that show its memory stays flat while large directories stream.
+long peakRssKiB();
 
 } // namespace fr::guest

@@ -35,6 +35,7 @@
 #include "fr_config.h"
 #include "guest/activity.h"
 #include "guest/disks.h"
+#include "guest/fsutil.h"
 #include "guest/modules.h"
 #include "guest/server.h"
 #include "guest/stream.h"
@@ -351,9 +352,10 @@ std::uint64_t bootMs() noexcept
 	}
 	if (!utf8)
 		logf(LogLevel::Warning, "no C.UTF-8 locale: archive names that are not ASCII stored as raw bytes");
-	logf(LogLevel::Info, "version %s ready after %llu ms, /init at %llu ms (%s transport, idle timeout %u s)",
+	logf(LogLevel::Info,
+	     "version %s ready after %llu ms, /init at %llu ms (%s transport, idle timeout %u s, peak RSS %ld KiB)",
 	     FR_VERSION, static_cast<unsigned long long>(bootMs()), static_cast<unsigned long long>(initAt),
-	     config.serial ? "serial" : "vsock", config.idleS);
+	     config.serial ? "serial" : "vsock", config.idleS, peakRssKiB());
 
 	for (;;) {
 		while (::waitpid(-1, nullptr, WNOHANG) > 0) {

@@ -12,6 +12,8 @@
 #include <cstdlib>
 
 #include <gtest/gtest.h>
+#include <algorithm>
+
 #include <nlohmann/json.hpp>
 
 #include "client/encoding.h"
@@ -216,6 +218,45 @@ TEST_F(CliTest, ListsADirectoryInTextAndJson)
 	EXPECT_EQ(doc[2]["leaf"], false);
 	EXPECT_EQ(doc[3]["type"], "l");
 	EXPECT_EQ(r.out.substr(0, 4), "[\n  "); // json-pretty indents
+}
+
+TEST_F(CliTest, JsonListingsStreamAndKeepTheirFormat)
+{
+	// 5,000 entries: several flushes of the streamed output.
+	std::vector<GuestEntry> many;
+	for (int i = 0; i < 5000; ++i)
+		many.push_back({.name = "file-" + std::to_string(i), .type = EntryType::File,
+				.size = static_cast<std::uint64_t>(i), .mode = 0100644, .mtime = 1700000000 + i});
+	guest_.dirs["/disk0/part/1/many"] = many;
+	guest_.dirs["/disk0/part/1/empty"] = {};
+	for (const char *format : {"json", "json-pretty"}) {
+		SCOPED_TRACE(format);
+		Outcome r = run(cmd({"list", "--output-format", format}, {"/drive-scsi0.img/part/1/many"}));
+		ASSERT_EQ(r.code, 0) << r.err;
+		const json doc = json::parse(r.out);
+		ASSERT_EQ(doc.size(), 5000U);
+		EXPECT_EQ(doc[4999]["text"], "file-4999");
+		EXPECT_EQ(doc[4999]["size"], 4999);
+		// Byte for byte what dumping the whole array at once gives.
+		EXPECT_EQ(r.out, doc.dump(std::string(format) == "json" ? -1 : 2) + "\n");
+		r = run(cmd({"list", "--output-format", format}, {"/drive-scsi0.img/part/1/empty"}));
+		ASSERT_EQ(r.code, 0) << r.err;
+		EXPECT_EQ(r.out, "[]\n");
+	}
+	Outcome r = run(cmd({"list"}, {"/drive-scsi0.img/part/1/many"}));
+	ASSERT_EQ(r.code, 0) << r.err;
+	EXPECT_EQ(std::count(r.out.begin(), r.out.end(), '\n'), 5000);
+
+	// A guest error after output began: the error goes to stderr, stdout
+	// holds an unterminated array (no parser takes it as a whole
+	// listing), the exit code is not 0.
+	guest_.listFailAfter = 4000;
+	r = run(cmd({"list", "--output-format", "json"}, {"/drive-scsi0.img/part/1/many"}));
+	EXPECT_NE(r.code, 0);
+	EXPECT_FALSE(json::accept(r.out));
+	EXPECT_EQ(r.out.substr(0, 2), "[{");
+	EXPECT_EQ(json::parse(r.err)["exit_code"], r.code) << r.err;
+	EXPECT_NE(r.err.find("Input/output error"), std::string::npos) << r.err;
 }
 
 TEST_F(CliTest, Base64PathsAndImages)

@@ -33,6 +33,8 @@ struct FakeGuest {
 	std::map<std::string, GuestEntry> objects;
 	// Fails every extract after this many bytes (a truncated stream).
 	std::size_t truncateAfter = SIZE_MAX;
+	// Fails every list after this many entries (a guest error mid-way).
+	std::size_t listFailAfter = SIZE_MAX;
 	// Raises this signal after the first chunk of an extract (0: none).
 	int signalAfterFirstChunk = 0;
 	int handshakes = 0;
@@ -63,7 +65,11 @@ public:
 		if (it == guest_.dirs.end())
 			return Error::invalid(ENOENT, kGuestErrorCall, std::string(path),
 					      "NotFound: No such file or directory");
+		std::size_t sent = 0;
 		for (const GuestEntry &entry : it->second) {
+			if (sent++ == guest_.listFailAfter)
+				return Error::invalid(EIO, kGuestErrorCall, std::string(path),
+						      "IoError: Input/output error");
 			Status ok = onEntry(entry);
 			if (!ok)
 				return ok;

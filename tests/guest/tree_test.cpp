@@ -281,6 +281,39 @@ TEST_F(TreeTest, ListsAFilesystemDirectory)
 	EXPECT_EQ(status.error().errnum(), ENOTDIR);
 }
 
+TEST_F(TreeTest, ListsALargeDirectoryInBatchesEachNameOnce)
+{
+	// More entries than one stat batch (65,536, sorted by inode number
+	// inside a batch): every name comes exactly once, with its own size.
+	const std::string big = base_ + "/p1/big";
+	mkdir(big);
+	constexpr int kCount = 70000;
+	for (int i = 0; i < kCount; ++i) {
+		const std::string name = big + "/n" + std::to_string(i);
+		const int fd = ::open(name.c_str(), O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
+		ASSERT_GE(fd, 0);
+		if (i % 1000 == 0) { // some sizes to check entries are not mixed up
+			ASSERT_EQ(::ftruncate(fd, i), 0);
+		}
+		::close(fd);
+	}
+	std::map<std::string, int> seen;
+	std::uint64_t sizes = 0;
+	Status ok = session_->list("/disk0/part/1/big", [&](const proto::Entry &e) {
+		++seen[e.name];
+		sizes += e.size;
+		return Status{};
+	});
+	ASSERT_TRUE(ok) << ok.error().message();
+	ASSERT_EQ(seen.size(), static_cast<std::size_t>(kCount));
+	for (const auto &[name, times] : seen)
+		ASSERT_EQ(times, 1) << name;
+	std::uint64_t expected = 0;
+	for (int i = 0; i < kCount; i += 1000)
+		expected += static_cast<std::uint64_t>(i);
+	EXPECT_EQ(sizes, expected);
+}
+
 TEST_F(TreeTest, SymlinksAreNeverFollowed)
 {
 	Status status;
