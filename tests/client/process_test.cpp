@@ -8,6 +8,8 @@
 
 #include <cstdlib>
 
+#include <fstream>
+
 #include <gtest/gtest.h>
 
 namespace fr::client {
@@ -99,7 +101,19 @@ TEST(Process, KillsWhatIgnoresSigterm)
 {
 	const pid_t pid = spawnMarked("qemu_stubborn", "stubborn");
 	const std::uint64_t started = *readStartTime(pid);
-	::usleep(100000); // let it ignore SIGTERM
+	// Wait until it really ignores SIGTERM (a sleep is not enough on a
+	// loaded machine or under a sanitizer).
+	bool ignoring = false;
+	for (int i = 0; i < 500 && !ignoring; ++i) {
+		std::ifstream status("/proc/" + std::to_string(pid) + "/status");
+		std::string line;
+		while (std::getline(status, line))
+			if (line.rfind("SigIgn:", 0) == 0)
+				ignoring = (std::stoull(line.substr(7), nullptr, 16) >> (SIGTERM - 1)) & 1U;
+		if (!ignoring)
+			::usleep(10000);
+	}
+	ASSERT_TRUE(ignoring);
 	ASSERT_TRUE(terminateVerified(pid, started, "qemu_stubborn", std::chrono::milliseconds(300)));
 	int status = 0;
 	ASSERT_EQ(::waitpid(pid, &status, 0), pid);
