@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdio>
 #include <cstring>
 
 #include "shared/log.h"
@@ -136,6 +137,18 @@ Result<std::optional<std::string_view>> DirReader::next()
 
 long peakRssKiB()
 {
+	// VmHWM from /proc (mounted first thing); getrusage's ru_maxrss lags
+	// the kernel's batched RSS counters early in a process's life.
+	if (FILE *status = std::fopen("/proc/self/status", "re")) {
+		char line[256];
+		long kib = -1;
+		while (std::fgets(line, sizeof(line), status) != nullptr)
+			if (std::sscanf(line, "VmHWM: %ld kB", &kib) == 1)
+				break;
+		std::fclose(status);
+		if (kib >= 0)
+			return kib;
+	}
 	struct rusage usage {};
 	return ::getrusage(RUSAGE_SELF, &usage) == 0 ? usage.ru_maxrss : -1;
 }

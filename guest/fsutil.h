@@ -54,7 +54,7 @@ private:
 	bool done_ = false;
 };
 
-// The daemon's peak resident set (getrusage ru_maxrss), in KiB; for log
+// The daemon's peak resident set (VmHWM), in KiB; for log
 // lines that show its memory stays flat while large directories stream.
 long peakRssKiB();
 

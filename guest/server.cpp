@@ -107,30 +107,8 @@ Status Responder::data(std::span<const std::uint8_t> bytes)
 	return {};
 }
 
-namespace {
-
-// The guest's page cache is no use for file contents sent to the host: the
-// host's own page cache holds the image, and a file is rarely extracted
-// twice in a VM's life. Left alone, one large extract fills the guest's RAM
-// with it, and every page the guest touches stays resident in QEMU on the
-// host (docs/benchmarks.md: QEMU's peak RSS). Dropping what was sent lets
-// the guest reuse the same few pages. Pages still in flight (spliced into
-// the transport) are skipped by the kernel and dropped by the next call.
-constexpr std::uint64_t kDropCacheEvery = std::uint64_t{8} << 20;
-
-void dropCache(int fd)
-{
-	(void)::posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED);
-}
-
-} // namespace
-
 Status Responder::file(int fd, std::string_view what)
 {
-	struct Dropper {
-		int fd;
-		~Dropper() { dropCache(fd); }
-	} dropper{fd};
 	if (broken_)
 		return Error(EPIPE, "write", "response abandoned");
 	struct stat st {};
@@ -149,7 +127,6 @@ Status Responder::file(int fd, std::string_view what)
 Status Responder::copyFile(int fd, std::string_view what)
 {
 	std::vector<std::uint8_t> buf(kFileReadSize);
-	std::uint64_t sinceDrop = 0;
 	for (;;) {
 		const ssize_t n = ::read(fd, buf.data(), buf.size());
 		if (n < 0 && errno == EINTR)
@@ -160,11 +137,6 @@ Status Responder::copyFile(int fd, std::string_view what)
 			return {};
 		if (Status ok = data(std::span(buf.data(), static_cast<std::size_t>(n))); !ok)
 			return ok;
-		sinceDrop += static_cast<std::uint64_t>(n);
-		if (sinceDrop >= kDropCacheEvery) {
-			dropCache(fd);
-			sinceDrop = 0;
-		}
 	}
 }
 
@@ -254,7 +226,6 @@ Status Responder::spliceFile(int fd, std::uint64_t size, std::string_view what)
 	if (Status ok = preparePipe(); !ok)
 		return ok;
 	std::uint64_t left = size;
-	std::uint64_t sinceDrop = 0;
 	while (left > 0) {
 		const std::size_t n = left < spliceFrame_ ? static_cast<std::size_t>(left) : spliceFrame_;
 		const std::size_t frame = proto::kFrameHeaderSize + n;
@@ -283,11 +254,6 @@ Status Responder::spliceFile(int fd, std::uint64_t size, std::string_view what)
 			return filled; // the frame was completed with zeros
 		bytes_ += n;
 		left -= n;
-		sinceDrop += n;
-		if (sinceDrop >= kDropCacheEvery) {
-			dropCache(fd);
-			sinceDrop = 0;
-		}
 	}
 	return {};
 }
