@@ -35,7 +35,6 @@
 #include "fr_config.h"
 #include "guest/activity.h"
 #include "guest/disks.h"
-#include "guest/fsutil.h"
 #include "guest/modules.h"
 #include "guest/server.h"
 #include "guest/stream.h"
@@ -352,10 +351,9 @@ std::uint64_t bootMs() noexcept
 	}
 	if (!utf8)
 		logf(LogLevel::Warning, "no C.UTF-8 locale: archive names that are not ASCII stored as raw bytes");
-	logf(LogLevel::Info,
-	     "version %s ready after %llu ms, /init at %llu ms (%s transport, idle timeout %u s, peak RSS %ld KiB)",
+	logf(LogLevel::Info, "version %s ready after %llu ms, /init at %llu ms (%s transport, idle timeout %u s)",
 	     FR_VERSION, static_cast<unsigned long long>(bootMs()), static_cast<unsigned long long>(initAt),
-	     config.serial ? "serial" : "vsock", config.idleS, peakRssKiB());
+	     config.serial ? "serial" : "vsock", config.idleS);
 
 	for (;;) {
 		while (::waitpid(-1, nullptr, WNOHANG) > 0) {

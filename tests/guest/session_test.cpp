@@ -764,6 +764,15 @@ std::vector<std::uint8_t> runScript(
 	return port.written;
 }
 
+// Our Auth frame for the handshake the script sees.
+std::vector<std::uint8_t> authFor(const proto::Key &key, const proto::ClientHello &hello,
+				  const proto::ServerHello &server)
+{
+	std::vector<std::uint8_t> auth;
+	proto::encodeAuth(auth, proto::clientProof(key, proto::kVersion, hello.nonce, server.serverNonce));
+	return auth;
+}
+
 TEST(Session, AHandshakeSurvivesAStaleDisconnect)
 {
 	// virtio_console reports the previous host's disconnect from a
@@ -773,9 +782,7 @@ TEST(Session, AHandshakeSurvivesAStaleDisconnect)
 	const proto::Key key = keyOf(31);
 	const std::vector<std::uint8_t> written =
 		runScript(key, [&](const proto::ClientHello &hello, const proto::ServerHello &server) {
-			std::vector<std::uint8_t> request;
-			proto::encodeAuth(request, proto::clientProof(key, proto::kVersion, hello.nonce,
-								      server.serverNonce));
+			std::vector<std::uint8_t> request = authFor(key, hello, server);
 			proto::encodeStatusRequest(request, proto::StatusRequest{true});
 			return std::deque<std::vector<std::uint8_t>>{{}, request};
 		});
@@ -791,12 +798,9 @@ TEST(Session, AuthenticationDoesNotOutliveADisconnect)
 	const proto::Key key = keyOf(32);
 	const std::vector<std::uint8_t> written =
 		runScript(key, [&](const proto::ClientHello &hello, const proto::ServerHello &server) {
-			std::vector<std::uint8_t> auth;
-			proto::encodeAuth(auth, proto::clientProof(key, proto::kVersion, hello.nonce,
-								   server.serverNonce));
 			std::vector<std::uint8_t> request;
 			proto::encodeStatusRequest(request, proto::StatusRequest{true});
-			return std::deque<std::vector<std::uint8_t>>{auth, {}, request};
+			return std::deque<std::vector<std::uint8_t>>{authFor(key, hello, server), {}, request};
 		});
 	EXPECT_EQ(frameTypesAfterHello(written), (std::vector<proto::FrameType>{proto::FrameType::AuthOk}));
 }
