@@ -20,6 +20,7 @@
 #include <cstring>
 #include <deque>
 #include <string>
+#include <optional>
 #include <thread>
 #include <vector>
 
@@ -289,6 +290,24 @@ TEST(Session, ClientProofOfAHostWithTheWrongTicketFails)
 	EXPECT_EQ(session.error().errnum(), EACCES);
 }
 
+// A guest's side of the hellos on `fd`: reads the sync padding and the
+// client hello, answers with a server hello whose proof is made with
+// `proofKey` (the ticket, or another key for a squatter). Returns the hello
+// sent, or nullopt when the client hello did not arrive.
+std::optional<proto::ServerHello> answerHello(int fd, const proto::Key &proofKey)
+{
+	std::vector<std::uint8_t> in(proto::kSyncPaddingSize + proto::kClientHelloSize);
+	if (::recv(fd, in.data(), in.size(), MSG_WAITALL) != static_cast<ssize_t>(in.size()))
+		return std::nullopt;
+	proto::ServerHello hello;
+	std::memcpy(hello.clientNonce.data(), in.data() + proto::kSyncPaddingSize + 12, 32);
+	hello.serverNonce = proto::randomNonce();
+	hello.proof = proto::serverProof(proofKey, proto::kVersion, hello.clientNonce, hello.serverNonce);
+	const auto bytes = proto::encodeServerHello(hello);
+	(void)!::write(fd, bytes.data(), bytes.size());
+	return hello;
+}
+
 TEST(Session, FakeServerWithoutTheTicketIsDetected)
 {
 	// A squatter answers with a well-formed hello whose proof it made up
@@ -298,16 +317,8 @@ TEST(Session, FakeServerWithoutTheTicketIsDetected)
 	UniqueFd squatter(fds[1]);
 	std::atomic<bool> sawAuth{false};
 	std::thread fake([&] {
-		std::vector<std::uint8_t> in(proto::kSyncPaddingSize + proto::kClientHelloSize);
-		if (::recv(squatter.get(), in.data(), in.size(), MSG_WAITALL) != static_cast<ssize_t>(in.size()))
+		if (!answerHello(squatter.get(), keyOf(99)))
 			return;
-		proto::ServerHello hello;
-		std::memcpy(hello.clientNonce.data(), in.data() + proto::kSyncPaddingSize + 12, 32);
-		hello.serverNonce = proto::randomNonce();
-		hello.proof = proto::serverProof(keyOf(99), proto::kVersion, hello.clientNonce,
-						 hello.serverNonce);
-		const auto bytes = proto::encodeServerHello(hello);
-		(void)!::write(squatter.get(), bytes.data(), bytes.size());
 		std::uint8_t more[8];
 		if (::recv(squatter.get(), more, sizeof(more), 0) > 0)
 			sawAuth = true;
@@ -398,15 +409,8 @@ TEST(Session, DaemonAbandonsAResponseWhenInputArrives)
 // `response` (hand-built, possibly broken) and closes the connection.
 void scriptedGuest(const proto::Key &key, UniqueFd fd, std::vector<std::uint8_t> response)
 {
-	std::vector<std::uint8_t> in(proto::kSyncPaddingSize + proto::kClientHelloSize);
-	if (::recv(fd.get(), in.data(), in.size(), MSG_WAITALL) != static_cast<ssize_t>(in.size()))
+	if (!answerHello(fd.get(), key))
 		return;
-	proto::ServerHello hello;
-	std::memcpy(hello.clientNonce.data(), in.data() + proto::kSyncPaddingSize + 12, 32);
-	hello.serverNonce = proto::randomNonce();
-	hello.proof = proto::serverProof(key, proto::kVersion, hello.clientNonce, hello.serverNonce);
-	const auto bytes = proto::encodeServerHello(hello);
-	(void)!::write(fd.get(), bytes.data(), bytes.size());
 	std::uint8_t auth[40];
 	if (::recv(fd.get(), auth, sizeof(auth), MSG_WAITALL) != 40)
 		return;
@@ -644,15 +648,9 @@ TEST(Session, TheFirstRequestTravelsWithTheProof)
 	UniqueFd guestEnd(fds[1]);
 	std::atomic<bool> gotBoth{false};
 	std::thread guestThread([&] {
-		std::vector<std::uint8_t> in(proto::kSyncPaddingSize + proto::kClientHelloSize);
-		if (::recv(guestEnd.get(), in.data(), in.size(), MSG_WAITALL) != static_cast<ssize_t>(in.size()))
+		const std::optional<proto::ServerHello> hello = answerHello(guestEnd.get(), key);
+		if (!hello)
 			return;
-		proto::ServerHello hello;
-		std::memcpy(hello.clientNonce.data(), in.data() + proto::kSyncPaddingSize + 12, 32);
-		hello.serverNonce = proto::randomNonce();
-		hello.proof = proto::serverProof(key, proto::kVersion, hello.clientNonce, hello.serverNonce);
-		const auto bytes = proto::encodeServerHello(hello);
-		(void)!::write(guestEnd.get(), bytes.data(), bytes.size());
 		// Auth (40) + Status request (8 + 4), with a deadline: a host that
 		// waited for AuthOk first would never send the request.
 		std::vector<std::uint8_t> both(40 + 12);
@@ -661,7 +659,8 @@ TEST(Session, TheFirstRequestTravelsWithTheProof)
 		if (::recv(guestEnd.get(), both.data(), both.size(), MSG_WAITALL) != static_cast<ssize_t>(both.size()))
 			return;
 		Result<proto::Proof> proof = proto::decodeAuth(std::span(both.data() + 8, 32));
-		if (!proof || !proto::verifyClientProof(key, proto::kVersion, hello.clientNonce, hello.serverNonce, *proof))
+		if (!proof ||
+		    !proto::verifyClientProof(key, proto::kVersion, hello->clientNonce, hello->serverNonce, *proof))
 			return;
 		if (both[40 + 4] != static_cast<std::uint8_t>(proto::FrameType::Status))
 			return;
