@@ -45,17 +45,6 @@ Result<struct stat> statFd(int fd, std::string_view what)
 }
 
 // Reads up to buf.size() bytes, restarting after EINTR.
-Result<std::size_t> readSome(int fd, std::vector<std::uint8_t> &buf, std::string_view what)
-{
-	for (;;) {
-		const ssize_t n = ::read(fd, buf.data(), buf.size());
-		if (n >= 0)
-			return static_cast<std::size_t>(n);
-		if (errno != EINTR)
-			return Error(errno, "read", what.substr(0, 200));
-	}
-}
-
 // --- raw -------------------------------------------------------------------
 
 Status sendRaw(int fd, std::string_view what, proto::Compression compression, Responder &out)

@@ -107,6 +107,17 @@ Status Responder::data(std::span<const std::uint8_t> bytes)
 	return {};
 }
 
+Result<std::size_t> readSome(int fd, std::span<std::uint8_t> buf, std::string_view what)
+{
+	for (;;) {
+		const ssize_t n = ::read(fd, buf.data(), buf.size());
+		if (n >= 0)
+			return static_cast<std::size_t>(n);
+		if (errno != EINTR)
+			return Error(errno, "read", what.substr(0, 200));
+	}
+}
+
 Status Responder::file(int fd, std::string_view what)
 {
 	if (broken_)
@@ -128,14 +139,12 @@ Status Responder::copyFile(int fd, std::string_view what)
 {
 	std::vector<std::uint8_t> buf(kFileReadSize);
 	for (;;) {
-		const ssize_t n = ::read(fd, buf.data(), buf.size());
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0)
-			return Error(errno, "read", what.substr(0, 200));
-		if (n == 0)
+		Result<std::size_t> n = readSome(fd, buf, what);
+		if (!n)
+			return n.error();
+		if (*n == 0)
 			return {};
-		if (Status ok = data(std::span(buf.data(), static_cast<std::size_t>(n))); !ok)
+		if (Status ok = data(std::span(buf.data(), *n)); !ok)
 			return ok;
 	}
 }
@@ -161,6 +170,20 @@ Status Responder::preparePipe()
 	return {};
 }
 
+Status Responder::toPipe(const std::uint8_t *bytes, std::size_t n)
+{
+	while (n > 0) {
+		const ssize_t w = ::write(pipeWrite_.get(), bytes, n);
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w < 0)
+			return Error(errno, "write", "splice pipe");
+		bytes += w;
+		n -= static_cast<std::size_t>(w);
+	}
+	return {};
+}
+
 Status Responder::fillFrame(int fd, std::size_t n, std::string_view what)
 {
 	std::size_t got = 0;
@@ -178,42 +201,35 @@ Status Responder::fillFrame(int fd, std::size_t n, std::string_view what)
 				fileSplice_ = false; // a filesystem without splice_read
 				continue;
 			}
-			failure = r == 0 ? Error::invalid(EIO, "read", what.substr(0, 200),
-							  "file shorter than its size")
-					 : Error(errno, "read", what.substr(0, 200));
-			break;
-		}
-		std::uint8_t buf[16384];
-		const std::size_t want = n - got < sizeof(buf) ? n - got : sizeof(buf);
-		const ssize_t r = ::read(fd, buf, want);
-		if (r < 0 && errno == EINTR)
-			continue;
-		if (r <= 0) {
-			failure = r == 0 ? Error::invalid(EIO, "read", what.substr(0, 200),
-							  "file shorter than its size")
-					 : Error(errno, "read", what.substr(0, 200));
-			break;
-		}
-		for (std::size_t off = 0; off < static_cast<std::size_t>(r);) {
-			const ssize_t w = ::write(pipeWrite_.get(), buf + off, static_cast<std::size_t>(r) - off);
-			if (w < 0 && errno == EINTR)
+			if (r < 0) {
+				failure = Error(errno, "read", what.substr(0, 200));
+				break;
+			}
+		} else {
+			std::uint8_t buf[16384];
+			Result<std::size_t> r =
+				readSome(fd, std::span(buf, n - got < sizeof(buf) ? n - got : sizeof(buf)), what);
+			if (!r) {
+				failure = r.error();
+				break;
+			}
+			if (*r > 0) {
+				if (Status ok = toPipe(buf, *r); !ok)
+					return ok;
+				got += *r;
 				continue;
-			if (w < 0)
-				return Error(errno, "write", "splice pipe");
-			off += static_cast<std::size_t>(w);
+			}
 		}
-		got += static_cast<std::size_t>(r);
+		failure = Error::invalid(EIO, "read", what.substr(0, 200), "file shorter than its size");
+		break;
 	}
 	// The frame's length is already in the pipe: complete it.
 	static const std::uint8_t zeros[4096] = {};
 	while (got < n) {
 		const std::size_t want = n - got < sizeof(zeros) ? n - got : sizeof(zeros);
-		const ssize_t w = ::write(pipeWrite_.get(), zeros, want);
-		if (w < 0 && errno == EINTR)
-			continue;
-		if (w < 0)
-			return Error(errno, "write", "splice pipe");
-		got += static_cast<std::size_t>(w);
+		if (Status ok = toPipe(zeros, want); !ok)
+			return ok;
+		got += want;
 	}
 	return failure;
 }
@@ -237,8 +253,8 @@ Status Responder::spliceFile(int fd, std::uint64_t size, std::string_view what)
 		}
 		std::vector<std::uint8_t> header;
 		proto::encodeDataHeader(header, n);
-		if (::write(pipeWrite_.get(), header.data(), header.size()) != static_cast<ssize_t>(header.size()))
-			return Error(errno, "write", "splice pipe"); // an empty pipe takes 8 bytes
+		if (Status ok = toPipe(header.data(), header.size()); !ok)
+			return ok;
 		const Status filled = fillFrame(fd, n, what);
 		Status sent = pipeSink_->fromPipe(pipeRead_.get(), frame, -1);
 		if (!sent) {

@@ -19,6 +19,11 @@
 
 namespace fr::guest {
 
+// read(2) of up to buf.size() bytes, retried on EINTR: the count (0 at the
+// end of the file). `what` names the file in errors. (For the responder's
+// file contents and the handler's extracts alike.)
+Result<std::size_t> readSome(int fd, std::span<std::uint8_t> buf, std::string_view what);
+
 // Admits response bytes into the stream under the protocol's flow control
 // (docs/protocol.md, "Flow control"); Connection implements it.
 class FlowControl {
@@ -75,6 +80,8 @@ private:
 	// Moves one frame's data from the file into the pipe: exactly n bytes
 	// (completed with zeros after an error, which is returned).
 	Status fillFrame(int fd, std::size_t n, std::string_view what);
+	// Writes all n bytes into the splice pipe.
+	Status toPipe(const std::uint8_t *bytes, std::size_t n);
 	Status preparePipe();
 
 	ByteStream &stream_;
