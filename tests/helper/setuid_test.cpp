@@ -657,6 +657,124 @@ TEST_F(Setuid, ImagesThatMustNotBeOpened)
 	expectRefused(callWith({"--image", "raw:" + image_, "--image", "raw:" + secret}), 3, "Permission denied");
 }
 
+// Finding 1 of the outside attack (issue 11): images were opened "as the
+// caller" with setfsuid() alone, so the effective uid stayed 0 and root's
+// CAP_SYS_PTRACE, CAP_SYSLOG and CAP_SYS_ADMIN still applied to the open.
+// /proc/kallsyms then gave real kernel addresses (the caller reading it
+// directly sees zeros), and /proc/<pid>/maps of root's and other users'
+// processes opened too; the fd lived on in a QEMU the caller can ptrace.
+// Kernel filesystems are never disk images: refused whoever could open them.
+TEST_F(Setuid, KernelFilesystemsAreNeverImages)
+{
+	// A process of another user, whose memory map is none of ours.
+	const pid_t other = ::fork();
+	ASSERT_GE(other, 0);
+	if (other == 0) {
+		if (::setresgid(other_.gid, other_.gid, other_.gid) != 0 ||
+		    ::setresuid(other_.uid, other_.uid, other_.uid) != 0)
+			::_exit(1);
+		for (;;)
+			::pause();
+	}
+	// A root-owned, world-readable regular file on devtmpfs.
+	const std::string onDevtmpfs = "/dev/fr-test-image-" + std::to_string(::getpid());
+	writeFile(onDevtmpfs, std::string(4096, '\0'), 0644);
+	std::vector<std::string> paths = {
+		"/proc/kallsyms", "/proc/iomem", "/proc/1/maps", "/proc/" + std::to_string(other) + "/maps",
+		"/proc/sys/kernel/randomize_va_space", "/proc/sys/kernel/kptr_restrict", "/proc/self/status",
+		"/sys/kernel/notes", onDevtmpfs,
+	};
+	// Whatever cgroup file system this machine mounts (v1 or v2).
+	for (const char *candidate : {"/sys/fs/cgroup/cgroup.controllers", "/sys/fs/cgroup/unified/cgroup.controllers",
+				      "/sys/fs/cgroup/pids/pids.max", "/sys/fs/cgroup/memory/memory.usage_in_bytes"})
+	{
+		if (::access(candidate, R_OK) == 0) {
+			paths.emplace_back(candidate);
+			break;
+		}
+	}
+	for (const char *candidate : {"/sys/kernel/security/lsm", "/sys/kernel/debug/sched/features"}) {
+		if (::access(candidate, R_OK) == 0)
+			paths.emplace_back(candidate);
+	}
+	for (const std::string &path : paths) {
+		SCOPED_TRACE(path);
+		struct stat st {};
+		if (::stat(path.c_str(), &st) != 0 || !S_ISREG(st.st_mode))
+			continue;
+		expectRefused(callWith({"--image", "raw:" + path}), 3, path);
+	}
+	::kill(other, SIGKILL);
+	::waitpid(other, nullptr, 0);
+	::unlink(onDevtmpfs.c_str());
+}
+
+// Finding 2 of the outside attack (issue 11), the helper's half: a VMDK
+// text descriptor ("RW 8 FLAT \"/etc/passwd\" 0") makes QEMU open any file
+// the caller can read and show it to the guest. Each image must be what its
+// format says and must not make QEMU open another file by name.
+TEST_F(Setuid, ImageHeadersThatNameOtherFilesAreRefused)
+{
+	auto qemuImg = [this](std::vector<std::string> args) {
+		args.insert(args.begin(), "/usr/bin/qemu-img");
+		RunResult r = runCommand(args);
+		ASSERT_EQ(r.exitCode, 0) << r.err;
+		DIR *d = ::opendir(dir_.c_str());
+		while (const dirent *e = ::readdir(d)) {
+			if (e->d_name[0] != '.') {
+				EXPECT_EQ(::chown((dir_ + "/" + e->d_name).c_str(), user_.uid, user_.gid), 0);
+			}
+		}
+		::closedir(d);
+	};
+	const std::string descriptor = "# Disk DescriptorFile\nversion=1\nCID=fffffffe\nparentCID=ffffffff\n"
+				       "createType=\"monolithicFlat\"\n\nRW 8 FLAT \"/etc/passwd\" 0\n";
+	writeFile(dir_ + "/descriptor.vmdk", descriptor, 0644, user_.uid, user_.gid);
+	qemuImg({"create", "-q", "-f", "vmdk", dir_ + "/sparse.vmdk", "16M"});
+	qemuImg({"create", "-q", "-f", "vmdk", "-o", "subformat=streamOptimized", dir_ + "/stream.vmdk", "16M"});
+	qemuImg({"create", "-q", "-f", "vmdk", "-o", "subformat=twoGbMaxExtentSparse", dir_ + "/split.vmdk", "16M"});
+	qemuImg({"create", "-q", "-f", "vmdk", "-o", "subformat=monolithicFlat", dir_ + "/flat.vmdk", "16M"});
+	qemuImg({"create", "-q", "-f", "vdi", dir_ + "/plain.vdi", "16M"});
+	qemuImg({"create", "-q", "-f", "vhdx", dir_ + "/plain.vhdx", "16M"});
+	for (const char *ok : {"vmdk:sparse.vmdk", "vmdk:stream.vmdk", "vdi:plain.vdi", "vhdx:plain.vhdx"}) {
+		SCOPED_TRACE(ok);
+		const std::string arg(ok);
+		const std::string format = arg.substr(0, arg.find(':'));
+		Outcome o = callWith({"--image", format + ":" + dir_ + "/" + arg.substr(arg.find(':') + 1)});
+		expectStarted(o);
+		bool explicitDriver = false;
+		for (const std::string &a : o.record.argv)
+			explicitDriver = explicitDriver || a.find("{\"driver\":\"" + format + "\"") == 0;
+		EXPECT_TRUE(explicitDriver);
+	}
+	expectRefused(callWith({"--image", "vmdk:" + dir_ + "/descriptor.vmdk"}), 3, "text descriptor");
+	expectRefused(callWith({"--image", "vmdk:" + dir_ + "/split.vmdk"}), 3, "text descriptor");
+	expectRefused(callWith({"--image", "vmdk:" + dir_ + "/flat.vmdk"}), 3, "text descriptor");
+	// A binary sparse header whose capacity is 0 makes QEMU read its
+	// embedded descriptor as a text descriptor, extents and all.
+	std::string zeroCapacity = readFile(dir_ + "/sparse.vmdk").substr(0, 65536);
+	zeroCapacity.replace(12, 8, std::string(8, '\0'));
+	writeFile(dir_ + "/zero.vmdk", zeroCapacity, 0644, user_.uid, user_.gid);
+	expectRefused(callWith({"--image", "vmdk:" + dir_ + "/zero.vmdk"}), 3, "capacity");
+	// An ESX "COWD" extent belongs to a descriptor.
+	writeFile(dir_ + "/cowd.vmdk", std::string("COWD") + std::string(4092, '\0'), 0644, user_.uid, user_.gid);
+	expectRefused(callWith({"--image", "vmdk:" + dir_ + "/cowd.vmdk"}), 3, "COWD");
+	// A differencing VDI (image type 4) and a VHDX with a parent.
+	std::string diffVdi = readFile(dir_ + "/plain.vdi");
+	diffVdi[0x4c] = 4;
+	writeFile(dir_ + "/diff.vdi", diffVdi, 0644, user_.uid, user_.gid);
+	expectRefused(callWith({"--image", "vdi:" + dir_ + "/diff.vdi"}), 3, "differencing");
+	// The names say which format; the content must agree.
+	expectRefused(callWith({"--image", "vdi:" + image_}), 3, "not a vdi image");
+	expectRefused(callWith({"--image", "vhdx:" + image_}), 3, "not a vhdx image");
+	expectRefused(callWith({"--image", "vmdk:" + image_}), 3, "");
+	// As raw, the descriptor is only bytes: QEMU reads it as a disk.
+	Outcome raw = callWith({"--image", "raw:" + dir_ + "/descriptor.vmdk"});
+	expectStarted(raw);
+	for (const std::string &a : raw.record.argv)
+		EXPECT_EQ(a.find("\"driver\":\"vmdk\""), std::string::npos) << a;
+}
+
 TEST_F(Setuid, PolicyGrantedImageDirectory)
 {
 	const std::string store = install_->scratchDir() + "/store";
