@@ -7,12 +7,14 @@
 #include <dirent.h>
 #include <fcntl.h>
 #include <signal.h>
+#include <grp.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <fstream>
 #include <map>
@@ -1001,6 +1003,119 @@ TEST_F(Setuid, SocketIsNeverCreatedOverSomethingOrAsRoot)
 		<< denied.run.err;
 	struct stat st {};
 	EXPECT_NE(::lstat((rootOnly + "/vm.sock").c_str(), &st), 0);
+}
+
+// Issue 11: the helper's one stderr line reaches the caller's terminal; a
+// value that holds ESC or a newline must not (terminal escapes, a forged
+// second line).
+TEST_F(Setuid, ErrorLinesCarryNoControlBytes)
+{
+	const std::string name = "vm\x1b[2J\x1b]0;owned\x07\nfile-restore-helper: fake line";
+	Outcome o = callWith({"--name", name});
+	expectRefused(o, 2, "--name(vm\\x1b[2J\\x1b]0;owned\\x07\\x0afile-restore-helper: fake line)");
+	Outcome p = callWith({"--image", "raw:/tmp/a\r\x1b[1A.img"});
+	expectRefused(p, 2, "--image(/tmp/a\\x0d\\x1b[1A.img)");
+	for (const Outcome *out : {&o, &p})
+		for (std::size_t i = 0; i + 1 < out->run.err.size(); ++i) {
+			const auto c = static_cast<unsigned char>(out->run.err[i]);
+			EXPECT_TRUE(c >= 0x20 && c != 0x7f) << "control byte " << int(c) << " in " << out->run.err;
+		}
+}
+
+// Issue 11: a helper killed after QEMU started but before it reported
+// leaves neither QEMU nor the socket behind (nobody would know of them).
+TEST_F(Setuid, HelperKilledMidStartLeavesNothingBehind)
+{
+	// stdout is a full pipe: the helper blocks writing its JSON line with
+	// QEMU (the probe, holding) already running.
+	auto [readEnd, writeEnd] = makePipe();
+	ASSERT_EQ(::fcntl(writeEnd, F_SETFL, O_NONBLOCK), 0);
+	const std::string filler(4096, 'x');
+	while (::write(writeEnd, filler.data(), filler.size()) > 0) {
+	}
+	ASSERT_EQ(::fcntl(writeEnd, F_SETFL, 0), 0);
+	const std::string logPath = dir_ + "/log-killed";
+	const int log = ::open(logPath.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	ASSERT_EQ(::fchown(log, user_.uid, user_.gid), 0);
+	const std::string ticket = randomTicket();
+	auto [ticketRead, ticketWrite] = makePipe();
+	ASSERT_EQ(::write(ticketWrite, ticket.data(), ticket.size()), 64);
+	::close(ticketWrite);
+	::unlink(socket_.c_str());
+	const pid_t helper = ::fork();
+	ASSERT_GE(helper, 0);
+	if (helper == 0) {
+		// Above everything first, then into place (dup2 clears CLOEXEC).
+		const int high[] = {::fcntl(writeEnd, F_DUPFD, 100), ::fcntl(ticketRead, F_DUPFD, 100),
+				    ::fcntl(log, F_DUPFD, 100)};
+		if (::dup2(high[0], 1) != 1 || ::dup2(high[1], 3) != 3 || ::dup2(high[2], 4) != 4)
+			::_exit(125);
+		if (::setgroups(user_.groups.size(), user_.groups.data()) != 0 ||
+		    ::setresgid(user_.gid, user_.gid, user_.gid) != 0 ||
+		    ::setresuid(user_.uid, user_.uid, user_.uid) != 0)
+			::_exit(126);
+		const std::string h = install_->helperPath();
+		const std::string imageArg = "raw:" + image_;
+		const char *argv[] = {h.c_str(), "start", "--name", "hold-killed", "--transport", "serial",
+				      "--socket", socket_.c_str(), "--ticket-fd", "3", "--log-fd", "4",
+				      "--image", imageArg.c_str(), nullptr};
+		const char *envp[] = {nullptr};
+		::execve(h.c_str(), const_cast<char **>(argv), const_cast<char **>(envp));
+		::_exit(127);
+	}
+	::close(ticketRead);
+	::close(log);
+	// The probe writes "end" once it runs.
+	bool started = false;
+	for (int i = 0; i < 500 && !started; ++i) {
+		started = readFile(logPath).find("\nend\n") != std::string::npos;
+		std::this_thread::sleep_for(std::chrono::milliseconds(20));
+	}
+	ASSERT_TRUE(started) << readFile(logPath);
+	EXPECT_TRUE(markerRunning("hold-killed"));
+	struct stat st {};
+	EXPECT_EQ(::lstat(socket_.c_str(), &st), 0);
+	::kill(helper, SIGKILL);
+	::waitpid(helper, nullptr, 0);
+	bool gone = false;
+	for (int i = 0; i < 250 && !gone; ++i) {
+		gone = !markerRunning("hold-killed") && ::lstat(socket_.c_str(), &st) != 0;
+		std::this_thread::sleep_for(std::chrono::milliseconds(20));
+	}
+	EXPECT_FALSE(markerRunning("hold-killed")) << "QEMU outlived the killed helper";
+	EXPECT_NE(::lstat(socket_.c_str(), &st), 0) << "the socket outlived the killed helper";
+	::close(readEnd);
+	::close(writeEnd);
+}
+
+// Issue 11: on nested hosts without VMX (this kind of machine) /dev/kvm
+// opens and answers, but QEMU then hangs without guest output. A caller who
+// may use /dev/kvm gets TCG and one line saying why.
+TEST_F(Setuid, KvmThatCannotRunAGuestFallsBackToTcg)
+{
+	struct stat kvm {};
+	if (::stat("/dev/kvm", &kvm) != 0)
+		GTEST_SKIP() << "no /dev/kvm here";
+	// The test user's group fr-test-extra gets /dev/kvm for this test.
+	const gid_t extra = extraGroupId();
+	ASSERT_EQ(::chown("/dev/kvm", kvm.st_uid, extra), 0);
+	ASSERT_EQ(::chmod("/dev/kvm", 0660), 0);
+	Outcome o = call({});
+	ASSERT_EQ(::chown("/dev/kvm", kvm.st_uid, kvm.st_gid), 0);
+	ASSERT_EQ(::chmod("/dev/kvm", kvm.st_mode & 07777), 0);
+	expectStarted(o);
+	const bool tcg = std::find(o.record.argv.begin(), o.record.argv.end(), "tcg") != o.record.argv.end();
+	if (tcg) {
+		EXPECT_NE(o.run.err.find("KVM unusable (a test vCPU did not fill 4 MiB of guest memory within "
+					 "500 ms"),
+			  std::string::npos)
+			<< o.run.err;
+	} else {
+		// A host whose KVM runs guests: the same check lets it through.
+		EXPECT_NE(std::find(o.record.argv.begin(), o.record.argv.end(), "kvm"), o.record.argv.end());
+		EXPECT_EQ(o.run.err, "");
+	}
+	std::printf("accelerator chosen for a caller with /dev/kvm: %s\n", tcg ? "tcg" : "kvm");
 }
 
 TEST_F(Setuid, VersionNeedsNothingElse)
