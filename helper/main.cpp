@@ -272,7 +272,8 @@ int run(int argc, char **argv)
 	config.name = args.name;
 	config.kvm = noKvm == nullptr;
 	config.memoryMiB = memory;
-	config.kernelCmdline = buildKernelCmdline(idle, args.transport, config.kvm ? std::nullopt : hostTscKhz());
+	config.kernelCmdline = buildKernelCmdline(idle, args.transport,
+						  config.kvm ? std::nullopt : std::optional<std::uint64_t>(args.tscKhz));
 	config.transport = args.transport;
 	config.cid = cid.value_or(0);
 	QemuFds fds{devNull.get(), args.logFd >= 0 ? args.logFd : devNull.get(), kernel.get(),

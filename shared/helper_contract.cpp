@@ -144,6 +144,18 @@ constexpr OptionSpec kOptions[] = {
 		 if (r.timeout)
 			 put(a, "--timeout", std::to_string(*r.timeout));
 	 }},
+	{"--tsc-khz", false,
+	 [](StartRequest &r, std::string_view v) -> Status {
+		 Result<std::uint32_t> khz = number(v, kMinTscKhz, kMaxTscKhz, "--tsc-khz");
+		 if (!khz)
+			 return khz.error();
+		 r.tscKhz = *khz;
+		 return {};
+	 },
+	 [](const StartRequest &r, std::vector<std::string> &a) {
+		 if (r.tscKhz)
+			 put(a, "--tsc-khz", std::to_string(*r.tscKhz));
+	 }},
 	{"--ticket-fd", false,
 	 [](StartRequest &r, std::string_view v) -> Status {
 		 Result<std::uint32_t> fd = number(v, 0, kMaxFd, "--ticket-fd");
