@@ -26,7 +26,7 @@
 #include "helper/initramfs.h"
 #include "helper/landlock.h"
 #include "helper/process.h"
-#include "helper/qemu_command.h"
+#include "shared/qemu_command.h"
 #include "helper/vsock.h"
 #include "seccomp-profiles/qemu_seccomp_bpf.h"
 #include "shared/helper_contract.h"

@@ -1,9 +1,9 @@
 // SPDX-License-Identifier: AGPL-3.0-or-later
-#include "helper/qemu_command.h"
+#include "shared/qemu_command.h"
 
 #include "shared/guest_abi.h"
 
-namespace fr::helper {
+namespace fr {
 
 namespace {
 
@@ -99,4 +99,4 @@ QemuCommand buildQemuCommand(const QemuConfig &c, const QemuFds &fds)
 	return cmd;
 }
 
-} // namespace fr::helper
+} // namespace fr
