@@ -188,22 +188,8 @@ Status terminateVerified(pid_t pid, std::uint64_t startTime, std::string_view vm
 std::vector<QemuProcess> findOurQemus()
 {
 	std::vector<QemuProcess> found;
-	DIR *dir = ::opendir("/proc");
-	if (dir == nullptr)
-		return found;
-	while (const dirent *entry = ::readdir(dir)) {
-		pid_t pid = 0;
-		const std::string_view name(entry->d_name);
-		const auto [ptr, ec] = std::from_chars(name.data(), name.data() + name.size(), pid);
-		if (ec != std::errc() || ptr != name.data() + name.size() || pid < 2)
-			continue;
-		Result<std::string> cmdline = readProcFile(pid, "cmdline", 1 << 20);
-		if (!cmdline)
-			continue;
-		if (const std::optional<std::string_view> vm = contract::markedVmName(*cmdline))
-			found.push_back({pid, std::string(*vm)});
-	}
-	::closedir(dir);
+	for (contract::MarkedQemu &qemu : contract::findMarkedQemus())
+		found.push_back({qemu.pid, std::move(qemu.vmName)});
 	return found;
 }
 

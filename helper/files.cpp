@@ -213,36 +213,9 @@ Result<std::string> readTicket(int fd, int timeoutMs)
 std::uint32_t countRunningVms(uid_t uid, std::string_view qemuBinary)
 {
 	std::uint32_t count = 0;
-	DIR *proc = ::opendir("/proc");
-	if (proc == nullptr)
-		return 0;
-	while (const dirent *entry = ::readdir(proc)) {
-		if (!CharSet(false, "0123456789").containsAll(entry->d_name))
-			continue;
-		const std::string dir = std::string("/proc/") + entry->d_name;
-		// The real uid, from status ("Uid:\treal\teffective...").
-		char buf[8192];
-		UniqueFd status(::open((dir + "/status").c_str(), O_RDONLY | O_CLOEXEC));
-		if (!status.isValid())
-			continue;
-		ssize_t n = ::read(status.get(), buf, sizeof(buf) - 1);
-		if (n <= 0)
-			continue;
-		buf[n] = '\0';
-		const char *uidLine = std::strstr(buf, "\nUid:\t");
-		if (uidLine == nullptr || std::strtoul(uidLine + 6, nullptr, 10) != uid)
-			continue;
-		UniqueFd cmdline(::open((dir + "/cmdline").c_str(), O_RDONLY | O_CLOEXEC));
-		if (!cmdline.isValid())
-			continue;
-		n = ::read(cmdline.get(), buf, sizeof(buf));
-		if (n <= 0)
-			continue;
-		const std::string_view args(buf, static_cast<std::size_t>(n));
-		if (args.substr(0, args.find('\0')) == qemuBinary && contract::markedVmName(args))
+	for (const contract::MarkedQemu &qemu : contract::findMarkedQemus())
+		if (qemu.realUid == uid && qemu.argv0 == qemuBinary)
 			++count;
-	}
-	::closedir(proc);
 	return count;
 }
 

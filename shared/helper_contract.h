@@ -125,4 +125,16 @@ std::string qemuNameArgument(std::string_view vmName);
 // option syntax) or its end. nullopt when there is no marker.
 std::optional<std::string_view> markedVmName(std::string_view cmdline) noexcept;
 
+// The processes that carry the marker, read from /proc: what the helper
+// counts against the policy's VM limit (real uid and argv[0] = its QEMU)
+// and what the client looks through for VMs it lost track of. Any owner;
+// a process that vanishes or cannot be read is left out.
+struct MarkedQemu {
+	pid_t pid = 0;
+	uid_t realUid = 0;
+	std::string argv0;
+	std::string vmName;
+};
+std::vector<MarkedQemu> findMarkedQemus();
+
 } // namespace fr::contract
