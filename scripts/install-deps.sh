@@ -19,7 +19,7 @@ packages=(
   # test disk images, built without mounting anything
   e2fsprogs dosfstools mtools xfsprogs btrfs-progs gdisk fdisk util-linux
   # the builder VM of the LVM/md/LUKS/NTFS test disks (tests/guest/volume-disks.sh)
-  busybox-static
+  busybox-static exfatprogs udftools genisoimage
   # test and analysis tools
   systemd hyperfine clang-tidy cppcheck procps psmisc
   # shell completion checks
