@@ -495,12 +495,22 @@ void SystemVolumes::activateLvm()
 	}
 	if (vgNames.empty())
 		return;
-	// Activation, read-only: every VG in read_only_volume_list (LVM makes
-	// each dm table read-only, thin pools included), -K for thin
-	// snapshots that are flagged to skip activation.
+	// Activation, read-only: every LV in read_only_volume_list (LVM makes
+	// its dm table read-only), -K for thin snapshots flagged to skip
+	// activation. A thin pool cannot be in a read-only table (the kernel
+	// refuses: "target type may not be included in a read-only table"):
+	// pools and their hidden data/metadata LVs stay out of the list; QEMU
+	// refuses their writes, and the thin LVs on them are read-only.
+	Result<ToolResult> all = lvm({"lvs", "-a", "--readonly", "--noheadings", "--separator", "|", "-o",
+				      "vg_name,lv_name,segtype"});
 	std::string list;
-	for (const std::string &vg : vgNames)
-		list += (list.empty() ? "\"" : ",\"") + vg + "\"";
+	if (all)
+		for (const std::string &line : splitLines(all->out)) {
+			const std::vector<std::string> f = splitFields(line, '|');
+			if (f.size() != 3 || vgNames.count(f[0]) == 0 || !validVolumeName(f[1]) || f[2] == "thin-pool")
+				continue;
+			list += (list.empty() ? "\"" : ",\"") + f[0] + "/" + f[1] + "\"";
+		}
 	std::vector<std::string> activate = {"vgchange", "-ay", "-K", "--nolocking", "--ignoremonitoring",
 					     "--noudevsync", "--config",
 					     "activation { read_only_volume_list = [ " + list + " ] }"};
@@ -509,7 +519,9 @@ void SystemVolumes::activateLvm()
 	const std::string activateError = activated ? activated->summary() : activated.error().message();
 	if (activated && !activated->err.empty())
 		logf(LogLevel::Info, "lvm vgchange: %s", activateError.c_str());
-	Result<ToolResult> lvs = lvm({"lvs", "--readonly", "--noheadings", "--separator", "|", "--units", "b", "--nosuffix",
+	// Not --readonly: that mode does not ask the kernel, and the kernel's
+	// device numbers are what we want.
+	Result<ToolResult> lvs = lvm({"lvs", "--nolocking", "--noheadings", "--separator", "|", "--units", "b", "--nosuffix",
 				      "-o", "vg_name,lv_name,lv_kernel_major,lv_kernel_minor,lv_size,segtype"});
 	if (!lvs) {
 		lvmError_ = lvs.error().message();

@@ -20,6 +20,17 @@ fail() {
 	sleep 100
 }
 run() { "$@" || fail "$*"; }
+# lvm just after a partition-table re-read sometimes finds "no device":
+# tried again a few times.
+retry() {
+	for i in 1 2 3 4 5 6; do
+		"$@" && return 0
+		sleep 1
+	done
+	"$@" -vvvv 2>&1 | grep -E "vda|filter" | grep -v "not found in config" | head -40
+	cat /proc/partitions
+	fail "$*"
+}
 loadgroup() {
 	while read -r g f; do
 		[ "$g" = "$1" ] && insmod "/lib/modules/$f" 2>/dev/null
@@ -41,12 +52,24 @@ dev() {
 sgdisk() { /tools/bin/sgdisk "$@" >/dev/null; }
 # Partition N of a disk device.
 part() { echo "$1$2"; }
-rescan() { blockdev --rereadpt "$1" || fail "rereadpt $1"; sleep 0.2; }
+# Waits until the kernel (and devtmpfs) show partition 1 of disk $1.
+rescan() {
+	blockdev --rereadpt "$1" || fail "rereadpt $1"
+	n=0
+	while [ ! -b "${1}1" ] || [ ! -e "/sys/block/${1#/dev/}/${1#/dev/}1" ]; do
+		n=$((n + 1))
+		[ $n -gt 100 ] && fail "no partitions appeared on $1"
+		sleep 0.05
+	done
+	# lvm right after a re-read found "no device" now and then: settle.
+	sleep 1
+}
 
 cat >/etc/lvm/lvm.conf <<'EOF'
 devices {
 	obtain_device_list_from_udev = 0
 	use_devicesfile = 0
+	hints = "none"
 	filter = [ "a|^/dev/vd|", "a|^/dev/dm-|", "a|^/dev/md|", "a|^/dev/mapper/|", "r|.*|" ]
 }
 activation { udev_sync = 0 udev_rules = 0 monitoring = 0 }
@@ -64,9 +87,19 @@ tree() {
 }
 mkext4() { tree "$2"; run /tools/bin/mke2fs -q -F -t ext4 -d /tmp/tree "$1"; }
 
+# --- partition tables (GPT) -------------------------------------------------
+run sgdisk -n 1:2048:0 -t 1:8e00 "$(dev lvm)"
+for s in md-a md-b md-c; do
+	run sgdisk -n 1:2048:+8M -t 1:fd00 -n 2:0:0 -t 2:fd00 "$(dev $s)"
+done
+run sgdisk -n 1:2048:+12M -n 2:0:+12M -n 3:0:+16M -n 4:0:0 "$(dev luks)"
+run sgdisk -n 1:2048:0 -t 1:0700 "$(dev ntfs)"
+run sgdisk -n 1:2048:0 "$(dev btrfs)"
+for s in lvm md-a md-b md-c luks ntfs btrfs; do rescan "$(dev $s)"; done
+
 # --- LVM: two LVs and a thin LV (+ a thin snapshot) on partition 1 -------
 d=$(dev lvm)
-run lvm pvcreate -q "$(part "$d" 1)"
+retry lvm pvcreate -q "$(part "$d" 1)"
 run lvm vgcreate -q -s 1M vgtest "$(part "$d" 1)"
 run lvm lvcreate -q -L 8M -n root vgtest
 run lvm lvcreate -q -L 4M -n data vgtest
@@ -88,11 +121,6 @@ mkext4 /dev/mapper/vgspan-wide lvm-span
 run lvm vgchange -q -an vgspan
 
 # --- md: raid1 over md-a1 md-b1, raid5 over md-a2 md-b2 md-c2 --------------
-for s in md-a md-b md-c; do
-	d=$(dev $s)
-	run sgdisk -n 1:2048:+8M -t 1:fd00 -n 2:0:0 -t 2:fd00 "$d"
-	rescan "$d"
-done
 a=$(dev md-a) b=$(dev md-b) c=$(dev md-c)
 run mdadm --create /dev/md/r1 --homehost=builder --name=r1 --metadata=1.2 --level=1 --raid-devices=2 \
 	--run --assume-clean "$(part "$a" 1)" "$(part "$b" 1)"
@@ -107,8 +135,6 @@ run mdadm --stop /dev/md/r5
 
 # --- LUKS2, LUKS1, LVM on LUKS, LUKS on LVM ---------------------------------
 d=$(dev luks)
-run sgdisk -n 1:2048:+12M -n 2:0:+12M -n 3:0:+16M -n 4:0:0 "$d"
-rescan "$d"
 luks2() {
 	run cryptsetup luksFormat -q --type luks2 --pbkdf argon2id --pbkdf-memory 32768 --pbkdf-parallel 1 \
 		--pbkdf-force-iterations 4 --luks2-metadata-size 16k --luks2-keyslots-size 512k \
@@ -133,7 +159,7 @@ run lvm lvcreate -q -L 8M -n secret vgcrypt
 mkext4 /dev/mapper/vgcrypt-secret lvm-on-luks
 run lvm vgchange -q -an vgcrypt
 run cryptsetup close c3
-run lvm pvcreate -q "$(part "$d" 4)"
+retry lvm pvcreate -q "$(part "$d" 4)"
 run lvm vgcreate -q -s 1M vgluks "$(part "$d" 4)"
 run lvm lvcreate -q -L 12M -n cryptlv vgluks
 luks2 /dev/mapper/vgluks-cryptlv
@@ -144,8 +170,6 @@ run lvm vgchange -q -an vgluks
 
 # --- NTFS: non-ASCII names, an alternate data stream ----------------------
 d=$(dev ntfs)
-run sgdisk -n 1:2048:0 -t 1:0700 "$d"
-rescan "$d"
 run mkntfs -q -Q -F -L win "$(part "$d" 1)"
 run ntfs-3g -o streams_interface=windows "$(part "$d" 1)" /mnt
 mkdir -p "/mnt/Dokumente"
@@ -160,8 +184,6 @@ while pidof ntfs-3g >/dev/null; do sleep 0.1; done
 
 # --- btrfs: subvolumes @ (the default), @home, a snapshot of @ ------------
 d=$(dev btrfs)
-run sgdisk -n 1:2048:0 "$d"
-rescan "$d"
 run mkfs.btrfs -q -f "$(part "$d" 1)"
 run mount -t btrfs "$(part "$d" 1)" /mnt
 run btrfs -q subvolume create /mnt/@

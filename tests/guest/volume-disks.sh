@@ -116,10 +116,13 @@ def patch(name, fn):
 # LVM: the metadata text of VG "vgbad" garbled (its checksum no longer
 # matches): the label says LVM2_member, the VG cannot be read.
 def lvm_bad(d):
+    # Every copy in the metadata area's ring buffer.
     at = d.find(b"vgbad {")
     assert at > 0, "no vgbad metadata"
-    for i in range(at, at + 64):
-        d[i] ^= 0x5A
+    while at >= 0:
+        for i in range(at, at + 64):
+            d[i] ^= 0x5A
+        at = d.find(b"vgbad {", at + 64)
 patch("lvm-bad", lvm_bad)
 
 # md: a v1.2 superblock (4 KiB into the member) claiming 1000 raid disks,
@@ -149,20 +152,18 @@ def luks_kdf(d):
             struct.pack_into(">I", d, at + 4, 0xFFFFFFFF)
 patch("luks-kdf", luks_kdf)
 
-# NTFS: the boot sector intact (blkid still says ntfs), the $MFT's first
-# records zeroed: ntfs-3g refuses the volume.
+# NTFS: the boot sector and $MFT intact (blkid still says ntfs), the
+# $MFTMirr's first record garbled after its "FILE" magic: ntfs-3g finds
+# that it does not match $MFT and refuses the volume.
 def ntfs_bad(d):
     assert d[3:11] == b"NTFS    "
     bps, = struct.unpack_from("<H", d, 11)
     spc = d[13]
-    mft_lcn, = struct.unpack_from("<q", d, 48)
-    at = mft_lcn * bps * spc
-    assert d[at:at + 4] == b"FILE", "no $MFT where the boot sector says"
-    d[at:at + 4096] = bytes(4096)
-    # and the $MFTMirr, which ntfs-3g would fall back to
     mirr_lcn, = struct.unpack_from("<q", d, 56)
     at = mirr_lcn * bps * spc
-    d[at:at + 4096] = bytes(4096)
+    assert d[at:at + 4] == b"FILE", "no $MFTMirr where the boot sector says"
+    for i in range(at + 0x38, at + 0x100):
+        d[i] ^= 0xA5
 patch("ntfs-bad", ntfs_bad)
 PY
 
