@@ -38,6 +38,7 @@
 #include "guest/modules.h"
 #include "guest/server.h"
 #include "guest/stream.h"
+#include "guest/tools.h"
 #include "guest/tree.h"
 #include "shared/guest_abi.h"
 #include "shared/log.h"
@@ -332,7 +333,8 @@ std::uint64_t bootMs() noexcept
 	if (Status ok = modules.loadGroup(config.serial ? "serial" : "vsock"); !ok)
 		fatal(ok.error());
 
-	SystemVolumes volumes(modules);
+	Tools tools(modules);
+	SystemVolumes volumes(modules, tools);
 	if (Status ok = volumes.discover(); !ok)
 		fatal(ok.error());
 	Activity activity(config.idleS);
@@ -356,8 +358,7 @@ std::uint64_t bootMs() noexcept
 	     config.serial ? "serial" : "vsock", config.idleS);
 
 	for (;;) {
-		while (::waitpid(-1, nullptr, WNOHANG) > 0) {
-		}
+		reapChildren();
 		if (activity.stopRequested()) {
 			logf(LogLevel::Info, "stop requested: powering off");
 			powerOff();
