@@ -110,7 +110,7 @@ int exitCodeFor(const Error &error)
 // The guest names its own paths ("/disk0/part/1/etc"); say the user's.
 Status forUser(Status status, const char *operation, const std::string &userPath)
 {
-	if (status || std::strcmp(status.error().call(), kGuestErrorCall) != 0)
+	if (status || status.error().kind() != ErrorKind::Guest)
 		return status;
 	return Error::invalid(status.error().errnum(), operation, escapeForDisplay(userPath), "%s",
 			      status.error().reason());
@@ -382,7 +382,7 @@ int Commands::list()
 	// JSON an unterminated array, with a non-zero exit).
 	std::string pending;
 	std::uint64_t emitted = 0;
-	auto flush = [&]() -> Status {
+	auto flush = [&]() noexcept -> Status {
 		if (pending.empty())
 			return {};
 		stdoutIsData_ = true;
@@ -392,7 +392,7 @@ int Commands::list()
 	};
 	// Runs inside the guest session's callback: returns errors, never
 	// throws (the protocol library is built without exceptions).
-	auto emit = [&](const GuestEntry &entry) -> Status {
+	auto emit = [&](const GuestEntry &entry) noexcept -> Status {
 		if (text) {
 			pending += entryText(entry);
 			pending += '\n';
@@ -433,7 +433,7 @@ int Commands::list()
 		}
 	} else {
 		VmConnection vm = check(manager().acquire(r.spec, deadline()));
-		Status listed = vm.session().list(r.target.guestPath, [&](const GuestEntry &entry) -> Status {
+		Status listed = vm.session().list(r.target.guestPath, [&](const GuestEntry &entry) noexcept -> Status {
 			// One component, as the protocol promises; anything else would
 			// make "filepath" lie about where the entry is.
 			if (entry.name.empty() || entry.name.find('/') != std::string::npos ||
@@ -490,8 +490,8 @@ int Commands::extract()
 		Progress progress("receiving");
 		Status status = vm.session().extract(
 			r.target.guestPath, archiveFormat, o_.zstd,
-			[](const GuestEntry &) { return Status{}; },
-			[&](std::string_view chunk) {
+			[](const GuestEntry &) noexcept { return Status{}; },
+			[&](std::string_view chunk) noexcept {
 				progress.add(chunk.size());
 				Status interrupted = notInterrupted();
 				return interrupted ? writeAll(1, chunk) : interrupted;
@@ -543,11 +543,11 @@ int Commands::extract()
 	std::optional<GuestEntry> object;
 	Status received = vm.session().extract(
 		r.target.guestPath, ExtractFormat::Tar, false,
-		[&](const GuestEntry &entry) {
+		[&](const GuestEntry &entry) noexcept {
 			object = entry;
 			return Status{};
 		},
-		[&](std::string_view chunk) {
+		[&](std::string_view chunk) noexcept {
 			progress.add(chunk.size());
 			Status interrupted = notInterrupted();
 			return interrupted ? sink.write(chunk) : interrupted;

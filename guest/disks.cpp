@@ -15,6 +15,7 @@
 #include <memory>
 
 #include "guest/activity.h"
+#include "shared/fd_io.h"
 #include "shared/guest_abi.h"
 #include "shared/log.h"
 #include "shared/validate.h"
@@ -42,17 +43,10 @@ constexpr FsSpec kFsSpecs[] = {
 // Reads a small sysfs attribute, without the trailing newline.
 Result<std::string> readAttribute(const std::string &path)
 {
-	UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
-	if (!fd.isValid())
-		return Error(errno, "open", path);
-	char buf[256];
-	ssize_t n;
-	do {
-		n = ::read(fd.get(), buf, sizeof(buf));
-	} while (n < 0 && errno == EINTR);
-	if (n < 0)
-		return Error(errno, "read", path);
-	std::string value(buf, static_cast<std::size_t>(n));
+	Result<std::string> text = readFile(path, 4096); // one page at most
+	if (!text)
+		return text.error();
+	std::string value = std::move(*text);
 	while (!value.empty() && (value.back() == '\n' || value.back() == ' '))
 		value.pop_back();
 	return value;
@@ -267,7 +261,7 @@ Result<int> SystemVolumes::mount(std::uint32_t index, Disk &disk, Bucket bucket,
 		return ok.error();
 	setReadOnly(devDir_ + "/" + disk.name);
 	setReadOnly(dev);
-	const std::uint64_t start = monotonicMs();
+	const std::int64_t start = monotonicMs();
 	if (::mount(dev.c_str(), where.c_str(), spec->kernelType, guestMountFlags(), spec->options) != 0) {
 		const int err = errno;
 		// strerrordesc_np: thread-safe and locale-free, unlike strerror.
@@ -279,8 +273,8 @@ Result<int> SystemVolumes::mount(std::uint32_t index, Disk &disk, Bucket bucket,
 	if (!root.isValid())
 		return Error(errno, "open", where);
 	++mounts_;
-	logf(LogLevel::Info, "mounted %s (%s) read-only in %llu ms", dev.c_str(), fsType.c_str(),
-	     static_cast<unsigned long long>(monotonicMs() - start));
+	logf(LogLevel::Info, "mounted %s (%s) read-only in %lld ms", dev.c_str(), fsType.c_str(),
+	     static_cast<long long>(monotonicMs() - start));
 	const int fd = root.get();
 	if (bucket == Bucket::Part)
 		disk.partRoots[partition] = std::move(root);

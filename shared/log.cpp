@@ -1,12 +1,12 @@
 // SPDX-License-Identifier: AGPL-3.0-or-later
 #include "shared/log.h"
 
-#include <unistd.h>
-
 #include <cerrno>
 #include <cstdarg>
 #include <cstdio>
 #include <cstring>
+
+#include "shared/fd_io.h"
 
 namespace fr {
 
@@ -15,20 +15,6 @@ namespace {
 const char *gIdentity = nullptr;
 int gFd = 2;
 LogLevel gLevel = LogLevel::Info;
-
-void writeAll(int fd, const char *buf, std::size_t len) noexcept
-{
-	while (len > 0) {
-		const ssize_t n = ::write(fd, buf, len);
-		if (n < 0) {
-			if (errno == EINTR)
-				continue;
-			return;
-		}
-		buf += n;
-		len -= static_cast<std::size_t>(n);
-	}
-}
 
 // Appends "identity: " and returns the offset after it.
 std::size_t prefix(char *buf, std::size_t size) noexcept
@@ -46,7 +32,7 @@ void finish(char *buf, std::size_t size, std::size_t len) noexcept
 	if (len >= size - 1)
 		len = size - 2; // truncated: keep room for the newline
 	buf[len++] = '\n';
-	writeAll(gFd, buf, len);
+	(void)writeAll(gFd, std::string_view(buf, len), "log"); // nowhere to report it
 }
 
 } // namespace

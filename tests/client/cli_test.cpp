@@ -111,32 +111,32 @@ protected:
 	class TarAwareFactory final : public SessionFactory {
 	public:
 		explicit TarAwareFactory(test::FakeGuest &guest) : inner_(guest), guest_(guest) {}
-		Result<std::unique_ptr<GuestSession>> open(UniqueFd fd, std::string_view ticket,
+		Result<std::unique_ptr<VmSession>> open(UniqueFd fd, std::string_view ticket,
 							   std::chrono::milliseconds handshake,
 							   std::chrono::milliseconds io) override
 		{
-			Result<std::unique_ptr<GuestSession>> session =
+			Result<std::unique_ptr<VmSession>> session =
 				inner_.open(std::move(fd), ticket, handshake, io);
 			if (!session)
 				return session;
-			return std::unique_ptr<GuestSession>(new Session(std::move(*session), guest_));
+			return std::unique_ptr<VmSession>(new Session(std::move(*session), guest_));
 		}
 
 	private:
-		class Session final : public GuestSession {
+		class Session final : public VmSession {
 		public:
-			Session(std::unique_ptr<GuestSession> inner, test::FakeGuest &guest)
+			Session(std::unique_ptr<VmSession> inner, test::FakeGuest &guest)
 				: inner_(std::move(inner)), guest_(guest)
 			{
 			}
 			Result<GuestStatus> status(bool keep) override { return inner_->status(keep); }
 			Status stop() override { return inner_->stop(); }
-			Status list(std::string_view path, const EntryCallback &cb) override
+			Status list(std::string_view path, EntryCallback cb) override
 			{
 				return inner_->list(path, cb);
 			}
 			Status extract(std::string_view path, ExtractFormat format, bool zstd,
-				       const EntryCallback &onStart, const DataCallback &cb) override
+				       EntryCallback onStart, DataCallback cb) override
 			{
 				std::string key(path);
 				if (format == ExtractFormat::Tar &&
@@ -144,13 +144,13 @@ protected:
 					key += "#tar";
 				if (format == ExtractFormat::Raw && guest_.dirs.count(key) != 0 &&
 				    guest_.data.count(key) == 0)
-					return Error::invalid(EISDIR, kGuestErrorCall, key,
-							      "IsDirectory: is a directory");
+					return Error::invalid(EISDIR, "guest", key,
+							      "IsDirectory: is a directory").withKind(ErrorKind::Guest);
 				return inner_->extract(key, format, zstd, onStart, cb);
 			}
 
 		private:
-			std::unique_ptr<GuestSession> inner_;
+			std::unique_ptr<VmSession> inner_;
 			test::FakeGuest &guest_;
 		};
 		test::FakeSessionFactory inner_;
