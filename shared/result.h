@@ -18,6 +18,7 @@ enum class ErrorKind : std::uint8_t {
 	Guest,        // the guest answered with its error trailer (shared/guest_session.h)
 	Helper,       // file-restore-helper refused or failed (its exit status, client/)
 	OutputClosed, // whoever reads our output went away (EPIPE on stdout, client/)
+	Usage,        // asked for what cannot be done as asked: a usage error (exit 2)
 };
 
 // What went wrong: the failing call or check, the object it was applied to,

@@ -83,7 +83,8 @@ protected:
 
 	// The fake session streams data["<path>#tar"] when the CLI asks for a
 	// tar of <path> into a directory; tests register both forms.
-	Outcome run(std::vector<std::string> args)
+	// stdoutFd: where stdout goes (default: a file read back into `out`).
+	Outcome run(std::vector<std::string> args, int stdoutFd = -1)
 	{
 		args.insert(args.begin(), "file-restore");
 		std::vector<char *> argv;
@@ -94,7 +95,7 @@ protected:
 		const int savedErr = ::dup(2);
 		const int outFd = ::open((scratch_ / "out").c_str(), O_RDWR | O_CREAT | O_TRUNC, 0600);
 		const int errFd = ::open((scratch_ / "err").c_str(), O_RDWR | O_CREAT | O_TRUNC, 0600);
-		::dup2(outFd, 1);
+		::dup2(stdoutFd >= 0 ? stdoutFd : outFd, 1);
 		::dup2(errFd, 2);
 		TarAwareFactory factory(guest_);
 		const int code = runCli(static_cast<int>(args.size()), argv.data(), factory);
@@ -396,6 +397,48 @@ TEST_F(CliTest, ExtractsToStdout)
 	EXPECT_EQ(r.code, kExitUsage);
 	r = run(cmd({"extract", "--zstd"}, {"/drive-scsi0.img/part/1/etc/ssh", "-"}));
 	EXPECT_EQ(r.code, kExitUsage);
+}
+
+TEST_F(CliTest, AReaderThatWentAwayEndsTheOutputQuietly)
+{
+	// `file-restore ... | head`: every output mode stops with exit 1 and
+	// says nothing (the one place a closed pipe is handled).
+	::signal(SIGPIPE, SIG_IGN); // as main() does
+	int fds[2];
+	ASSERT_EQ(::pipe(fds), 0);
+	::close(fds[0]);
+	guest_.data["/disk0/part/1/etc/big"] = std::string(200000, 'b');
+	for (const std::vector<std::string> &args :
+	     {cmd({"list"}, {"/drive-scsi0.img/part/1/etc"}), cmd({"list"}, {"/"}),
+	      cmd({"extract"}, {"/drive-scsi0.img/part/1/etc/big", "-"}),
+	      cmd({"extract", "--format", "tar"}, {"/drive-scsi0.img/part/1/etc/ssh"}), {"status"}}) {
+		Outcome r = run(args, fds[1]);
+		EXPECT_EQ(r.code, kExitFailure) << args[0];
+		EXPECT_EQ(r.err, "") << args[0];
+	}
+	::close(fds[1]);
+	::signal(SIGPIPE, SIG_DFL);
+}
+
+TEST_F(CliTest, EachOutputModeSaysWhatItCannotDo)
+{
+	// Raw to stdout: a directory needs an archive format or a directory.
+	Outcome r = run(cmd({"extract"}, {"/drive-scsi0.img/part/1/etc", "-"}));
+	EXPECT_EQ(r.code, kExitUsage);
+	EXPECT_NE(r.err.find("a directory needs --format tar|zip"), std::string::npos) << r.err;
+	// Into a directory: a symlink only with --symlinks; nothing is left.
+	guest_.data["/disk0/part/1/etc/mtab#tar"] = test::buildTar(
+		{{.name = "mtab", .type = AE_IFLNK, .perm = 0777, .link = "/proc/mounts"}});
+	guest_.objects["/disk0/part/1/etc/mtab"] = {.name = "mtab", .type = EntryType::Symlink, .mode = 0777};
+	r = run(cmd({"extract"}, {"/drive-scsi0.img/part/1/etc/mtab", target_.path()}));
+	EXPECT_EQ(r.code, kExitUsage) << r.err;
+	EXPECT_NE(r.err.find("--symlinks"), std::string::npos) << r.err;
+	EXPECT_EQ(::access((target_ / "mtab").c_str(), F_OK), -1);
+	r = run(cmd({"extract", "--symlinks"}, {"/drive-scsi0.img/part/1/etc/mtab", target_.path()}));
+	ASSERT_EQ(r.code, 0) << r.err;
+	char link[64] = {};
+	ASSERT_GT(::readlink((target_ / "mtab").c_str(), link, sizeof(link) - 1), 0);
+	EXPECT_STREQ(link, "/proc/mounts");
 }
 
 TEST_F(CliTest, StatusAndStop)
