@@ -20,6 +20,7 @@
 
 #include "guest/activity.h"
 #include "guest/dm.h"
+#include "shared/fd_io.h"
 #include "shared/guest_abi.h"
 #include "shared/log.h"
 #include "shared/protocol.h"
@@ -90,17 +91,10 @@ backup { backup = 0 archive = 0 }
 
 Result<std::string> readAttribute(const std::string &path)
 {
-	UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
-	if (!fd.isValid())
-		return Error(errno, "open", path);
-	char buf[256];
-	ssize_t n;
-	do {
-		n = ::read(fd.get(), buf, sizeof(buf));
-	} while (n < 0 && errno == EINTR);
-	if (n < 0)
-		return Error(errno, "read", path);
-	std::string value(buf, static_cast<std::size_t>(n));
+	Result<std::string> text = readFile(path, 4096); // one page at most
+	if (!text)
+		return text.error();
+	std::string value = std::move(*text);
 	while (!value.empty() && (value.back() == '\n' || value.back() == ' '))
 		value.pop_back();
 	return value;

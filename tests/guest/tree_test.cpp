@@ -155,7 +155,7 @@ protected:
 	std::map<std::string, proto::Entry> list(const std::string &path, Status *status = nullptr)
 	{
 		std::map<std::string, proto::Entry> out;
-		Status ok = session_->list(path, [&](const proto::Entry &e) {
+		Status ok = session_->list(path, [&](const proto::Entry &e) noexcept {
 			out[e.name] = e;
 			return Status{};
 		});
@@ -173,12 +173,12 @@ protected:
 		std::string bytes;
 		Status ok = session_->extract(
 			path, format, compression,
-			[&](const proto::Entry &e) {
+			[&](const proto::Entry &e) noexcept {
 				if (start != nullptr)
 					*start = e;
 				return Status{};
 			},
-			[&](std::span<const std::uint8_t> chunk) {
+			[&](std::span<const std::uint8_t> chunk) noexcept {
 				bytes.append(reinterpret_cast<const char *>(chunk.data()), chunk.size());
 				return Status{};
 			});
@@ -333,7 +333,7 @@ TEST_F(TreeTest, ListsALargeDirectoryInBatchesEachNameOnce)
 	}
 	std::map<std::string, int> seen;
 	std::uint64_t sizes = 0;
-	Status ok = session_->list("/disk0/part/1/big", [&](const proto::Entry &e) {
+	Status ok = session_->list("/disk0/part/1/big", [&](const proto::Entry &e) noexcept {
 		++seen[e.name];
 		sizes += e.size;
 		return Status{};
