@@ -84,11 +84,12 @@ int listenAt(const char *path) noexcept
 {
 	sockaddr_un addr{};
 	addr.sun_family = AF_UNIX;
-	if (std::strlen(path) >= sizeof(addr.sun_path)) {
+	const std::size_t length = std::strlen(path);
+	if (length >= sizeof(addr.sun_path)) {
 		errno = ENAMETOOLONG;
 		return -1;
 	}
-	std::strcpy(addr.sun_path, path);
+	std::memcpy(addr.sun_path, path, length + 1);
 	const int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
 	if (fd < 0)
 		return -1;

@@ -116,7 +116,7 @@ Grant grantFor(const Identity &caller, Policy &policy)
 	check(resolvePolicyNames(policy, lookupName), HelperExit::Denied);
 	Caller who{caller.uid, {caller.gid}};
 	who.gids.insert(who.gids.end(), caller.groups.begin(), caller.groups.end());
-	const Grant grant = decide(policy, who);
+	Grant grant = decide(policy, who);
 	if (!grant.allowed)
 		die(HelperExit::Denied, Error::invalid(EPERM, "policy", FR_HELPER_CONFIG,
 						       "uid %u may not use file-restore-helper", caller.uid));

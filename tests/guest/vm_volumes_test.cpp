@@ -151,7 +151,7 @@ protected:
 	std::vector<std::string> names(const std::string &path)
 	{
 		std::vector<std::string> out;
-		Status ok = session_->list(path, [&](const Entry &e) {
+		Status ok = session_->list(path, [&](const Entry &e) noexcept {
 			out.push_back(e.name);
 			return Status{};
 		});
@@ -161,14 +161,14 @@ protected:
 	}
 	Status listStatus(const std::string &path)
 	{
-		return session_->list(path, [](const Entry &) { return Status{}; });
+		return session_->list(path, [](const Entry &) noexcept { return Status{}; });
 	}
 	std::string file(const std::string &path)
 	{
 		std::string bytes;
 		Status ok = session_->extract(
-			path, proto::ExtractFormat::Raw, proto::Compression::None, [](const Entry &) { return Status{}; },
-			[&](std::span<const std::uint8_t> chunk) {
+			path, proto::ExtractFormat::Raw, proto::Compression::None, [](const Entry &) noexcept { return Status{}; },
+			[&](std::span<const std::uint8_t> chunk) noexcept {
 				bytes.append(reinterpret_cast<const char *>(chunk.data()), chunk.size());
 				return Status{};
 			});
@@ -181,7 +181,7 @@ protected:
 	{
 		Status ok = listStatus(path);
 		ASSERT_FALSE(ok) << path << " opened";
-		EXPECT_TRUE(GuestSession::isGuestError(ok.error()));
+		EXPECT_TRUE((ok.error().kind() == ErrorKind::Guest));
 		EXPECT_NE(ok.error().message().find(want), std::string::npos) << path << ": " << ok.error().message();
 	}
 
