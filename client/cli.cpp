@@ -16,6 +16,7 @@
 #include "client/guest_path.h"
 #include "client/helper_launcher.h"
 #include "client/listing.h"
+#include "client/luks_key.h"
 #include "client/output.h"
 #include "client/runtime_dir.h"
 #include "client/safe_writer.h"
@@ -35,6 +36,9 @@ namespace {
 using nlohmann::json;
 
 constexpr std::uint64_t kDefaultTimeout = 120;
+// The guest bounds each LUKS key derivation (2 min); several volumes under
+// TCG take longer than one ordinary answer.
+constexpr std::chrono::minutes kUnlockTimeout{10};
 
 // A failure with its exit code, thrown to runCli's one catch.
 struct Failure {
@@ -109,6 +113,8 @@ struct Target {
 	std::string transport = "auto";
 	std::string memory;
 	std::string idleTimeout;
+	std::string luksKeyFile;
+	std::string luksPassphraseFd;
 };
 
 struct Options {
@@ -162,6 +168,10 @@ private:
 		GuestTarget target;
 	};
 	Resolved resolve(const std::string *snapshot, const std::string &path);
+	// The guest's volume layers: the LUKS key given (if any) tried on its
+	// locked volumes; its warning about what was answered said once.
+	void unlockVolumes(VmConnection &vm);
+	void sayWarning(VmSession &session);
 	void openRuntime();
 	VmManager &manager();
 	Deadline deadline() const
@@ -188,6 +198,7 @@ private:
 	SystemDialer dialer_;
 	std::unique_ptr<VmManager> manager_;
 	bool stdoutIsData_ = false;
+	std::optional<LuksKey> luksKey_;
 };
 
 void Commands::openRuntime()
@@ -266,7 +277,31 @@ Commands::Resolved Commands::resolve(const std::string *snapshot, const std::str
 	out.spec.transport = *transport;
 	out.spec.memoryMib = optionalNumber(t.memory, "--memory", 1, 1 << 20);
 	out.spec.idleTimeout = optionalNumber(t.idleTimeout, "--idle-timeout", 1, 7 * 86400);
+	// Read before any VM starts: a key that cannot be read fails first.
+	if (!t.luksKeyFile.empty() && !t.luksPassphraseFd.empty())
+		usage("give --luks-key-file or --luks-passphrase-fd, not both");
+	if (!t.luksKeyFile.empty())
+		luksKey_ = check(readLuksKeyFile(t.luksKeyFile));
+	if (!t.luksPassphraseFd.empty())
+		luksKey_ = check(readLuksPassphrase(
+			static_cast<int>(*optionalNumber(t.luksPassphraseFd, "--luks-passphrase-fd", 0, 1 << 20))));
 	return out;
+}
+
+void Commands::unlockVolumes(VmConnection &vm)
+{
+	if (!luksKey_)
+		return;
+	const std::uint64_t opened = check(vm.session().unlock(luksKey_->bytes(), kUnlockTimeout));
+	if (o_.verbose)
+		warn("LUKS key: " + std::to_string(opened) + " volume(s) opened");
+}
+
+void Commands::sayWarning(VmSession &session)
+{
+	const std::string warning = session.warning();
+	if (!warning.empty())
+		warn("warning: " + escapeForDisplay(warning));
 }
 
 int Commands::list()
@@ -283,7 +318,9 @@ int Commands::list()
 	ListingPrinter printer(format(), r.target.userPath);
 	Status listed;
 	if (r.target.isRoot) {
-		// The archives: known without starting a VM.
+		// The archives, then what no one archive holds (a volume group
+		// spanning archives, md arrays, ZFS pools): only the guest knows
+		// those, so the VM is started (or reused).
 		for (const Archive &archive : r.spec.archives) {
 			GuestEntry entry;
 			entry.name = archive.name;
@@ -291,12 +328,33 @@ int Commands::list()
 			if (listed = printer.add(entry); !listed)
 				break;
 		}
+		if (listed) {
+			Result<VmConnection> vm = manager().acquire(r.spec, deadline());
+			if (vm) {
+				unlockVolumes(*vm);
+				listed = vm->session().list("/", [&](const GuestEntry &entry) noexcept {
+					Status shown = isVolumeTree(entry.name) ? printer.add(entry) : Status{};
+					return shown ? notInterrupted() : shown;
+				});
+			} else {
+				listed = vm.error();
+			}
+			// The archives are listed whatever became of the VM; its
+			// error follows on stderr.
+			if (Status finished = printer.finish(); !finished)
+				listed = finished;
+			stdoutIsData_ = printer.started();
+			check(forUser(listed, "list", r.target.userPath));
+			return kExitOk;
+		}
 	} else {
 		VmConnection vm = check(manager().acquire(r.spec, deadline()));
+		unlockVolumes(vm);
 		listed = vm.session().list(r.target.guestPath, [&](const GuestEntry &entry) noexcept {
 			Status shown = printer.add(entry);
 			return shown ? notInterrupted() : shown;
 		});
+		sayWarning(vm.session());
 	}
 	if (listed)
 		listed = printer.finish();
@@ -346,7 +404,10 @@ int Commands::extract()
 	stdoutIsData_ = sink->usesStdout();
 	check(sink->prepare());
 	VmConnection vm = check(manager().acquire(r.spec, deadline()));
-	check(sink->receive(vm.session(), r.target));
+	unlockVolumes(vm);
+	const Status received = sink->receive(vm.session(), r.target);
+	sayWarning(vm.session());
+	check(received);
 	return kExitOk;
 }
 
@@ -469,6 +530,10 @@ void addTargetOptions(CLI::App *command, Target &t)
 	command->add_option("--memory", t.memory, "guest memory in MiB when starting a VM");
 	command->add_option("--idle-timeout", t.idleTimeout,
 			    "seconds before an unused VM powers off (when starting it)");
+	command->add_option("--luks-key-file", t.luksKeyFile,
+			    "a key file for the LUKS volumes (every byte, at most 4096)");
+	command->add_option("--luks-passphrase-fd", t.luksPassphraseFd,
+			    "read a LUKS passphrase from this file descriptor (up to a newline)");
 }
 
 bool wantsJson(int argc, char **argv)

@@ -48,6 +48,14 @@ std::string joinPath(const std::vector<std::string> &components)
 	return out.empty() ? std::string("/") : out;
 }
 
+bool isVolumeTree(std::string_view name) noexcept
+{
+	for (std::string_view tree : kVolumeTrees)
+		if (name == tree)
+			return true;
+	return false;
+}
+
 std::string guestDiskPath(std::size_t index)
 {
 	return std::string("/") + abi::kDiskDirPrefix + std::to_string(index);
@@ -72,6 +80,13 @@ Result<GuestTarget> mapToGuest(const std::vector<Archive> &archives, std::string
 			index = i;
 			break;
 		}
+	if (index == archives.size() && isVolumeTree(components.front())) {
+		// The guest names these the same: "/lvm/<vg>/<lv>/...".
+		target.isVolumeTree = true;
+		target.guestPath = target.userPath;
+		target.baseName = components.back();
+		return target;
+	}
 	if (index == archives.size())
 		return Error::invalid(ENOENT, "path", escapeForDisplay(target.userPath),
 				      "no archive named '%s' here (see the listing of '/')",

@@ -28,12 +28,22 @@ Result<std::vector<std::string>> splitUserPath(std::string_view path);
 // "/" + components joined by '/'.
 std::string joinPath(const std::vector<std::string> &components);
 
+// The guest's top-level trees of volumes that are no one archive's: a
+// volume group spanning archives, md arrays, ZFS pools (docs/client.md).
+// An archive of the same name takes precedence.
+inline constexpr std::string_view kVolumeTrees[] = {"lvm", "md", "zfs"};
+bool isVolumeTree(std::string_view name) noexcept;
+
 // Where a user path points.
 struct GuestTarget {
-	// True for "/": the client lists the archives itself.
+	// True for "/": the client lists the archives itself, then the guest's
+	// volume trees.
 	bool isRoot = false;
+	// True for "/lvm/...", "/md/...", "/zfs/...": a path in one of the
+	// guest's volume trees (disk is then meaningless).
+	bool isVolumeTree = false;
 	std::size_t disk = 0;
-	// "/disk<N>[/rest]" for the guest.
+	// "/disk<N>[/rest]" (or "/lvm[/rest]", ...) for the guest.
 	std::string guestPath;
 	// The normalised user path ("/" or "/<archive>[/rest]").
 	std::string userPath;
@@ -42,7 +52,7 @@ struct GuestTarget {
 };
 
 // Maps a user path onto the guest's hierarchy. ENOENT (naming the archive)
-// when the first component is no archive of `archives`.
+// when the first component is no archive of `archives` and no volume tree.
 Result<GuestTarget> mapToGuest(const std::vector<Archive> &archives, std::string_view userPath);
 
 // "/disk<index>".

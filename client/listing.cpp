@@ -24,6 +24,12 @@ nlohmann::json entryJson(const std::string &fullPath, const GuestEntry &entry)
 		{"size", isVirtual ? nlohmann::json(nullptr) : nlohmann::json(entry.size)},
 		{"mtime", isVirtual ? nlohmann::json(nullptr) : nlohmann::json(entry.mtime)},
 	};
+	// Only when there is something to say: the shape stays
+	// proxmox-file-restore's otherwise.
+	if (!entry.reason.empty())
+		item["reason"] = escapeForDisplay(entry.reason);
+	if (!entry.warning.empty())
+		item["warning"] = escapeForDisplay(entry.warning);
 	return item;
 }
 
@@ -62,6 +68,8 @@ std::string entryText(const GuestEntry &entry)
 	line += escapeForDisplay(entry.name);
 	if (entry.type == EntryType::Symlink && !entry.linkTarget.empty())
 		line += " -> " + escapeForDisplay(entry.linkTarget);
+	if (!entry.reason.empty())
+		line += "  [" + escapeForDisplay(entry.reason) + "]";
 	return line;
 }
 

@@ -19,11 +19,14 @@ namespace fr::client {
 enum class OutputFormat { Text, Json, JsonPretty };
 
 // {"filepath": base64(fullPath), "text": escaped name, "type": "d"|...,
-//  "leaf": not a directory, "size": N|null, "mtime": N|null}. Virtual
-// entries (archives, buckets) have null size and mtime.
+//  "leaf": not a directory, "size": N|null, "mtime": N|null}, plus
+// "reason" (a volume the guest cannot open) and "warning" (said about the
+// filesystem the entry is in) when there is one, escaped. Virtual entries
+// (archives, buckets) have null size and mtime.
 nlohmann::json entryJson(const std::string &fullPath, const GuestEntry &entry);
 
-// "<type> <mode> <size> <mtime> <name>[ -> <target>]", escaped; no newline.
+// "<type> <mode> <size> <mtime> <name>[ -> <target>][  [<reason>]]",
+// escaped; no newline.
 std::string entryText(const GuestEntry &entry);
 
 // "rwxr-xr-x" from the low 9 bits (plus s/S, t/T).

@@ -71,11 +71,13 @@ EntryType entryType(proto::EntryType type)
 	return EntryType::File;
 }
 
-GuestEntry toEntry(const proto::Entry &entry, bool isVirtual)
+GuestEntry toEntry(const proto::Entry &entry, bool isVirtual, const std::string &warning)
 {
 	GuestEntry out;
 	out.name = entry.name;
-	out.type = isVirtual ? EntryType::Virtual : entryType(entry.type);
+	out.type = isVirtual || entry.isVirtual ? EntryType::Virtual : entryType(entry.type);
+	out.reason = entry.reason;
+	out.warning = warning;
 	out.size = entry.size;
 	out.mode = entry.mode;
 	out.mtime = entry.mtimeSec;
@@ -85,6 +87,8 @@ GuestEntry toEntry(const proto::Entry &entry, bool isVirtual)
 
 // "/disk<N>" and "/disk<N>/part" list the virtual levels of the hierarchy
 // (buckets, partitions): shown as type 'v', as proxmox-file-restore does.
+// The guest flags every virtual entry (proto::Entry::isVirtual); this
+// covers a VM started by an earlier version that did not.
 bool listsVirtualLevel(std::string_view guestPath)
 {
 	Result<std::vector<std::string>> components = splitUserPath(guestPath);
@@ -121,7 +125,7 @@ public:
 	{
 		const bool isVirtual = listsVirtualLevel(guestPath);
 		return session_.list(guestPath, [&](const proto::Entry &entry) noexcept {
-			return onEntry(toEntry(entry, isVirtual));
+			return onEntry(toEntry(entry, isVirtual, session_.warning()));
 		});
 	}
 
@@ -133,12 +137,21 @@ public:
 										 : proto::ExtractFormat::Zip;
 		return session_.extract(
 			guestPath, wire, zstd ? proto::Compression::Zstd : proto::Compression::None,
-			[&](const proto::Entry &entry) noexcept { return onStart(toEntry(entry, false)); },
+			[&](const proto::Entry &entry) noexcept {
+				return onStart(toEntry(entry, false, session_.warning()));
+			},
 			[&](std::span<const std::uint8_t> bytes) noexcept {
 				return onData(std::string_view(reinterpret_cast<const char *>(bytes.data()),
 							       bytes.size()));
 			});
 	}
+
+	Result<std::uint64_t> unlock(std::string_view key, milliseconds timeout) override
+	{
+		return session_.unlock(key, clampMs(timeout));
+	}
+
+	std::string warning() const override { return session_.warning(); }
 
 private:
 	fr::GuestSession session_;

@@ -8,6 +8,7 @@
 // byte a session hands back came from the guest and is hostile: names are
 // bytes to be escaped for display, data is checked by whoever consumes it.
 
+#include <cerrno>
 #include <chrono>
 #include <cstdint>
 #include <memory>
@@ -43,6 +44,12 @@ struct GuestEntry {
 	std::uint32_t mode = 0;
 	std::int64_t mtime = 0;
 	std::string linkTarget; // symlinks only
+	// Virtual entries: why the guest cannot open this volume, one line
+	// starting with its type ("crypto_LUKS: locked: no key given").
+	std::string reason;
+	// What the guest said about the filesystem this listing is in
+	// ("journal not replayed: ..."), on every entry of it.
+	std::string warning;
 };
 
 enum class ExtractFormat { Raw, Tar, Zip };
@@ -80,6 +87,18 @@ public:
 	using DataCallback = StatusCallback<std::string_view>;
 	virtual Status extract(std::string_view guestPath, ExtractFormat format, bool zstd,
 			       EntryCallback onStart, DataCallback onData) = 0;
+	// Gives the guest a LUKS key for its locked volumes (never kept by the
+	// session); the number of volumes it opened. The guest bounds each key
+	// derivation; `timeout` bounds the wait for its answer.
+	virtual Result<std::uint64_t> unlock(std::string_view key, std::chrono::milliseconds timeout)
+	{
+		(void)key;
+		(void)timeout;
+		return Error::invalid(EOPNOTSUPP, "unlock", "session", "this session cannot unlock volumes");
+	}
+	// The warning the guest attached to the last list or extract (empty:
+	// none). Hostile text: escape it to display.
+	virtual std::string warning() const { return {}; }
 };
 
 // Turns a connected socket into an authenticated session (the mutual

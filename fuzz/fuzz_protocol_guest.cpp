@@ -94,6 +94,12 @@ public:
 				return ok;
 		return {};
 	}
+	Result<std::uint64_t> unlock(std::string_view key) override
+	{
+		if (key.size() % 2 == 0)
+			return Error::invalid(ENOKEY, "unlock", "luks", "no volume opens with this key");
+		return std::uint64_t{1};
+	}
 };
 
 void decodeEverything(std::span<const std::uint8_t> bytes)
@@ -111,6 +117,7 @@ void decodeEverything(std::span<const std::uint8_t> bytes)
 	(void)proto::decode<proto::ListRequest>(bytes);
 	(void)proto::decode<proto::ExtractRequest>(bytes);
 	(void)proto::decode<proto::Ack>(bytes);
+	(void)proto::decode<proto::UnlockRequest>(bytes);
 }
 
 } // namespace

@@ -70,8 +70,9 @@ private:
 
 Status checkEntry(const proto::Entry &entry) noexcept
 {
-	if (!proto::checkName(entry.name) || !proto::checkLinkTarget(entry.linkTarget) || entry.mode > 07777)
-		std::abort(); // a hostile name got through to the caller
+	if (!proto::checkName(entry.name) || !proto::checkLinkTarget(entry.linkTarget) || entry.mode > 07777 ||
+	    !proto::checkText(entry.reason, "reason") || (!entry.isVirtual && !entry.reason.empty()))
+		std::abort(); // a hostile name or reason got through to the caller
 	return {};
 }
 
@@ -88,7 +89,9 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t *data, std::size_t size
 	if (!session)
 		return 0;
 	for (int round = 0; round < 8 && session->usable(); ++round) {
-		switch (round % 3) {
+		if (!proto::checkText(session->warning(), "warning"))
+			std::abort(); // a hostile warning got through
+		switch (round % 4) {
 		case 0:
 			(void)session->status(round % 2 == 0);
 			break;
@@ -110,6 +113,9 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t *data, std::size_t size
 				});
 			break;
 		}
+		case 3:
+			(void)session->unlock("passphrase", 1000);
+			break;
 		}
 	}
 	return 0;

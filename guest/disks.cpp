@@ -11,11 +11,14 @@
 #include <sys/mount.h>
 #include <sys/stat.h>
 #include <sys/sysinfo.h>
+#include <sys/sysmacros.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <cerrno>
+#include <cstdio>
 #include <cstring>
+#include <functional>
 #include <memory>
 
 #include "guest/activity.h"
@@ -59,6 +62,17 @@ constexpr FsSpec kFsSpecs[] = {
 constexpr int kLvmTimeoutMs = 60000;
 constexpr int kMdTimeoutMs = 60000;
 constexpr int kNtfsTimeoutMs = 60000;
+// LUKS: what a key derivation may cost (a crafted header can ask for hours
+// of PBKDF2 or gigabytes of Argon2 memory: over these, a key slot is not
+// tried). Real headers: cryptsetup calibrates to ~2 s on the machine that
+// made them, a few million PBKDF2 iterations, Argon2 up to 1 GiB x a few
+// passes.
+constexpr std::uint64_t kLuksMaxPbkdf2Iterations = 50000000;
+constexpr std::uint64_t kLuksMaxArgonWork = std::uint64_t{32} << 20; // passes x KiB: 32 passes over 1 GiB
+constexpr std::uint64_t kLuksMemoryMargin = std::uint64_t{32} << 20; // left to the rest of the VM
+constexpr std::uint64_t kLuksAddressSpaceMargin = std::uint64_t{768} << 20; // libraries, threads, arenas
+constexpr int kLuksDumpTimeoutMs = 30000;
+constexpr int kLuksOpenTimeoutMs = 120000;
 // The throwaway layer's store: at most this, and at most a quarter of RAM.
 constexpr std::uint64_t kCowMaxBytes = std::uint64_t{256} << 20;
 
@@ -72,7 +86,7 @@ constexpr const char *kLvmConf = R"(devices {
 	use_devicesfile = 0
 	hints = "none"
 	write_cache_state = 0
-	filter = [ "a|^/dev/vd|", "a|^/dev/dm-|", "a|^/dev/md|", "r|.*|" ]
+	filter = [ "a|^/dev/vd|", "a|^/dev/dm-|", "a|^/dev/mapper/|", "a|^/dev/md|", "r|.*|" ]
 }
 global {
 	thin_check_executable = ""
@@ -237,6 +251,70 @@ std::uint64_t cowStoreBytes()
 		return std::uint64_t{32} << 20;
 	const std::uint64_t ram = static_cast<std::uint64_t>(info.totalram) * info.mem_unit;
 	return std::min(kCowMaxBytes, ram / 4);
+}
+
+// "[pool_tdata]" (lvs shows hidden LVs in brackets) -> "pool_tdata".
+std::string hiddenName(const std::string &name)
+{
+	if (name.size() >= 2 && name.front() == '[' && name.back() == ']')
+		return name.substr(1, name.size() - 2);
+	return name;
+}
+
+// The device-mapper name LVM gives vg/lv ('-' doubled in each part).
+std::string lvmDmName(const std::string &vg, const std::string &lv)
+{
+	auto escape = [](const std::string &part) {
+		std::string out;
+		for (char c : part) {
+			out += c;
+			if (c == '-')
+				out += '-';
+		}
+		return out;
+	};
+	return escape(vg) + "-" + escape(lv);
+}
+
+// "/dev/dm-N" of the device-mapper device named `name` ("" if none).
+std::string dmDeviceByName(const std::string &name)
+{
+	DIR *dir = ::opendir("/sys/block");
+	if (dir == nullptr)
+		return {};
+	std::string found;
+	while (const dirent *d = ::readdir(dir)) {
+		if (std::strncmp(d->d_name, "dm-", 3) != 0)
+			continue;
+		Result<std::string> dmName = readAttribute(std::string("/sys/block/") + d->d_name + "/dm/name");
+		if (dmName && *dmName == name) {
+			found = std::string("/dev/") + d->d_name;
+			break;
+		}
+	}
+	::closedir(dir);
+	return found;
+}
+
+// The sysfs name ("dm-3") of the block device major:minor ("" if none).
+std::string sysNameOf(std::uint64_t major, std::uint64_t minor)
+{
+	char target[256] = {};
+	const std::string path = "/sys/dev/block/" + std::to_string(major) + ":" + std::to_string(minor);
+	const ssize_t n = ::readlink(path.c_str(), target, sizeof(target) - 1);
+	if (n <= 0)
+		return {};
+	std::string sysName(target, static_cast<std::size_t>(n));
+	return sysName.substr(sysName.rfind('/') + 1);
+}
+
+// The sysfs name of the block device node at `path` (by its device number).
+std::string sysNameOfDevice(const std::string &path)
+{
+	struct stat st {};
+	if (::stat(path.c_str(), &st) != 0 || !S_ISBLK(st.st_mode))
+		return {};
+	return sysNameOf(major(st.st_rdev), minor(st.st_rdev));
 }
 
 } // namespace
@@ -464,7 +542,7 @@ void SystemVolumes::activateLvm()
 	(void)writeText("/run/fr-lvm/lvm.conf", kLvmConf);
 	const std::vector<std::string> env = {"LVM_SYSTEM_DIR=/run/fr-lvm", "DM_DISABLE_UDEV=1",
 					      "LVM_SUPPRESS_FD_WARNINGS=1"};
-	auto lvm = [&](std::vector<std::string> args) {
+	const std::function<Result<ToolResult>(std::vector<std::string>)> lvm = [&](std::vector<std::string> args) {
 		ToolCommand command;
 		command.program = "lvm";
 		command.args = std::move(args);
@@ -472,7 +550,9 @@ void SystemVolumes::activateLvm()
 		command.timeoutMs = kLvmTimeoutMs;
 		return tools_.run(command);
 	};
-	// The physical volumes and their VGs (reading only).
+	// The physical volumes and their VGs (reading only). Called again
+	// after a LUKS volume opened (LVM on LUKS): only VGs not seen before
+	// are activated.
 	Result<ToolResult> pvs = lvm({"pvs", "--readonly", "--noheadings", "--separator", "|", "-o", "pv_name,vg_name"});
 	if (!pvs) {
 		lvmError_ = pvs.error().message();
@@ -484,39 +564,67 @@ void SystemVolumes::activateLvm()
 		const std::vector<std::string> f = splitFields(line, '|');
 		if (f.size() != 2 || f[0].rfind(devDir_ + "/", 0) != 0 || !validVolumeName(f[1]))
 			continue;
-		pvVg_[f[0].substr(devDir_.size() + 1)] = f[1];
-		vgNames.insert(f[1]);
+		// LVM names a device-mapper PV (LVM on LUKS) /dev/mapper/<name>:
+		// the node's name is the kernel's (dm-N), by device number.
+		const std::string sysName = sysNameOfDevice(f[0]);
+		if (sysName.empty())
+			continue;
+		pvVg_[sysName] = f[1];
+		if (vgs_.count(f[1]) == 0)
+			vgNames.insert(f[1]);
 	}
-	if (vgNames.empty())
-		return;
-	// Activation, read-only: every LV in read_only_volume_list (LVM makes
-	// its dm table read-only), -K for thin snapshots flagged to skip
-	// activation. A thin pool cannot be in a read-only table (the kernel
-	// refuses: "target type may not be included in a read-only table"):
-	// pools and their hidden data/metadata LVs stay out of the list; QEMU
-	// refuses their writes, and the thin LVs on them are read-only.
-	Result<ToolResult> all = lvm({"lvs", "-a", "--readonly", "--noheadings", "--separator", "|", "-o",
-				      "vg_name,lv_name,segtype"});
+	std::vector<LvRow> rows;
+	if (!vgNames.empty()) {
+		Result<ToolResult> all =
+			lvm({"lvs", "-a", "--readonly", "--noheadings", "--separator", "|", "--units", "b", "--nosuffix", "-o",
+			     "vg_name,lv_name,segtype,pool_lv,data_lv,metadata_lv,thin_id,lv_size,chunk_size"});
+		if (all)
+			for (const std::string &line : splitLines(all->out)) {
+				const std::vector<std::string> f = splitFields(line, '|');
+				if (f.size() != 9 || vgNames.count(f[0]) == 0)
+					continue;
+				LvRow row;
+				row.vg = f[0];
+				row.name = f[1];
+				row.segtype = f[2];
+				row.pool = f[3];
+				row.dataLv = hiddenName(f[4]);
+				row.metadataLv = hiddenName(f[5]);
+				Result<std::uint64_t> id = parseDecimal(f[6], 0, UINT32_MAX, "thin_id");
+				row.hasThinId = static_cast<bool>(id);
+				row.thinId = id ? *id : 0;
+				Result<std::uint64_t> size = parseDecimal(f[7], 0, UINT64_MAX / 2, "lv_size");
+				row.sizeBytes = size ? *size : 0;
+				Result<std::uint64_t> chunk = parseDecimal(f[8], 0, UINT32_MAX, "chunk_size");
+				row.chunkBytes = chunk ? *chunk : 0;
+				rows.push_back(std::move(row));
+			}
+	}
+	// Activation, read-only: every plain LV (hidden ones and thin ones
+	// aside) in volume_list and read_only_volume_list (LVM makes its dm
+	// table read-only); -K for LVs flagged to skip activation. Thin pools
+	// cannot be in a read-only table (the kernel refuses: "target type may
+	// not be included in a read-only table"): activateThin builds them.
 	std::string list;
-	if (all)
-		for (const std::string &line : splitLines(all->out)) {
-			const std::vector<std::string> f = splitFields(line, '|');
-			if (f.size() != 3 || vgNames.count(f[0]) == 0 || !validVolumeName(f[1]) || f[2] == "thin-pool")
-				continue;
-			list += (list.empty() ? "\"" : ",\"") + f[0] + "/" + f[1] + "\"";
-		}
-	std::vector<std::string> activate = {"vgchange", "-ay", "-K", "--nolocking", "--ignoremonitoring",
-					     "--noudevsync", "--config",
-					     "activation { read_only_volume_list = [ " + list + " ] }"};
-	activate.insert(activate.end(), vgNames.begin(), vgNames.end());
-	Result<ToolResult> activated = lvm(activate);
-	const std::string activateError = activated ? activated->summary() : activated.error().message();
-	if (activated && !activated->err.empty())
-		logf(LogLevel::Info, "lvm vgchange: %s", activateError.c_str());
+	for (const LvRow &row : rows)
+		if (validVolumeName(row.name) && row.segtype != "thin-pool" && row.segtype != "thin")
+			list += (list.empty() ? "\"" : ",\"") + row.vg + "/" + row.name + "\"";
+	std::string activateError;
+	if (!list.empty()) {
+		std::vector<std::string> activate = {
+			"vgchange", "-ay", "-K", "--nolocking", "--ignoremonitoring", "--noudevsync", "--config",
+			"activation { volume_list = [ " + list + " ] read_only_volume_list = [ " + list + " ] }"};
+		activate.insert(activate.end(), vgNames.begin(), vgNames.end());
+		Result<ToolResult> activated = lvm(activate);
+		activateError = activated ? activated->summary() : activated.error().message();
+		if (activated && !activated->err.empty())
+			logf(LogLevel::Info, "lvm vgchange: %s", activateError.c_str());
+	}
 	// Not --readonly: that mode does not ask the kernel, and the kernel's
 	// device numbers are what we want.
-	Result<ToolResult> lvs = lvm({"lvs", "--nolocking", "--noheadings", "--separator", "|", "--units", "b", "--nosuffix",
-				      "-o", "vg_name,lv_name,lv_kernel_major,lv_kernel_minor,lv_size,segtype"});
+	Result<ToolResult> lvs = list.empty() ? Result<ToolResult>(ToolResult{})
+					      : lvm({"lvs", "--nolocking", "--noheadings", "--separator", "|", "--units", "b",
+						     "--nosuffix", "-o", "vg_name,lv_name,lv_kernel_major,lv_kernel_minor,lv_size,segtype"});
 	if (!lvs) {
 		lvmError_ = lvs.error().message();
 		return;
@@ -525,8 +633,9 @@ void SystemVolumes::activateLvm()
 		const std::vector<std::string> f = splitFields(line, '|');
 		if (f.size() != 6 || vgNames.count(f[0]) == 0 || !validVolumeName(f[1]))
 			continue;
-		// A thin pool holds thin LVs, not a filesystem.
-		if (f[5] == "thin-pool")
+		// Thin pools hold thin LVs, not a filesystem; thin LVs are
+		// activateThin's.
+		if (f[5] == "thin-pool" || f[5] == "thin")
 			continue;
 		LogicalVolume lv;
 		lv.name = f[1];
@@ -535,13 +644,8 @@ void SystemVolumes::activateLvm()
 		Result<std::uint64_t> major = parseDecimal(f[2], 0, 4095, "major");
 		Result<std::uint64_t> minor = parseDecimal(f[3], 0, 1048575, "minor");
 		if (major && minor) {
-			char target[256] = {};
-			const std::string path =
-				"/sys/dev/block/" + std::to_string(*major) + ":" + std::to_string(*minor);
-			const ssize_t n = ::readlink(path.c_str(), target, sizeof(target) - 1);
-			if (n > 0) {
-				std::string sysName(target, static_cast<std::size_t>(n));
-				sysName = sysName.substr(sysName.rfind('/') + 1);
+			const std::string sysName = sysNameOf(*major, *minor);
+			if (!sysName.empty()) {
 				lv.node = addNode(sysName, {});
 				probeNode(*nodes_[static_cast<std::size_t>(lv.node)], false);
 			}
@@ -550,6 +654,8 @@ void SystemVolumes::activateLvm()
 			lv.reason = f[5] + ": not activated: " + activateError;
 		vgs_[f[0]].lvs[lv.name] = std::move(lv);
 	}
+	for (const std::string &vg : vgNames)
+		activateThin(vg, rows, lvm);
 	// Which disks each VG lives on: its PVs' disks.
 	for (const auto &[pv, vg] : pvVg_) {
 		for (const auto &node : nodes_)
@@ -568,6 +674,367 @@ void SystemVolumes::activateLvm()
 	logf(LogLevel::Info, "lvm: %zu volume group(s) activated read-only", vgs_.size());
 }
 
+Result<std::string> SystemVolumes::activateComponent(
+	const std::string &vg, const std::string &lv, const std::function<Result<ToolResult>(std::vector<std::string>)> &lvm)
+{
+	// LVM's component activation: a pool's hidden metadata or data LV,
+	// activated on its own, read-only (LVM allows it while the pool is
+	// inactive).
+	Result<ToolResult> up = lvm({"lvchange", "-ay", "-K", "--nolocking", "--ignoremonitoring", "--noudevsync", vg + "/" + lv});
+	if (!up)
+		return up.error();
+	if (!up->ok())
+		return Error::invalid(EIO, "lvchange", lv, "%s", up->summary().c_str());
+	const std::string dev = dmDeviceByName(lvmDmName(vg, lv));
+	if (dev.empty())
+		return Error::invalid(ENOENT, "lvchange", lv, "no device-mapper device after activation");
+	return dev;
+}
+
+void SystemVolumes::activateThin(const std::string &vg, const std::vector<LvRow> &rows,
+				 const std::function<Result<ToolResult>(std::vector<std::string>)> &lvm)
+{
+	for (const LvRow &pool : rows) {
+		if (pool.vg != vg || pool.segtype != "thin-pool" || !validVolumeName(pool.name))
+			continue;
+		// The pool, read-only: its metadata and data LVs as read-only
+		// components, then a thin-pool table over them with the pool's
+		// read_only feature (the kernel then never writes its metadata,
+		// and refuses every write to its thin devices) and no discards.
+		// The table itself cannot be read-only (the kernel refuses a
+		// thin-pool target there), but nothing below it takes writes:
+		// the components are read-only tables, the disks are read-only.
+		std::string poolError;
+		std::string poolDev;
+		Result<std::string> meta = activateComponent(vg, pool.metadataLv, lvm);
+		Result<std::string> data = meta ? activateComponent(vg, pool.dataLv, lvm) : meta;
+		if (!meta || !data) {
+			poolError = (!meta ? meta : data).error().message();
+		} else if (pool.chunkBytes < 65536 || pool.chunkBytes % 65536 != 0) {
+			poolError = "chunk size " + std::to_string(pool.chunkBytes) + " is not a multiple of 64 KiB";
+		} else {
+			const std::string dataSys = data->substr(data->rfind('/') + 1);
+			const std::uint64_t dataSectors = sectorsToBytes(sysBlock_ + "/" + dataSys + "/size") / 512;
+			const std::string table = "0 " + std::to_string(dataSectors) + " thin-pool " + *meta + " " + *data +
+						  " " + std::to_string(pool.chunkBytes / 512) + " 0 2 read_only ignore_discard";
+			Result<std::string> dev = dmCreate("fr-pool" + std::to_string(dmSerial_++), table, false);
+			if (dev)
+				poolDev = *dev;
+			else
+				poolError = dev.error().message();
+		}
+		if (!poolError.empty())
+			logf(LogLevel::Warning, "lvm: thin pool %s/%s not readable: %s", vg.c_str(), pool.name.c_str(),
+			     poolError.c_str());
+		for (const LvRow &thin : rows) {
+			if (thin.vg != vg || thin.segtype != "thin" || thin.pool != pool.name || !validVolumeName(thin.name))
+				continue;
+			LogicalVolume lv;
+			lv.name = thin.name;
+			lv.sizeBytes = thin.sizeBytes;
+			if (!poolError.empty()) {
+				lv.reason = "thin: its pool " + pool.name + " is not readable: " + poolError;
+			} else if (!thin.hasThinId || thin.sizeBytes % 512 != 0) {
+				lv.reason = "thin: no device id in the metadata";
+			} else {
+				// A thin LV with an external origin would need that
+				// origin in its table: not supported (listed with
+				// the kernel's refusal, if any).
+				const std::string table = "0 " + std::to_string(thin.sizeBytes / 512) + " thin " + poolDev + " " +
+							  std::to_string(thin.thinId);
+				Result<std::string> dev = dmCreate("fr-thin" + std::to_string(dmSerial_++), table, true);
+				if (dev) {
+					lv.node = addDmNode(*dev, {});
+				} else {
+					lv.reason = "thin: " + dev.error().message();
+				}
+			}
+			vgs_[vg].lvs[lv.name] = std::move(lv);
+		}
+	}
+}
+
+int SystemVolumes::addDmNode(const std::string &dev, std::set<std::uint32_t> disks)
+{
+	const int index = addNode(dev.substr(dev.rfind('/') + 1), std::move(disks));
+	probeNode(*nodes_[static_cast<std::size_t>(index)], false);
+	return index;
+}
+
+// --- LUKS ---------------------------------------------------------------------
+
+Result<std::uint32_t> SystemVolumes::unlock(std::string_view key)
+{
+	std::lock_guard lock(mutex_);
+	if (Status ok = scan(); !ok)
+		return ok.error();
+	std::uint32_t opened = 0;
+	std::set<int> tried;
+	// Until nothing new opens: a LUKS volume may hold LVM whose LVs hold
+	// LUKS again (each pass sees the nodes the previous one added).
+	for (int pass = 0; pass < 8; ++pass) {
+		bool progress = false;
+		for (std::size_t i = 0; i < nodes_.size(); ++i) {
+			Node &node = *nodes_[i];
+			if (node.type != "crypto_LUKS" || node.opened >= 0 || tried.count(static_cast<int>(i)) != 0)
+				continue;
+			tried.insert(static_cast<int>(i));
+			if (openLuks(static_cast<int>(i), key)) {
+				++opened;
+				progress = true;
+			}
+		}
+		if (!progress)
+			break;
+		bool newPv = false;
+		for (const auto &node : nodes_)
+			newPv = newPv || (node->type == "LVM2_member" && pvVg_.count(node->sysName) == 0);
+		if (newPv)
+			activateLvm();
+	}
+	return opened;
+}
+
+namespace {
+
+// What a LUKS header asks of the key derivation, from `cryptsetup
+// luksDump` (LUKS1 and LUKS2 text).
+struct KdfSlot {
+	int id = -1;
+	std::string pbkdf; // "pbkdf2", "argon2i", "argon2id"
+	std::uint64_t iterations = 0; // PBKDF2 iterations or Argon2 time cost
+	std::uint64_t memoryKiB = 0;
+};
+struct KdfCosts {
+	std::vector<KdfSlot> slots;
+	std::uint64_t digestIterations = 0; // checked after every slot tried
+};
+
+std::uint64_t numberAfter(const std::string &line)
+{
+	const std::size_t colon = line.find(':');
+	if (colon == std::string::npos)
+		return 0;
+	std::size_t at = line.find_first_not_of(" \t", colon + 1);
+	std::uint64_t value = 0;
+	for (; at < line.size() && line[at] >= '0' && line[at] <= '9'; ++at) {
+		if (value > UINT64_MAX / 10 - 10)
+			return UINT64_MAX;
+		value = value * 10 + static_cast<std::uint64_t>(line[at] - '0');
+	}
+	return value;
+}
+
+KdfCosts parseLuksDump(const std::string &dump)
+{
+	KdfCosts costs;
+	enum { Other, Keyslots, Digests } section = Other;
+	KdfSlot *slot = nullptr;
+	for (const std::string &raw : splitLines(dump)) {
+		// splitLines dropped the indentation; sections are unindented
+		// in the original, slots "  N: type", fields "\tName: value".
+		const std::string &line = raw;
+		if (line.rfind("Key Slot ", 0) == 0) { // LUKS1
+			section = Keyslots;
+			slot = nullptr;
+			if (line.find("ENABLED") != std::string::npos) {
+				costs.slots.push_back(KdfSlot{static_cast<int>(numberAfter("x:" + line.substr(9))), "pbkdf2"});
+				slot = &costs.slots.back();
+			}
+			continue;
+		}
+		if (line.rfind("MK iterations:", 0) == 0) { // LUKS1's digest
+			costs.digestIterations = std::max(costs.digestIterations, numberAfter(line));
+			continue;
+		}
+		if (line == "Keyslots:") {
+			section = Keyslots;
+			slot = nullptr;
+			continue;
+		}
+		if (line == "Digests:") {
+			section = Digests;
+			slot = nullptr;
+			continue;
+		}
+		if (line.back() == ':' && line.find(' ') == std::string::npos) { // another section
+			section = Other;
+			slot = nullptr;
+			continue;
+		}
+		if (section == Keyslots && line[0] >= '0' && line[0] <= '9' && line.find(": ") != std::string::npos) {
+			// "N: luks2" (another type, e.g. reencrypt, is no key slot)
+			slot = nullptr;
+			if (line.find(": luks2") != std::string::npos) {
+				costs.slots.push_back(KdfSlot{static_cast<int>(numberAfter("x:" + line)), ""});
+				slot = &costs.slots.back();
+			}
+			continue;
+		}
+		if (section == Keyslots && slot != nullptr) {
+			if (line.rfind("PBKDF:", 0) == 0) {
+				std::string value = line.substr(6);
+				value.erase(0, value.find_first_not_of(" \t"));
+				slot->pbkdf = value;
+			} else if (line.rfind("Iterations:", 0) == 0 || line.rfind("Time cost:", 0) == 0) {
+				slot->iterations = numberAfter(line);
+			} else if (line.rfind("Memory:", 0) == 0) {
+				slot->memoryKiB = numberAfter(line);
+			}
+		} else if (section == Digests && line.rfind("Iterations:", 0) == 0) {
+			costs.digestIterations = std::max(costs.digestIterations, numberAfter(line));
+		}
+	}
+	return costs;
+}
+
+// Memory the guest can still give a process, from /proc/meminfo.
+std::uint64_t availableBytes()
+{
+	Result<std::string> meminfo = readFile("/proc/meminfo", 16384);
+	if (!meminfo)
+		return 0;
+	for (const std::string &line : splitLines(*meminfo))
+		if (line.rfind("MemAvailable:", 0) == 0)
+			return numberAfter(line) * 1024;
+	return 0;
+}
+
+std::uint64_t totalRamBytes()
+{
+	struct sysinfo info {};
+	if (::sysinfo(&info) != 0)
+		return 0;
+	return static_cast<std::uint64_t>(info.totalram) * info.mem_unit;
+}
+
+} // namespace
+
+bool SystemVolumes::openLuks(int index, std::string_view key)
+{
+	Node &node = *nodes_[static_cast<std::size_t>(index)];
+	const std::vector<std::string> env = {"DM_DISABLE_UDEV=1"};
+	if (Status ok = modules_.loadGroup("luks"); !ok) {
+		node.reason = "crypto_LUKS: " + ok.error().message();
+		return false;
+	}
+	// What the header asks of the key derivation, before anything runs
+	// it: a crafted header can ask for hours of PBKDF2 or gigabytes of
+	// Argon2 memory. Slots over the limits are not tried.
+	ToolCommand dump;
+	dump.program = "cryptsetup";
+	dump.args = {"luksDump", "--disable-locks", node.dev};
+	dump.env = env;
+	dump.timeoutMs = kLuksDumpTimeoutMs;
+	Result<ToolResult> dumped = tools_.run(dump);
+	if (!dumped || !dumped->ok()) {
+		node.reason = "crypto_LUKS: unreadable header: " + (dumped ? dumped->summary() : dumped.error().message());
+		return false;
+	}
+	const KdfCosts costs = parseLuksDump(dumped->out);
+	const std::uint64_t available = availableBytes();
+	const std::uint64_t ram = totalRamBytes();
+	std::vector<int> usable;
+	std::string refused;
+	std::uint64_t memoryNeed = 0;
+	for (const KdfSlot &slot : costs.slots) {
+		char why[256] = "";
+		const bool argon = slot.pbkdf.rfind("argon2", 0) == 0;
+		if (!argon && slot.pbkdf != "pbkdf2")
+			std::snprintf(why, sizeof(why), "key slot %d uses an unknown key derivation", slot.id);
+		else if (!argon && slot.iterations > kLuksMaxPbkdf2Iterations)
+			std::snprintf(why, sizeof(why), "key slot %d asks for %llu PBKDF2 iterations, over the limit of %llu",
+				      slot.id, static_cast<unsigned long long>(slot.iterations),
+				      static_cast<unsigned long long>(kLuksMaxPbkdf2Iterations));
+		else if (argon && slot.iterations * std::max<std::uint64_t>(slot.memoryKiB, 1) > kLuksMaxArgonWork)
+			std::snprintf(why, sizeof(why), "key slot %d asks for %llu Argon2 passes over %llu KiB, over the limit",
+				      slot.id, static_cast<unsigned long long>(slot.iterations),
+				      static_cast<unsigned long long>(slot.memoryKiB));
+		else if (argon && slot.memoryKiB * 1024 + kLuksMemoryMargin > available) {
+			// RAM the VM would need: what is in use now, the Argon2
+			// memory and the margin, rounded up to 64 MiB.
+			const std::uint64_t need = ((ram - available + slot.memoryKiB * 1024 + kLuksMemoryMargin) >> 20) + 63;
+			std::snprintf(why, sizeof(why),
+				      "key slot %d needs %llu MiB for Argon2, this VM has %llu MiB free: stop the VM and "
+				      "start it with --memory %llu (within the helper's policy)",
+				      slot.id, static_cast<unsigned long long>(slot.memoryKiB >> 10),
+				      static_cast<unsigned long long>(available >> 20),
+				      static_cast<unsigned long long>(need / 64 * 64));
+		}
+		if (why[0] != '\0') {
+			logf(LogLevel::Warning, "%s: %s: not tried", node.dev.c_str(), why);
+			if (refused.empty())
+				refused = why;
+			continue;
+		}
+		usable.push_back(slot.id);
+		memoryNeed = std::max(memoryNeed, slot.memoryKiB * 1024);
+	}
+	if (costs.digestIterations > kLuksMaxPbkdf2Iterations) {
+		node.reason = "crypto_LUKS: its digest asks for " + std::to_string(costs.digestIterations) +
+			      " PBKDF2 iterations, over the limit of " + std::to_string(kLuksMaxPbkdf2Iterations) + ": not tried";
+		return false;
+	}
+	if (usable.empty()) {
+		node.reason = "crypto_LUKS: " + (refused.empty() ? std::string("no key slot") : refused) + ": not tried";
+		return false;
+	}
+	const std::string name = "fr-luks" + std::to_string(dmSerial_++);
+	// One run for all slots when every slot passed, else one per usable
+	// slot (cryptsetup would otherwise try the refused ones too).
+	std::vector<int> runs = usable.size() == costs.slots.size() ? std::vector<int>{-1} : usable;
+	std::string failure;
+	for (int slot : runs) {
+		ToolCommand open;
+		open.program = "cryptsetup";
+		// Read-only mapping; the key on stdin, every byte of it
+		// (--key-file=-: no newline processing); no locks (nothing else
+		// runs here); no external token handlers.
+		open.args = {"open", "--type", "luks", "--readonly", "--key-file=-", "--disable-locks",
+			     "--disable-external-tokens"};
+		if (slot >= 0)
+			open.args.push_back("--key-slot=" + std::to_string(slot));
+		open.args.push_back(node.dev);
+		open.args.push_back(name);
+		open.env = env;
+		open.input = key;
+		open.timeoutMs = kLuksOpenTimeoutMs;
+		// A header that lies about its costs meets these: the address
+		// space (ENOMEM) and the time limit.
+		open.memoryLimit = memoryNeed + kLuksAddressSpaceMargin;
+		const std::uint64_t start = monotonicMs();
+		Result<ToolResult> result = tools_.run(open);
+		if (!result) {
+			failure = result.error().message();
+			break;
+		}
+		if (result->ok()) {
+			const std::string dev = dmDeviceByName(name);
+			if (dev.empty()) {
+				failure = "cryptsetup: no device-mapper device " + name;
+				break;
+			}
+			node.opened = addDmNode(dev, node.disks);
+			node.reason.clear();
+			logf(LogLevel::Info, "%s (crypto_LUKS) opened read-only as %s in %llu ms", node.dev.c_str(), dev.c_str(),
+			     static_cast<unsigned long long>(monotonicMs() - start));
+			return true;
+		}
+		// cryptsetup's exit 2: no key slot opens with this passphrase.
+		if (result->timedOut)
+			failure = "the key derivation did not finish within " + std::to_string(kLuksOpenTimeoutMs / 1000) + " s";
+		else if (result->exitCode == 2)
+			failure = "locked: the key given does not open it";
+		else
+			failure = "cryptsetup: " + result->summary();
+	}
+	if (!refused.empty() && failure == "locked: the key given does not open it")
+		failure += " (" + refused + ")";
+	node.reason = "crypto_LUKS: " + failure;
+	logf(LogLevel::Info, "%s: %s", node.dev.c_str(), node.reason.c_str());
+	return false;
+}
+
 std::string SystemVolumes::contentReason(const Node &node) const
 {
 	if (!node.reason.empty())
@@ -577,7 +1044,7 @@ std::string SystemVolumes::contentReason(const Node &node) const
 	if (node.type == "ambiguous")
 		return "several signatures (ambiguous): not opened";
 	if (node.type == "crypto_LUKS")
-		return "crypto_LUKS: locked: no key given";
+		return node.opened >= 0 ? std::string() : "crypto_LUKS: locked: no key given";
 	if (fsSpecFor(node.type) == nullptr)
 		return node.type + ": not supported";
 	if (!node.mountError.empty())
@@ -706,6 +1173,17 @@ Result<Resolved> SystemVolumes::resolveNode(int index, const std::vector<std::st
 	Node &node = *nodes_[static_cast<std::size_t>(index)];
 	if (node.aliasOf >= 0)
 		return resolveNode(node.aliasOf, c, from, where);
+	if (node.type == "crypto_LUKS" && node.opened >= 0) {
+		// An opened LUKS volume: its content is the layer "luks".
+		if (c.size() == from) {
+			Resolved out;
+			out.entries.push_back(entryFor(std::string(kLayerLuks), node.opened));
+			return out;
+		}
+		if (c[from] != kLayerLuks)
+			return notInTree(where);
+		return resolveNode(node.opened, c, from + 1, where);
+	}
 	const FsSpec *spec = fsSpecFor(node.type);
 	if (spec == nullptr || !node.reason.empty()) {
 		const std::string reason = contentReason(node);

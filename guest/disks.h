@@ -10,10 +10,17 @@
 //
 //   md         mdadm --assemble --scan --readonly --run (degraded arrays
 //              too; never a resync: the array stays read-only)
-//   LVM        lvm vgchange -ay with every VG in read_only_volume_list, no
+//   LVM        lvm vgchange -ay with every LV in read_only_volume_list, no
 //              locking, no udev, no backups/archives, no thin_check; the
-//              physical volumes are read-only block devices before that
-//   LUKS       listed as locked until a key is given (docs/protocol.md)
+//              physical volumes are read-only block devices before that.
+//              Thin pools: their metadata and data LVs activated as LVM
+//              components (read-only), the pool's dm table built here
+//              with the pool's read_only feature, each thin LV a
+//              read-only thin table on it
+//   LUKS       locked until a key is given (Unlock, docs/protocol.md);
+//              cryptsetup open --readonly, the key on stdin, the key
+//              derivation's costs checked against limits first and
+//              bounded in time and memory
 //
 // Filesystems are mounted read-only on first use. A journal or log that
 // needs replaying (ext3/4, xfs, btrfs) is replayed into a throwaway
@@ -21,6 +28,7 @@
 // possible the filesystem is mounted without replay and every answer about
 // it carries a warning. NTFS is mounted with ntfs-3g (FUSE), read-only.
 
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -67,6 +75,7 @@ public:
 	Status discover();
 
 	Result<Resolved> resolve(const std::vector<std::string_view> &components) override;
+	Result<std::uint32_t> unlock(std::string_view key) override;
 	std::uint32_t diskCount() override;
 	std::uint32_t mountCount() override;
 
@@ -89,6 +98,7 @@ private:
 		std::string mountError;
 		std::string warning;
 		std::map<std::uint64_t, UniqueFd> subvolRoots; // btrfs, by id
+		int opened = -1; // LUKS: the node of the opened volume
 	};
 	struct Disk {
 		std::string name; // "vda"
@@ -106,12 +116,26 @@ private:
 		std::set<std::uint32_t> disks;
 		std::map<std::string, LogicalVolume> lvs;
 	};
+	// One row of `lvs -a`.
+	struct LvRow {
+		std::string vg, name, segtype, pool, dataLv, metadataLv;
+		std::uint64_t sizeBytes = 0, chunkBytes = 0, thinId = 0;
+		bool hasThinId = false;
+	};
 
 	Status scan();
 	int addNode(const std::string &sysName, std::set<std::uint32_t> disks);
 	void probeNode(Node &node, bool partitions);
 	void assembleMd();
 	void activateLvm();
+	// The thin pools of `vg` and the thin LVs on them (rows of lvs -a).
+	void activateThin(const std::string &vg, const std::vector<LvRow> &rows,
+			  const std::function<Result<ToolResult>(std::vector<std::string>)> &lvm);
+	Result<std::string> activateComponent(const std::string &vg, const std::string &lv,
+					      const std::function<Result<ToolResult>(std::vector<std::string>)> &lvm);
+	int addDmNode(const std::string &dev, std::set<std::uint32_t> disks);
+	// Opens one locked LUKS volume with `key`: true when it opened.
+	bool openLuks(int index, std::string_view key);
 	Result<Resolved> resolveNode(int index, const std::vector<std::string_view> &components, std::size_t from,
 				     const std::string &where);
 	Result<int> mountNode(int index, const std::string &where);
@@ -141,6 +165,7 @@ private:
 	std::string mdError_;
 	std::uint32_t mounts_ = 0;
 	unsigned cows_ = 0;
+	unsigned dmSerial_ = 0; // names of our own dm devices (thin, LUKS)
 };
 
 } // namespace fr::guest

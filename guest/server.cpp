@@ -177,6 +177,9 @@ Connection::Step Connection::dispatch(const FrameReader::Frame &frame)
 	case proto::FrameType::Extract:
 		done = serveExtract(frame.body);
 		break;
+	case proto::FrameType::Unlock:
+		done = serveUnlock(frame.body);
+		break;
 	default: // Auth again
 		done = sendFailure(proto::ErrorCode::BadRequest, EINVAL,
 				   frame.type == proto::FrameType::Auth ? "already authenticated"
@@ -230,6 +233,23 @@ Status Connection::serveExtract(std::span<const std::uint8_t> body)
 	if (result && out_.entries() != 1)
 		result = Error(EIO, "extract", "handler sent no object entry"); // a bug
 	return finish(result, false);
+}
+
+Status Connection::serveUnlock(std::span<const std::uint8_t> body)
+{
+	Result<proto::UnlockRequest> request = proto::decode<proto::UnlockRequest>(body);
+	// The key now lives in the request only: the frame's bytes are wiped
+	// (`body` points into the reader's buffer and is not used again).
+	reader_.wipe();
+	if (!request)
+		return finish(request.error(), true);
+	Result<std::uint64_t> opened = handler_.unlock(request->key);
+	if (!opened)
+		return finish(opened.error(), true);
+	if (Status ok = out_.message(proto::End{*opened}); !ok)
+		return ok;
+	return out_.flush();
+	// `request` wipes the key as it goes out of scope.
 }
 
 Status Connection::finish(const Status &result, bool countEntries)

@@ -38,6 +38,9 @@ public:
 	virtual Status list(std::string_view path, Responder &out) = 0;
 	// Must send exactly one Entry (the object) before any data.
 	virtual Status extract(const proto::ExtractRequest &request, Responder &out) = 0;
+	// Tries a LUKS key on every locked LUKS volume; the number opened.
+	// `key` is a secret: not to be logged or kept (the caller wipes it).
+	virtual Result<std::uint64_t> unlock(std::string_view key) = 0;
 };
 
 struct ConnectionOptions {
@@ -90,6 +93,7 @@ private:
 	void serveStop();
 	Status serveList(std::span<const std::uint8_t> body);
 	Status serveExtract(std::span<const std::uint8_t> body);
+	Status serveUnlock(std::span<const std::uint8_t> body);
 	// Ends a list's or an extract's response with its trailer: End with
 	// what was sent (entries or bytes), or Failure from `result`.
 	Status finish(const Status &result, bool countEntries);

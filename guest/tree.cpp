@@ -24,14 +24,36 @@ constexpr std::uint64_t kLogListingEntries = 100000;
 constexpr std::size_t kListBatchEntries = 65536;
 constexpr std::size_t kListBatchBytes = std::size_t{4} << 20;
 
-proto::Entry virtualDir(std::string name, std::uint64_t size = 0)
+// A reason or warning as one line of text the protocol carries: control
+// bytes (tool output quoting hostile metadata may hold any) become spaces,
+// and it ends at kMessageMax bytes.
+std::string oneLine(std::string_view text)
+{
+	std::string out(text.substr(0, proto::kMessageMax));
+	for (char &c : out)
+		if (static_cast<unsigned char>(c) < 0x20 || c == 0x7f)
+			c = ' ';
+	return out;
+}
+
+proto::Entry virtualDir(const VolumeEntry &volume)
 {
 	proto::Entry entry;
 	entry.type = proto::EntryType::Directory;
+	entry.isVirtual = true;
 	entry.mode = 0555;
-	entry.size = size;
-	entry.name = std::move(name);
+	entry.size = volume.sizeBytes;
+	entry.name = volume.name;
+	entry.reason = oneLine(volume.reason);
 	return entry;
+}
+
+// The response's first frame, when the filesystem has something to say.
+Status sendWarning(const Resolved &resolved, Responder &out)
+{
+	if (resolved.warning.empty())
+		return {};
+	return out.message(proto::Warning{oneLine(resolved.warning)});
 }
 
 std::uint64_t uptimeMs() noexcept
@@ -82,19 +104,16 @@ Status TreeHandler::list(std::string_view path, Responder &out)
 	Result<Resolved> resolved = volumes_.resolve(vp->components);
 	if (!resolved)
 		return resolved.error();
-	if (!resolved->warning.empty())
-		logf(LogLevel::Info, "list: %s", resolved->warning.c_str());
+	if (Status ok = sendWarning(*resolved, out); !ok)
+		return ok;
 	const std::vector<VolumeEntry> &virtualEntries =
 		resolved->isFilesystem ? resolved->rootExtras : resolved->entries;
 	if (!resolved->isFilesystem || resolved->rest.empty()) {
-		for (const VolumeEntry &v : virtualEntries) {
-			// The reason is logged until the protocol carries it; the
-			// entry is listed either way: a volume never vanishes.
-			if (!v.reason.empty())
-				logf(LogLevel::Info, "list: %s: %s", v.name.c_str(), v.reason.c_str());
-			if (Status ok = out.entry(virtualDir(v.name, v.sizeBytes)); !ok)
+		// A volume that cannot be opened is listed with its reason: it
+		// never vanishes.
+		for (const VolumeEntry &v : virtualEntries)
+			if (Status ok = out.entry(virtualDir(v)); !ok)
 				return ok;
-		}
 	}
 	if (!resolved->isFilesystem)
 		return {};
@@ -207,8 +226,8 @@ Status TreeHandler::extract(const proto::ExtractRequest &request, Responder &out
 	if (!resolved->isFilesystem)
 		return Error::invalid(EOPNOTSUPP, "extract", request.path.substr(0, 64),
 				      "only paths inside a filesystem can be extracted");
-	if (!resolved->warning.empty())
-		logf(LogLevel::Info, "extract: %s", resolved->warning.c_str());
+	if (Status ok = sendWarning(*resolved, out); !ok)
+		return ok;
 	if (resolved->rest.empty())
 		return extractObject(resolved->root, "", vp->lastName, request.format, request.compression, out);
 	const auto [parent, name] = splitRest(resolved->rest);
@@ -216,6 +235,19 @@ Status TreeHandler::extract(const proto::ExtractRequest &request, Responder &out
 	if (!dir)
 		return dir.error();
 	return extractObject(dir->get(), name, name, request.format, request.compression, out);
+}
+
+Result<std::uint64_t> TreeHandler::unlock(std::string_view key)
+{
+	Activity::Hold hold(activity_);
+	const std::uint64_t start = monotonicMs();
+	Result<std::uint32_t> opened = volumes_.unlock(key);
+	if (opened)
+		logf(LogLevel::Info, "unlock: %u LUKS volume(s) opened in %llu ms", *opened,
+		     static_cast<unsigned long long>(monotonicMs() - start));
+	if (!opened)
+		return opened.error();
+	return std::uint64_t{*opened};
 }
 
 } // namespace fr::guest

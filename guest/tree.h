@@ -21,6 +21,7 @@ public:
 	void stop() override;
 	Status list(std::string_view path, Responder &out) override;
 	Status extract(const proto::ExtractRequest &request, Responder &out) override;
+	Result<std::uint64_t> unlock(std::string_view key) override;
 
 private:
 	Status listFilesystem(int root, const std::string &rest, const std::string &lastName, Responder &out);

@@ -56,6 +56,12 @@ public:
 	// outside the tree; a volume that cannot be opened answers its reason
 	// as the error (EOPNOTSUPP, ENOKEY, or the mount's errno).
 	virtual Result<Resolved> resolve(const std::vector<std::string_view> &components) = 0;
+	// Tries a LUKS key (a secret: never logged, never kept) on every LUKS
+	// volume that is still locked, opens what it unlocks read-only, and
+	// the volume layers found inside (LVM on LUKS, LUKS on LVM). Returns
+	// how many volumes it opened; a volume it does not open keeps (or
+	// gets) its reason.
+	virtual Result<std::uint32_t> unlock(std::string_view key) = 0;
 	virtual std::uint32_t diskCount() = 0;
 	virtual std::uint32_t mountCount() = 0;
 };

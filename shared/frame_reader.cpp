@@ -66,6 +66,34 @@ Result<FrameReader::Frame> FrameReader::next(int timeoutMs)
 	return Frame{header->type, std::span<const std::uint8_t>(body_)};
 }
 
+namespace {
+
+// Zeroes [from, capacity) of `bytes` and keeps its size.
+void zeroFrom(std::vector<std::uint8_t> &bytes, std::size_t from) noexcept
+{
+	const std::size_t size = bytes.size();
+	std::memset(bytes.data() + from, 0, size - from);
+	// The spare capacity may hold bytes of earlier contents (compaction
+	// moves unread bytes down and shrinks the size).
+	bytes.resize(bytes.capacity()); // value-initialised: zeros, no reallocation
+	std::memset(bytes.data() + size, 0, bytes.size() - size);
+	bytes.resize(size);
+}
+
+} // namespace
+
+void FrameReader::wipe() noexcept
+{
+	zeroFrom(body_, 0);
+	body_.clear();
+	// in_[0, pos_) was consumed; in_[pos_, size) is still unread.
+	std::memset(in_.data(), 0, pos_);
+	const std::size_t size = in_.size();
+	in_.resize(in_.capacity());
+	std::memset(in_.data() + size, 0, in_.size() - size);
+	in_.resize(size);
+}
+
 Status FrameReader::readBody(std::size_t length, int timeoutMs)
 {
 	body_.resize(length);

@@ -62,6 +62,11 @@ public:
 	// (EPROTO, EMSGSIZE), after which the stream is out of step.
 	Result<Frame> next(int timeoutMs);
 
+	// Zeroes the last frame's body and every byte already consumed, over
+	// the buffers' whole capacity (a secret that was read: a LUKS key).
+	// The current frame's body is invalid afterwards.
+	void wipe() noexcept;
+
 private:
 	Status readBody(std::size_t length, int timeoutMs);
 

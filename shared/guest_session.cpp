@@ -204,8 +204,10 @@ Result<std::uint64_t> GuestSession::exchange(const std::vector<std::uint8_t> &re
 		std::vector<std::uint8_t> out = std::move(pendingAuth_);
 		pendingAuth_.clear();
 		out.insert(out.end(), request.begin(), request.end());
-		if (Status ok = send(out); !ok)
-			return ok.error();
+		Status sent = send(out);
+		proto::wipeSecret(out); // the request may hold a key (Unlock)
+		if (!sent)
+			return sent.error();
 		// AuthOk precedes the response and is not part of it (flow
 		// control counts the response's bytes only).
 		if (Status ok = awaitAuthOk(); !ok)
@@ -215,10 +217,22 @@ Result<std::uint64_t> GuestSession::exchange(const std::vector<std::uint8_t> &re
 	}
 	received_ = 0;
 	acked_ = 0;
-	for (;;) {
+	warning_.clear();
+	for (bool first = true;; first = false) {
 		Result<FrameReader::Frame> frame = readFrame();
 		if (!frame)
 			return frame.error();
+		if (frame->type == proto::FrameType::Warning) {
+			// At most one, and only as the response's first frame.
+			if (!first)
+				return broken(Error::invalid(EPROTO, "protocol", object.substr(0, 64),
+							     "a warning that is not the response's first frame"));
+			Result<proto::Warning> warning = proto::decode<proto::Warning>(frame->body);
+			if (!warning)
+				return broken(warning.error());
+			warning_ = std::move(warning->text);
+			continue;
+		}
 		if (frame->type == proto::FrameType::Failure)
 			return guestError(*frame, object);
 		if (frame->type == proto::FrameType::End) {
@@ -270,6 +284,29 @@ Status GuestSession::stop()
 		return count.error();
 	usable_ = false; // the guest is powering off
 	return {};
+}
+
+Result<std::uint64_t> GuestSession::unlock(std::string_view key, int timeoutMs)
+{
+	if (Status ok = ready(); !ok)
+		return ok.error();
+	if (key.empty() || key.size() > proto::kKeyMax)
+		return Error::invalid(EINVAL, "unlock", "key", "%zu bytes (1 to %zu allowed)", key.size(),
+				      proto::kKeyMax);
+	std::vector<std::uint8_t> request;
+	{
+		const proto::UnlockRequest message(key);
+		proto::encode(request, message);
+	} // the message's copy of the key is wiped here
+	const int saved = timeoutMs_;
+	timeoutMs_ = timeoutMs > 0 ? timeoutMs : 1;
+	Result<std::uint64_t> count =
+		exchange(request, "unlock", [](const FrameReader::Frame &frame) noexcept -> Status {
+			return unexpected(frame.type, "unlock");
+		});
+	timeoutMs_ = saved;
+	proto::wipeSecret(request);
+	return count;
 }
 
 Status GuestSession::list(std::string_view path, EntryCallback onEntry)

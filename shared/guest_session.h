@@ -29,6 +29,7 @@
 #include <cstdint>
 #include <memory>
 #include <span>
+#include <string>
 #include <string_view>
 #include <vector>
 
@@ -92,6 +93,20 @@ public:
 	Status extract(std::string_view path, proto::ExtractFormat format, proto::Compression compression,
 		       EntryCallback onStart, DataCallback onData);
 
+	// Gives the guest a LUKS key (docs/protocol.md, "Unlock"): it tries it
+	// on every LUKS volume still locked and opens what it unlocks,
+	// read-only. Returns how many volumes it opened. `key` (1..kKeyMax
+	// bytes) is copied into the request only, which is wiped once sent.
+	// The guest bounds each key derivation in time and memory; this call
+	// waits up to timeoutMs for its answer (several volumes under TCG take
+	// minutes).
+	Result<std::uint64_t> unlock(std::string_view key, int timeoutMs);
+
+	// The warning the guest attached to the last list or extract response
+	// ("journal not replayed: ..."), empty when none. Hostile text: escape
+	// it to display.
+	const std::string &warning() const noexcept { return warning_; }
+
 	bool usable() const noexcept { return stream_ != nullptr && usable_; }
 
 private:
@@ -127,6 +142,7 @@ private:
 	std::uint64_t received_ = 0; // bytes of the current response
 	std::uint64_t acked_ = 0;
 	std::vector<std::uint8_t> pendingAuth_; // our Auth frame, sent with the first request
+	std::string warning_;                   // of the current response
 };
 
 } // namespace fr

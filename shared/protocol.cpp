@@ -318,12 +318,15 @@ std::size_t FieldReader::length16(const std::string &, std::size_t min, std::siz
 void FieldReader::text(std::string &field, std::size_t n)
 {
 	// n was checked against its field's cap, and bytes() against the body.
-	field = toString(in_.bytes(n));
+	// Assigned in place: no temporary copy (a key is a secret).
+	const std::span<const std::uint8_t> bytes = in_.bytes(n);
+	field.assign(reinterpret_cast<const char *>(bytes.data()), bytes.size());
 }
 
 void FieldReader::rest(std::string &field)
 {
-	field = toString(in_.bytes(in_.remaining()));
+	const std::span<const std::uint8_t> bytes = in_.bytes(in_.remaining());
+	field.assign(reinterpret_cast<const char *>(bytes.data()), bytes.size());
 }
 
 void FieldReader::padded(std::string &field, std::size_t n)
@@ -417,6 +420,36 @@ Status checkLinkTarget(std::string_view target) noexcept
 	if (target.find('\0') != std::string_view::npos)
 		return Error::invalid(EPROTO, "protocol", shown(target), "link target contains a NUL byte");
 	return {};
+}
+
+Status checkText(std::string_view text, const char *what) noexcept
+{
+	if (text.size() > kMessageMax)
+		return Error::invalid(EPROTO, "protocol", what, "%s of %zu bytes", what, text.size());
+	if (text.find('\0') != std::string_view::npos)
+		return Error::invalid(EPROTO, "protocol", what, "%s contains a NUL byte", what);
+	return {};
+}
+
+// --- secrets -------------------------------------------------------------------
+
+void wipeSecret(std::string &bytes) noexcept
+{
+	// capacity() bytes from data(): a moved-from short string still holds
+	// its bytes in its own buffer.
+	sodium_memzero(bytes.data(), bytes.capacity());
+	bytes.clear();
+}
+
+void wipeSecret(std::vector<std::uint8_t> &bytes) noexcept
+{
+	sodium_memzero(bytes.data(), bytes.capacity());
+	bytes.clear();
+}
+
+UnlockRequest::~UnlockRequest()
+{
+	wipeSecret(key);
 }
 
 int errnoForCode(ErrorCode code) noexcept

@@ -81,7 +81,8 @@ inline constexpr std::size_t kMaxBodySize = kMaxFrameSize - kFrameHeaderSize;
 // Limits on the contents (checked by every decoder, on both ends).
 inline constexpr std::size_t kNameMax = 255;   // one directory entry name
 inline constexpr std::size_t kPathMax = 4096;  // a request path, a symlink target
-inline constexpr std::size_t kMessageMax = 1024; // an error text
+inline constexpr std::size_t kMessageMax = 1024; // an error text, a reason, a warning
+inline constexpr std::size_t kKeyMax = 4096;     // a LUKS key or passphrase (Unlock)
 inline constexpr std::size_t kVersionTextSize = 16;
 
 // The fixed parts of the bodies (the frame table below, and docs/protocol.md).
@@ -91,6 +92,13 @@ inline constexpr std::size_t kStatusInfoSize = 48;
 inline constexpr std::size_t kEntryFixed = 36;
 inline constexpr std::size_t kEndSize = 8;
 inline constexpr std::size_t kErrorFixed = 12;
+inline constexpr std::size_t kWarningFixed = 4;
+inline constexpr std::size_t kUnlockFixed = 8; // length, reserved, end mark
+
+// An Unlock request's body ends with these bytes: a request that the sync
+// padding completed (kSyncPaddingSize) ends in zeros and is refused, as
+// every other request ends in bytes that may not be zero.
+inline constexpr std::array<std::uint8_t, 4> kUnlockEndMark = {'K', 'E', 'Y', '.'};
 
 // The daemon sends file contents in Data frames of at most this size.
 inline constexpr std::size_t kDataChunkSize = std::size_t{256} << 10;
@@ -117,6 +125,7 @@ enum class FrameType : std::uint8_t {
 	List = 0x04,
 	Extract = 0x05,
 	Ack = 0x06, // flow control, only while a response is streaming
+	Unlock = 0x07, // a LUKS key for the locked volumes
 	// guest -> host
 	AuthOk = 0x41,
 	StatusInfo = 0x42,
@@ -124,6 +133,7 @@ enum class FrameType : std::uint8_t {
 	Data = 0x44,
 	End = 0x45,    // success trailer
 	Failure = 0x46, // error trailer
+	Warning = 0x47, // said about the filesystem a response is about
 };
 
 // The end that receives a frame: each end accepts only the other end's types.
@@ -151,12 +161,17 @@ inline constexpr FrameSpec kFrames[] = {
 	{FrameType::List, Direction::ToGuest, 0, kPathMax, "list request"},
 	{FrameType::Extract, Direction::ToGuest, 0, kExtractRequestFixed + kPathMax, "extract request"},
 	{FrameType::Ack, Direction::ToGuest, kAckSize, kAckSize, "ack"},
+	{FrameType::Unlock, Direction::ToGuest, 0, kUnlockFixed + kKeyMax, "unlock request"},
 	{FrameType::AuthOk, Direction::ToHost, 0, 0, "auth ok"},
 	{FrameType::StatusInfo, Direction::ToHost, kStatusInfoSize, kStatusInfoSize, "status"},
-	{FrameType::Entry, Direction::ToHost, kEntryFixed, kEntryFixed + kNameMax + kPathMax, "entry"},
+	// A link target (symlinks only) and a reason (virtual directories only)
+	// never come together.
+	{FrameType::Entry, Direction::ToHost, kEntryFixed, kEntryFixed + kNameMax + (kPathMax > kMessageMax ? kPathMax : kMessageMax),
+	 "entry"},
 	{FrameType::Data, Direction::ToHost, 1, kMaxBodySize, "data"},
 	{FrameType::End, Direction::ToHost, kEndSize, kEndSize, "end"},
 	{FrameType::Failure, Direction::ToHost, kErrorFixed, kErrorFixed + kMessageMax, "failure"},
+	{FrameType::Warning, Direction::ToHost, kWarningFixed + 1, kWarningFixed + kMessageMax, "warning"},
 };
 
 // The row of `type` (a byte off the wire), or nullptr for an unknown type.
@@ -244,6 +259,9 @@ Status checkName(std::string_view name) noexcept;
 Status checkPath(std::string_view path) noexcept;
 // A symlink target: 0..kPathMax bytes, no NUL.
 Status checkLinkTarget(std::string_view target) noexcept;
+// A reason or a warning: at most kMessageMax bytes, no NUL. `what` names
+// it in the error.
+Status checkText(std::string_view text, const char *what) noexcept;
 
 // What an encoder does with a text longer than its length field allows.
 enum class Overlong { Trap, Truncate };
@@ -337,6 +355,39 @@ struct Ack {
 	}
 };
 
+// A LUKS key or passphrase, tried on every locked LUKS volume of the VM
+// (docs/protocol.md, "Unlock"). The key is a secret: the destructor wipes
+// it (also the buffer of a moved-from short string), it is never copied,
+// never logged.
+struct UnlockRequest {
+	static constexpr FrameType kType = FrameType::Unlock;
+	std::string key; // 1..kKeyMax bytes, any bytes
+	std::array<std::uint8_t, 4> endMark = kUnlockEndMark;
+
+	UnlockRequest() = default;
+	explicit UnlockRequest(std::string_view bytes) : key(bytes) {}
+	UnlockRequest(UnlockRequest &&) = default;
+	UnlockRequest &operator=(UnlockRequest &&) = default;
+	UnlockRequest(const UnlockRequest &) = delete;
+	UnlockRequest &operator=(const UnlockRequest &) = delete;
+	~UnlockRequest();
+
+	template <typename Io, typename M>
+	static void fields(Io &io, M &m)
+	{
+		const std::size_t length = io.length16(m.key, 1, kKeyMax, "key");
+		io.reserved(2);
+		io.text(m.key, length);
+		io.array(m.endMark);
+		io.require(m.endMark == kUnlockEndMark, "the body does not end with the unlock end mark");
+	}
+};
+
+// Wipes `bytes` (a secret) over its whole capacity: the bytes a short
+// string kept in its own buffer after a move, too.
+void wipeSecret(std::string &bytes) noexcept;
+void wipeSecret(std::vector<std::uint8_t> &bytes) noexcept;
+
 // Guest -> host.
 
 struct AuthOk {
@@ -374,21 +425,30 @@ struct StatusInfo {
 struct Entry {
 	static constexpr FrameType kType = FrameType::Entry;
 	EntryType type = EntryType::File;
+	// A node of the VM's virtual tree (a disk, a bucket, a partition, a
+	// volume group, a logical volume, an md array, a LUKS layer, a
+	// subvolume): always a directory; not an object of a filesystem.
+	bool isVirtual = false;
 	std::uint32_t mode = 0; // permission bits only (<= 07777)
 	std::uint64_t size = 0;
 	std::int64_t mtimeSec = 0;
 	std::uint32_t mtimeNsec = 0;
 	std::string name;       // 1..255 bytes, no '/' or NUL, not "." or ".."
 	std::string linkTarget; // symlinks only, <= 4096 bytes, no NUL
+	// Virtual entries only: why this volume cannot be opened, one line
+	// starting with its type ("crypto_LUKS: locked: no key given"); <= 1024
+	// bytes (the encoder truncates a longer one), no NUL; hostile: escape
+	// to display.
+	std::string reason;
 
 	template <typename Io, typename M>
 	static void fields(Io &io, M &m)
 	{
 		io.enumeration(m.type, EntryType::File, EntryType::Socket, "type");
-		io.reserved(1);
+		io.flag(m.isVirtual);
 		const std::size_t name = io.length16(m.name, 1, kNameMax, "name");
 		const std::size_t target = io.length16(m.linkTarget, 0, kPathMax, "link target");
-		io.reserved(2);
+		const std::size_t reason = io.length16(m.reason, 0, kMessageMax, "reason", Overlong::Truncate);
 		io.number(m.mode);
 		io.number(m.size);
 		io.number(m.mtimeSec);
@@ -396,12 +456,16 @@ struct Entry {
 		io.reserved(4);
 		io.text(m.name, name);
 		io.text(m.linkTarget, target);
+		io.text(m.reason, reason);
 		io.require(m.mode <= 07777, "mode 0%o has bits beyond 07777", m.mode);
 		io.require(m.mtimeNsec < 1000000000U, "mtime nanoseconds %u out of range", m.mtimeNsec);
 		io.require(m.type == EntryType::Symlink || m.linkTarget.empty(),
 			   "link target on an entry that is not a symlink");
+		io.require(!m.isVirtual || m.type == EntryType::Directory, "a virtual entry that is not a directory");
+		io.require(m.isVirtual || m.reason.empty(), "reason on an entry that is not virtual");
 		io.check(checkName(m.name));
 		io.check(checkLinkTarget(m.linkTarget));
+		io.check(checkText(std::string_view(m.reason).substr(0, reason), "reason"));
 	}
 };
 
@@ -436,6 +500,23 @@ struct Failure {
 			io.length16(m.message, 0, kMessageMax, "message", Overlong::Truncate);
 		io.reserved(2);
 		io.text(m.message, length);
+	}
+};
+
+// Said once at the start of a list or extract response, before its first
+// Entry, about the filesystem the response is about: "journal not
+// replayed: the newest changes may be missing". At most one per response.
+struct Warning {
+	static constexpr FrameType kType = FrameType::Warning;
+	std::string text; // 1..1024 bytes (the encoder truncates), no NUL; hostile: escape to display
+
+	template <typename Io, typename M>
+	static void fields(Io &io, M &m)
+	{
+		const std::size_t length = io.length16(m.text, 1, kMessageMax, "warning", Overlong::Truncate);
+		io.reserved(2);
+		io.text(m.text, length);
+		io.check(checkText(std::string_view(m.text).substr(0, length), "warning"));
 	}
 };
 

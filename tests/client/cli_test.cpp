@@ -63,6 +63,11 @@ protected:
 		test::writeFile(repo_ / "vm/100/snap/drive-scsi1.qcow2", qcow2);
 		test::writeFile(repo_ / "vm/100/snap/index.json", "{}");
 
+		guest_.dirs["/"] = {
+			{.name = "disk0", .type = EntryType::Virtual},
+			{.name = "disk1", .type = EntryType::Virtual},
+			{.name = "lvm", .type = EntryType::Virtual},
+		};
 		guest_.dirs["/disk0/part/1/etc"] = {
 			{.name = "hostname", .type = EntryType::File, .size = 6, .mode = 0100644, .mtime = 1700000000},
 			{.name = "bad\xff\x1b[31mname", .type = EntryType::File, .size = 1, .mode = 0100600, .mtime = 0},
@@ -143,6 +148,11 @@ protected:
 			{
 				return inner_->list(path, cb);
 			}
+			Result<std::uint64_t> unlock(std::string_view key, std::chrono::milliseconds timeout) override
+			{
+				return inner_->unlock(key, timeout);
+			}
+			std::string warning() const override { return inner_->warning(); }
 			Status extract(std::string_view path, ExtractFormat format, bool zstd,
 				       EntryCallback onStart, DataCallback cb) override
 			{
@@ -181,22 +191,122 @@ protected:
 	test::FakeGuest guest_;
 };
 
-TEST_F(CliTest, ListsArchivesWithoutAVm)
+TEST_F(CliTest, ListsArchivesAndTheVolumeTreesSpanningThem)
 {
+	// The archives, then the guest's trees that no one archive holds (a
+	// volume group spanning archives): the VM is asked.
 	Outcome r = run(cmd({"list"}, {"/"}));
 	ASSERT_EQ(r.code, 0) << r.err;
+	EXPECT_EQ(r.out.find("drive-scsi0.img\n"), r.out.find("drive-scsi0.img"));
 	EXPECT_NE(r.out.find("drive-scsi0.img\n"), std::string::npos);
 	EXPECT_NE(r.out.find("drive-scsi1.qcow2\n"), std::string::npos);
+	EXPECT_NE(r.out.find(" lvm\n"), std::string::npos) << r.out;
+	EXPECT_EQ(r.out.find("disk0"), std::string::npos) << r.out; // the guest's own names stay inside
 	EXPECT_EQ(r.out.find("index.json"), std::string::npos);
-	EXPECT_FALSE(test::exists(scratch_ / "calls")); // no VM was started
+	EXPECT_TRUE(test::exists(scratch_ / "calls")); // a VM was started
 
 	r = run(cmd({"--output-format", "json", "list"}, {}));
 	ASSERT_EQ(r.code, 0);
 	const json doc = json::parse(r.out);
-	ASSERT_EQ(doc.size(), 2U);
+	ASSERT_EQ(doc.size(), 3U);
 	EXPECT_EQ(doc[0]["filepath"], base64Encode("/drive-scsi0.img"));
 	EXPECT_EQ(doc[0]["type"], "v");
 	EXPECT_EQ(doc[0]["leaf"], false);
+	EXPECT_EQ(doc[2]["filepath"], base64Encode("/lvm"));
+	EXPECT_EQ(doc[2]["type"], "v");
+
+	// "/lvm/..." goes to the guest as it is.
+	guest_.dirs["/lvm/vgspan"] = {{.name = "wide", .type = EntryType::Virtual}};
+	r = run(cmd({"list"}, {"/lvm/vgspan"}));
+	ASSERT_EQ(r.code, 0) << r.err;
+	EXPECT_NE(r.out.find(" wide\n"), std::string::npos) << r.out;
+}
+
+TEST_F(CliTest, WhenTheVmCannotStartTheArchivesAreStillListed)
+{
+	::setenv("FAKE_HELPER_MODE", "denied", 1);
+	Outcome r = run(cmd({"--output-format", "json", "list"}, {"/"}));
+	EXPECT_NE(r.code, 0);
+	const json doc = json::parse(r.out, nullptr, false);
+	ASSERT_TRUE(doc.is_array()) << r.out;
+	EXPECT_EQ(doc.size(), 2U);
+	EXPECT_FALSE(r.err.empty());
+}
+
+TEST_F(CliTest, ReasonsAndWarningsFromTheGuest)
+{
+	guest_.dirs["/disk0/part"] = {
+		{.name = "1", .type = EntryType::Virtual},
+		{.name = "2", .type = EntryType::Virtual, .reason = "crypto_LUKS: locked: no key given"},
+	};
+	Outcome r = run(cmd({"list"}, {"/drive-scsi0.img/part"}));
+	ASSERT_EQ(r.code, 0) << r.err;
+	EXPECT_NE(r.out.find(" 2  [crypto_LUKS: locked: no key given]\n"), std::string::npos) << r.out;
+	r = run(cmd({"--output-format", "json", "list"}, {"/drive-scsi0.img/part"}));
+	ASSERT_EQ(r.code, 0) << r.err;
+	json doc = json::parse(r.out);
+	EXPECT_FALSE(doc[0].contains("reason"));
+	EXPECT_EQ(doc[1]["reason"], "crypto_LUKS: locked: no key given");
+
+	// A warning: once on stderr, on every entry in JSON, for extracts too.
+	const std::string warning = "journal not replayed: the newest changes may be missing";
+	guest_.warnings["/disk0/part/1"] = warning;
+	r = run(cmd({"--output-format", "json", "list"}, {"/drive-scsi0.img/part/1/etc"}));
+	ASSERT_EQ(r.code, 0) << r.err;
+	doc = json::parse(r.out);
+	ASSERT_EQ(doc.size(), 4U);
+	for (const json &entry : doc)
+		EXPECT_EQ(entry["warning"], warning);
+	EXPECT_EQ(r.err, "file-restore: warning: " + warning + "\n");
+	r = run(cmd({"extract"}, {"/drive-scsi0.img/part/1/etc/hostname", "-"}));
+	ASSERT_EQ(r.code, 0) << r.err;
+	EXPECT_EQ(r.out, "guest\n");
+	EXPECT_EQ(r.err, "file-restore: warning: " + warning + "\n");
+	// Elsewhere: nothing.
+	guest_.warnings.clear();
+	r = run(cmd({"list"}, {"/drive-scsi0.img/part/1/etc"}));
+	EXPECT_EQ(r.err, "");
+}
+
+TEST_F(CliTest, LuksKeysComeFromAFileOrADescriptorNeverTheCommandLine)
+{
+	test::writeFile(scratch_ / "key", std::string("\x01key\nfile\0", 10));
+	Outcome r = run(cmd({"list", "--luks-key-file", scratch_ / "key"}, {"/drive-scsi0.img/part/1/etc"}));
+	ASSERT_EQ(r.code, 0) << r.err;
+	// Every byte of a key file, newlines and NULs included.
+	ASSERT_EQ(guest_.keys.size(), 1U);
+	EXPECT_EQ(guest_.keys[0], std::string("\x01key\nfile\0", 10));
+	// Not in the helper's argv, nor anywhere the client wrote.
+	EXPECT_EQ(readFile(scratch_ / "calls").find("key\nfile"), std::string::npos);
+
+	// A passphrase from a descriptor: up to the newline.
+	int fds[2];
+	ASSERT_EQ(::pipe(fds), 0);
+	ASSERT_EQ(::write(fds[1], "pass phrase\nrest", 16), 16);
+	::close(fds[1]);
+	r = run(cmd({"extract", "--luks-passphrase-fd", std::to_string(fds[0])},
+		    {"/drive-scsi0.img/part/1/etc/hostname", "-"}));
+	::close(fds[0]);
+	ASSERT_EQ(r.code, 0) << r.err;
+	ASSERT_EQ(guest_.keys.size(), 2U);
+	EXPECT_EQ(guest_.keys[1], "pass phrase");
+
+	// What cannot be a key fails before any VM is asked.
+	test::writeFile(scratch_ / "empty", "");
+	test::writeFile(scratch_ / "huge", std::string(4097, 'k'));
+	for (const std::vector<std::string> &args :
+	     {cmd({"list", "--luks-key-file", scratch_ / "empty"}, {"/drive-scsi0.img"}),
+	      cmd({"list", "--luks-key-file", scratch_ / "huge"}, {"/drive-scsi0.img"}),
+	      cmd({"list", "--luks-key-file", scratch_ / "missing"}, {"/drive-scsi0.img"}),
+	      cmd({"list", "--luks-passphrase-fd", "987"}, {"/drive-scsi0.img"}),
+	      cmd({"list", "--luks-passphrase-fd", "1"}, {"/drive-scsi0.img"}),
+	      cmd({"list", "--luks-key-file", scratch_ / "key", "--luks-passphrase-fd", "0"}, {"/drive-scsi0.img"})}) {
+		const std::size_t before = guest_.keys.size();
+		r = run(args);
+		EXPECT_NE(r.code, 0) << args[1];
+		EXPECT_NE(r.err.find("luks"), std::string::npos) << r.err;
+		EXPECT_EQ(guest_.keys.size(), before);
+	}
 }
 
 TEST_F(CliTest, ListsADirectoryInTextAndJson)

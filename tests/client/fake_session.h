@@ -39,6 +39,11 @@ struct FakeGuest {
 	int signalAfterFirstChunk = 0;
 	int handshakes = 0;
 	int failHandshakes = 0; // the first N handshakes fail (as if mid-boot)
+	// guest path -> the warning the guest attaches to answers about it
+	std::map<std::string, std::string> warnings;
+	// The LUKS keys given (unlock), and how many volumes each opens.
+	std::vector<std::string> keys;
+	std::uint64_t unlockOpens = 1;
 };
 
 class FakeSession final : public VmSession {
@@ -59,8 +64,15 @@ public:
 			return Error(errno, "send", "stop");
 		return {};
 	}
+	Result<std::uint64_t> unlock(std::string_view key, std::chrono::milliseconds) override
+	{
+		guest_.keys.emplace_back(key);
+		return guest_.unlockOpens;
+	}
+	std::string warning() const override { return warning_; }
 	Status list(std::string_view path, EntryCallback onEntry) override
 	{
+		warning_ = warningFor(path);
 		const auto it = guest_.dirs.find(std::string(path));
 		if (it == guest_.dirs.end())
 			return Error::invalid(ENOENT, "guest", std::string(path),
@@ -70,7 +82,9 @@ public:
 			if (sent++ == guest_.listFailAfter)
 				return Error::invalid(EIO, "guest", std::string(path),
 						      "IoError: Input/output error").withKind(ErrorKind::Guest);
-			Status ok = onEntry(entry);
+			GuestEntry shown = entry;
+			shown.warning = warning_; // as the real session does
+			Status ok = onEntry(shown);
 			if (!ok)
 				return ok;
 		}
@@ -79,6 +93,7 @@ public:
 	Status extract(std::string_view path, ExtractFormat, bool, EntryCallback onStart,
 		       DataCallback onData) override
 	{
+		warning_ = warningFor(path.substr(0, path.find('#')));
 		const auto it = guest_.data.find(std::string(path));
 		if (it == guest_.data.end())
 			return Error(ENOENT, "guest", std::string(path)).withKind(ErrorKind::Guest);
@@ -89,6 +104,7 @@ public:
 		object.mode = 0644;
 		if (const auto found = guest_.objects.find(objectPath); found != guest_.objects.end())
 			object = found->second;
+		object.warning = warning_;
 		Status started = onStart(object);
 		if (!started)
 			return started;
@@ -107,8 +123,17 @@ public:
 	}
 
 private:
+	std::string warningFor(std::string_view path) const
+	{
+		for (const auto &[prefix, text] : guest_.warnings)
+			if (path.substr(0, prefix.size()) == prefix)
+				return text;
+		return {};
+	}
+
 	UniqueFd fd_;
 	FakeGuest &guest_;
+	std::string warning_;
 };
 
 class FakeSessionFactory final : public SessionFactory {

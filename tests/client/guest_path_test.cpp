@@ -52,6 +52,31 @@ TEST(GuestPath, MapsArchiveNamesToDiskIndices)
 	EXPECT_EQ(archive->baseName, "drive-scsi0.img");
 }
 
+TEST(GuestPath, VolumeTreesSpanningArchivesMapAsTheyAre)
+{
+	Result<GuestTarget> lv = mapToGuest(kArchives, "/lvm/vgspan/wide/etc//hostname");
+	ASSERT_TRUE(lv);
+	EXPECT_TRUE(lv->isVolumeTree);
+	EXPECT_FALSE(lv->isRoot);
+	EXPECT_EQ(lv->guestPath, "/lvm/vgspan/wide/etc/hostname");
+	EXPECT_EQ(lv->userPath, "/lvm/vgspan/wide/etc/hostname");
+	EXPECT_EQ(lv->baseName, "hostname");
+	Result<GuestTarget> md = mapToGuest(kArchives, "md");
+	ASSERT_TRUE(md);
+	EXPECT_EQ(md->guestPath, "/md");
+	Result<GuestTarget> zfs = mapToGuest(kArchives, "/zfs/tank/home");
+	ASSERT_TRUE(zfs);
+	EXPECT_EQ(zfs->guestPath, "/zfs/tank/home");
+	// An archive of that name wins.
+	std::vector<Archive> named = kArchives;
+	named.push_back(Archive{"md", ImageFormat::Raw, "/srv/md"});
+	Result<GuestTarget> archive = mapToGuest(named, "/md/raw");
+	ASSERT_TRUE(archive);
+	EXPECT_FALSE(archive->isVolumeTree);
+	EXPECT_EQ(archive->guestPath, "/disk2/raw");
+	EXPECT_FALSE(mapToGuest(kArchives, "/lvm/../disk0"));
+}
+
 TEST(GuestPath, UnknownArchiveIsNotFound)
 {
 	Result<GuestTarget> missing = mapToGuest(kArchives, "/disk0/part");

@@ -57,6 +57,12 @@ public:
 		return info;
 	}
 	void stop() override { stopped = true; }
+	Result<std::uint64_t> unlock(std::string_view key) override
+	{
+		lastKey = std::string(key);
+		return std::uint64_t{key.size()};
+	}
+	std::string lastKey;
 	Status list(std::string_view path, Responder &out) override
 	{
 		if (path == "/missing")
@@ -342,6 +348,34 @@ TEST(Session, DaemonResynchronisesAfterAnAbandonedConversation)
 		return Status{};
 	}));
 	EXPECT_EQ(names.size(), 3U);
+}
+
+TEST(Session, APartialUnlockCompletedByTheSyncPaddingIsNeverServed)
+{
+	// A host sent part of an Unlock and vanished (serial transport: the
+	// daemon's reader still holds the partial frame, authenticated). The
+	// next host's zero padding completes the frame: it must be refused
+	// (its end mark is zeros), not tried as a key.
+	const proto::Key key = keyOf(10);
+	Daemon daemon(key);
+	std::vector<std::uint8_t> partial;
+	proto::encode(partial, proto::UnlockRequest{"a passphrase"});
+	{
+		Result<GuestSession> old = GuestSession::open(daemon.hostFd(), key, 5000);
+		ASSERT_TRUE(old);
+		ASSERT_TRUE(old->status(true));
+		ASSERT_EQ(::write(daemon.rawHost(), partial.data(), partial.size() - 3),
+			  static_cast<ssize_t>(partial.size() - 3));
+	}
+	Result<GuestSession> session = GuestSession::open(daemon.hostFd(), key, 5000);
+	ASSERT_TRUE(session) << session.error().message();
+	EXPECT_TRUE(session->status(false));
+	EXPECT_EQ(daemon.handler.lastKey, "");
+	// A whole request is served, and answered with the handler's count.
+	Result<std::uint64_t> opened = session->unlock(std::string("k\0y", 3), 5000);
+	ASSERT_TRUE(opened) << opened.error().message();
+	EXPECT_EQ(*opened, 3U);
+	EXPECT_EQ(daemon.handler.lastKey, std::string("k\0y", 3));
 }
 
 TEST(Session, DaemonAbandonsAResponseWhenInputArrives)

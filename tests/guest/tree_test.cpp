@@ -35,7 +35,8 @@ namespace {
 const bool gUtf8Locale = std::setlocale(LC_CTYPE, "C.UTF-8") != nullptr;
 
 // Directories as disks: disk0 has partitions 1 and 2, disk1 a whole-disk
-// filesystem, disk2 a locked LUKS partition.
+// filesystem whose journal was not replayed, disk2 a LUKS partition that
+// the key "right key" opens (its content is p2).
 class DirVolumes : public Volumes {
 public:
 	explicit DirVolumes(const std::string &base)
@@ -55,6 +56,8 @@ public:
 			out.isFilesystem = true;
 			out.root = roots_[root].get();
 			out.rest = joinComponents(c, from);
+			if (std::string_view(root) == "raw")
+				out.warning = "journal not replayed: the newest changes may be missing";
 			return out;
 		};
 		if (c.empty()) {
@@ -87,18 +90,39 @@ public:
 			if (c.size() == 1)
 				out.entries = {{"part", 0, {}}};
 			else if (c.size() == 2 && c[1] == "part")
-				out.entries = {{"1", 512, "crypto_LUKS: locked: no key given"}};
+				out.entries = {{"1", 512, unlocked_ ? "" : reason_}};
+			else if (!unlocked_)
+				return Error::invalid(ENOKEY, "volume", "disk2", "%s", reason_.c_str());
+			else if (c.size() == 3)
+				out.entries = {{"luks", 512, {}}};
+			else if (c[3] == "luks")
+				return fs("p2", 4);
 			else
-				return Error::invalid(ENOKEY, "volume", "disk2", "crypto_LUKS: locked: no key given");
+				return Error(ENOENT, "layer");
 			return out;
 		}
 		return Error(ENOENT, "disk");
 	}
+	Result<std::uint32_t> unlock(std::string_view key) override
+	{
+		keys.emplace_back(key);
+		if (key != "right key") {
+			// Control bytes (tool output) must not reach the wire.
+			reason_ = "crypto_LUKS: locked: the key given does not open it\n\x01";
+			return std::uint32_t{0};
+		}
+		const bool was = unlocked_;
+		unlocked_ = true;
+		return std::uint32_t{was ? 0U : 1U};
+	}
+	std::vector<std::string> keys;
 	std::uint32_t diskCount() override { return 3; }
 	std::uint32_t mountCount() override { return 2; }
 
 private:
 	std::map<std::string, UniqueFd> roots_;
+	bool unlocked_ = false;
+	std::string reason_ = "crypto_LUKS: locked: no key given";
 };
 
 class TreeTest : public ::testing::Test {
@@ -269,6 +293,7 @@ TEST_F(TreeTest, VirtualDirectories)
 	ASSERT_EQ(root.size(), 3U);
 	EXPECT_EQ(root["disk0"].type, proto::EntryType::Directory);
 	EXPECT_EQ(root["disk0"].mode, 0555U);
+	EXPECT_TRUE(root["disk0"].isVirtual);
 	auto disk0 = list("/disk0");
 	EXPECT_EQ(disk0.size(), 1U);
 	EXPECT_EQ(disk0.count("part"), 1U);
@@ -280,6 +305,10 @@ TEST_F(TreeTest, VirtualDirectories)
 	auto locked = list("/disk2/part");
 	ASSERT_EQ(locked.size(), 1U);
 	EXPECT_EQ(locked["1"].type, proto::EntryType::Directory);
+	EXPECT_TRUE(locked["1"].isVirtual);
+	EXPECT_EQ(locked["1"].reason, "crypto_LUKS: locked: no key given");
+	EXPECT_EQ(locked["1"].size, 512U);
+	EXPECT_EQ(list("/disk0/part")["1"].reason, "");
 	Status inside;
 	list("/disk2/part/1", &inside);
 	ASSERT_FALSE(inside);
@@ -294,6 +323,46 @@ TEST_F(TreeTest, VirtualDirectories)
 	EXPECT_EQ(status.error().errnum(), ENOENT);
 	list("/disk0/part/3", &status);
 	EXPECT_EQ(status.error().errnum(), ENOENT);
+}
+
+TEST_F(TreeTest, AWarningComesFirstOnEveryAnswerAboutItsFilesystem)
+{
+	write(base_ + "/raw/notes.txt", "notes\n", 0644);
+	auto root = list("/disk1/raw");
+	EXPECT_EQ(root.count("notes.txt"), 1U);
+	EXPECT_FALSE(root["notes.txt"].isVirtual);
+	EXPECT_EQ(session_->warning(), "journal not replayed: the newest changes may be missing");
+	Result<std::string> bytes = extract("/disk1/raw/notes.txt", proto::ExtractFormat::Raw);
+	ASSERT_TRUE(bytes) << bytes.error().message();
+	EXPECT_EQ(*bytes, "notes\n");
+	EXPECT_EQ(session_->warning(), "journal not replayed: the newest changes may be missing");
+	// Another filesystem: no warning.
+	list("/disk0/part/1");
+	EXPECT_EQ(session_->warning(), "");
+}
+
+TEST_F(TreeTest, AKeyOpensALockedVolume)
+{
+	write(base_ + "/p2/secret.txt", "inside LUKS\n", 0644);
+	Result<std::uint64_t> wrong = session_->unlock("wrong key", 5000);
+	ASSERT_TRUE(wrong) << wrong.error().message();
+	EXPECT_EQ(*wrong, 0U);
+	// The new reason, as one line.
+	EXPECT_EQ(list("/disk2/part")["1"].reason, "crypto_LUKS: locked: the key given does not open it  ");
+	Result<std::uint64_t> right = session_->unlock("right key", 5000);
+	ASSERT_TRUE(right) << right.error().message();
+	EXPECT_EQ(*right, 1U);
+	EXPECT_EQ((std::vector<std::string>{"wrong key", "right key"}), volumes_->keys);
+	EXPECT_EQ(list("/disk2/part")["1"].reason, "");
+	EXPECT_EQ(list("/disk2/part/1").count("luks"), 1U);
+	Result<std::string> bytes = extract("/disk2/part/1/luks/secret.txt", proto::ExtractFormat::Raw);
+	ASSERT_TRUE(bytes) << bytes.error().message();
+	EXPECT_EQ(*bytes, "inside LUKS\n");
+	// Keys the protocol cannot carry are refused before anything is sent.
+	EXPECT_EQ(session_->unlock("", 5000).error().errnum(), EINVAL);
+	EXPECT_EQ(session_->unlock(std::string(proto::kKeyMax + 1, 'k'), 5000).error().errnum(), EINVAL);
+	EXPECT_TRUE(session_->unlock(std::string(proto::kKeyMax, '\0'), 5000));
+	EXPECT_TRUE(session_->usable());
 }
 
 TEST_F(TreeTest, ListsAFilesystemDirectory)

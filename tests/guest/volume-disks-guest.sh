@@ -223,11 +223,21 @@ run lvm pvcreate -q "$d"
 run lvm vgcreate -q -s 1M vgbad "$d"
 run lvm lvcreate -q -L 2M -n lv vgbad
 run lvm vgchange -q -an vgbad
+# A raid1 that the host then claims has 1000 members: its one member
+# holds the whole filesystem.
 d=$(dev md-1000)
 run mdadm --create /dev/md/m1000 --homehost=builder --name=m1000 --metadata=1.2 --level=1 --raid-devices=2 \
 	--run --assume-clean "$d" missing
+mkext4 /dev/md/m1000 md-1000
+sync
 run mdadm --stop /dev/md/m1000
-luks1 "$(dev luks-kdf)"
+# Absurd key derivation costs (patched on the host): LUKS1 PBKDF2
+# iterations in partition 1, LUKS2 Argon2 memory in partition 2.
+d=$(dev luks-kdf)
+run sgdisk -n 1:2048:+3M -n 2:0:0 "$d"
+rescan "$d"
+luks1 "$(part "$d" 1)"
+luks2 "$(part "$d" 2)"
 run mkntfs -q -Q -F -L bad "$(dev ntfs-bad)"
 
 # --- crash-consistent filesystems: the newest changes only in the log -----

@@ -142,14 +142,33 @@ def md_1000(d):
     struct.pack_into("<I", d, sb + 216, csum & 0xFFFFFFFF)
 patch("md-1000", md_1000)
 
-# LUKS1: every key slot's PBKDF2 iteration count set to 2^32-1 (hours of
-# work): opening must give up within the daemon's time bound.
+# Partition 1, LUKS1: every key slot's PBKDF2 iteration count set to
+# 2^32-1 (hours of work). Partition 2, LUKS2: the Argon2 memory of its key
+# slot set to 4 GiB (the most LUKS2 allows), both header copies with their
+# checksums redone. The daemon must refuse both before running the key
+# derivation, with a reason that says why.
 def luks_kdf(d):
-    assert d[:6] == b"LUKS\xba\xbe"
+    p1 = 2048 * 512
+    assert d[p1:p1 + 6] == b"LUKS\xba\xbe" and d[p1 + 6:p1 + 8] == b"\x00\x01", "no LUKS1 in partition 1"
     for slot in range(8):
-        at = 208 + 48 * slot
+        at = p1 + 208 + 48 * slot
         if struct.unpack_from(">I", d, at)[0] == 0x00AC71F3:  # active
             struct.pack_into(">I", d, at + 4, 0xFFFFFFFF)
+    p2 = d.find(b"LUKS\xba\xbe\x00\x02", p1 + 512)
+    assert p2 > 0 and p2 % 512 == 0, "no LUKS2 in partition 2"
+    hdr_size, = struct.unpack_from(">Q", d, p2 + 8)
+    for copy in (p2, p2 + hdr_size):
+        assert d[copy:copy + 6] in (b"LUKS\xba\xbe", b"SKUL\xba\xbe"), "no LUKS2 header copy"
+        area = bytearray(d[copy:copy + hdr_size])
+        # The JSON area follows the 4 KiB binary header, NUL-padded.
+        end = area.index(b"\0", 4096)
+        text = bytes(area[4096:end])
+        patched = text.replace(b'"memory":32768', b'"memory":4194304', 1)
+        assert patched != text, "no argon2 memory in the LUKS2 JSON"
+        area[4096:4096 + len(patched)] = patched
+        area[448:448 + 64] = bytes(64)  # csum over the area with itself zeroed
+        area[448:448 + 32] = hashlib.sha256(bytes(area)).digest()
+        d[copy:copy + hdr_size] = area
 patch("luks-kdf", luks_kdf)
 
 # NTFS: the boot sector and $MFT intact (blkid still says ntfs), the

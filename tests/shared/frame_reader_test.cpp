@@ -197,6 +197,45 @@ TEST(FrameReader, SeekFindsAHelloAfterJunkAndKeepsAPartialMagic)
 	EXPECT_EQ(back->nonce, hello.nonce);
 }
 
+TEST(FrameReader, WipeZeroesTheSecretItRead)
+{
+	// A LUKS key arrives in an Unlock frame: after wipe() neither the body
+	// nor the read buffer holds it (the frame was read in pieces, so the
+	// buffer was compacted on the way).
+	Bytes frames;
+	proto::encode(frames, proto::UnlockRequest{"correct horse battery staple"});
+	proto::encode(frames, proto::ListRequest{"/disk0"});
+	ChunkedStream stream;
+	stream.queue(frames, 7);
+	FrameReader reader(stream, proto::Direction::ToGuest, 16);
+	Result<FrameReader::Frame> unlock = reader.next(1000);
+	ASSERT_TRUE(unlock) << unlock.error().message();
+	ASSERT_EQ(unlock->type, proto::FrameType::Unlock);
+	const std::uint8_t *body = unlock->body.data();
+	const std::size_t size = unlock->body.size();
+	reader.wipe();
+	// The body's storage is still allocated (clear() keeps the capacity).
+	EXPECT_TRUE(std::all_of(body, body + size, [](std::uint8_t b) { return b == 0; }));
+	// What was not consumed is intact: the next frame reads.
+	Result<FrameReader::Frame> list = reader.next(1000);
+	ASSERT_TRUE(list) << list.error().message();
+	EXPECT_EQ(list->type, proto::FrameType::List);
+}
+
+TEST(Protocol, WipeSecretClearsShortAndLongStrings)
+{
+	std::string shortKey = "pass";
+	std::string moved = std::move(shortKey); // a short string copies its bytes
+	EXPECT_EQ(moved, "pass");
+	proto::wipeSecret(shortKey);
+	EXPECT_EQ(std::string_view(shortKey.data(), 4), std::string_view("\0\0\0\0", 4));
+	std::string longKey(100, 'k');
+	const char *storage = longKey.data();
+	proto::wipeSecret(longKey);
+	EXPECT_TRUE(longKey.empty());
+	EXPECT_TRUE(std::all_of(storage, storage + 100, [](char c) { return c == 0; }));
+}
+
 TEST(FrameReader, TimeoutsAndTheEndOfTheStreamAreErrors)
 {
 	Bytes frame;

@@ -346,6 +346,105 @@ TEST(Protocol, HostileEntriesAreRefused)
 	EXPECT_FALSE(decode<Entry>(Bytes(10, 0)));
 }
 
+TEST(Protocol, VirtualEntriesCarryTheirReason)
+{
+	Entry entry;
+	entry.type = EntryType::Directory;
+	entry.isVirtual = true;
+	entry.mode = 0555;
+	entry.size = 4096;
+	entry.name = "1";
+	entry.reason = "crypto_LUKS: locked: no key given";
+	Bytes frame;
+	encode(frame, entry);
+	// flags at 1, reason length at 6, the reason after name and target.
+	const Bytes body = bodyOf(frame);
+	EXPECT_EQ(body[1], 1);
+	EXPECT_EQ(body[6], entry.reason.size());
+	EXPECT_EQ(std::string(body.end() - static_cast<std::ptrdiff_t>(entry.reason.size()), body.end()), entry.reason);
+	Result<Entry> back = decode<Entry>(body);
+	ASSERT_TRUE(back) << back.error().message();
+	EXPECT_TRUE(back->isVirtual);
+	EXPECT_EQ(back->reason, entry.reason);
+	// A reason only on a virtual entry, a virtual entry only a directory,
+	// flags other than bit 0 zero, no NUL in a reason, at most 1024 bytes.
+	Bytes bad = body;
+	bad[1] = 0;
+	EXPECT_FALSE(decode<Entry>(bad));
+	bad = body;
+	bad[1] = 3;
+	EXPECT_FALSE(decode<Entry>(bad));
+	bad = body;
+	bad[0] = static_cast<std::uint8_t>(EntryType::File);
+	EXPECT_FALSE(decode<Entry>(bad));
+	bad = body;
+	bad.back() = 0;
+	EXPECT_FALSE(decode<Entry>(bad));
+	Bytes longest = entryBody("n", "", EntryType::Directory);
+	longest[1] = 1;
+	longest[6] = static_cast<std::uint8_t>((kMessageMax + 1) & 0xff);
+	longest[7] = static_cast<std::uint8_t>((kMessageMax + 1) >> 8);
+	longest.insert(longest.end(), kMessageMax + 1, 'r');
+	EXPECT_FALSE(decode<Entry>(longest));
+	longest.pop_back();
+	longest[6] = static_cast<std::uint8_t>(kMessageMax & 0xff);
+	longest[7] = static_cast<std::uint8_t>(kMessageMax >> 8);
+	EXPECT_TRUE(decode<Entry>(longest));
+	// The encoder cuts an over-long reason.
+	entry.reason = std::string(5000, 'r');
+	frame.clear();
+	encode(frame, entry);
+	back = decode<Entry>(bodyOf(frame));
+	ASSERT_TRUE(back);
+	EXPECT_EQ(back->reason.size(), kMessageMax);
+}
+
+TEST(Protocol, WarningFrames)
+{
+	Bytes frame;
+	encode(frame, Warning{"journal not replayed: the newest changes may be missing"});
+	Result<FrameHeader> h = header(frame, Direction::ToHost);
+	ASSERT_TRUE(h);
+	EXPECT_EQ(h->type, FrameType::Warning);
+	EXPECT_FALSE(header(frame, Direction::ToGuest)); // the guest never receives one
+	Result<Warning> back = decode<Warning>(bodyOf(frame));
+	ASSERT_TRUE(back);
+	EXPECT_EQ(back->text, "journal not replayed: the newest changes may be missing");
+	Bytes bad = bodyOf(frame);
+	bad[2] = 1; // reserved
+	EXPECT_FALSE(decode<Warning>(bad));
+	bad = bodyOf(frame);
+	bad[10] = 0; // a NUL in the text
+	EXPECT_FALSE(decode<Warning>(bad));
+	EXPECT_FALSE(decode<Warning>(Bytes{0, 0, 0, 0})); // empty
+}
+
+TEST(Protocol, UnlockRequests)
+{
+	Bytes frame;
+	const std::string key("\0binary\xff key", 13);
+	encode(frame, UnlockRequest{key});
+	EXPECT_EQ(frame.size(), kFrameHeaderSize + 2 + 2 + key.size() + 4);
+	Result<UnlockRequest> back = decode<UnlockRequest>(bodyOf(frame));
+	ASSERT_TRUE(back) << back.error().message();
+	EXPECT_EQ(back->key, key);
+	// The end mark: a body completed by zeros (the sync padding) is refused.
+	Bytes padded = bodyOf(frame);
+	for (std::size_t i = padded.size() - 4; i < padded.size(); ++i)
+		padded[i] = 0;
+	EXPECT_FALSE(decode<UnlockRequest>(padded));
+	// Lengths: 1..4096, and the body exactly as long as they say.
+	Bytes body = bodyOf(frame);
+	body.push_back(0);
+	EXPECT_FALSE(decode<UnlockRequest>(body));
+	EXPECT_FALSE(decode<UnlockRequest>(Bytes{0, 0, 0, 0, 'K', 'E', 'Y', '.'}));
+	frame.clear();
+	encode(frame, UnlockRequest{std::string(kKeyMax, 'k')});
+	EXPECT_TRUE(decode<UnlockRequest>(bodyOf(frame)));
+	EXPECT_EQ(frame.size() - kFrameHeaderSize, frameSpec(FrameType::Unlock).maxBody);
+	EXPECT_LE(kMaxRequestBody + kFrameHeaderSize, kSyncPaddingSize);
+}
+
 TEST(Protocol, PathChecks)
 {
 	EXPECT_TRUE(checkPath("/"));
@@ -547,7 +646,8 @@ TEST(Protocol, TheFrameTableMatchesTheMessages)
 		EXPECT_LE(spec.minBody, spec.maxBody) << spec.name;
 		EXPECT_EQ(findFrame(static_cast<std::uint8_t>(spec.type)), &spec);
 	}
-	EXPECT_EQ(findFrame(0x07), nullptr);
+	EXPECT_EQ(findFrame(0x08), nullptr);
+	EXPECT_EQ(findFrame(0x48), nullptr);
 }
 
 TEST(Protocol, DecodersNeverReadPastTheBody)
