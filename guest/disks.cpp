@@ -679,8 +679,8 @@ Result<std::string> SystemVolumes::activateComponent(
 {
 	// LVM's component activation: a pool's hidden metadata or data LV,
 	// activated on its own, read-only (LVM allows it while the pool is
-	// inactive).
-	Result<ToolResult> up = lvm({"lvchange", "-ay", "-K", "--nolocking", "--ignoremonitoring", "--noudevsync", vg + "/" + lv});
+	// inactive, for one LV named per command, and asks first: --yes).
+	Result<ToolResult> up = lvm({"lvchange", "-ay", "--yes", "--nolocking", vg + "/" + lv});
 	if (!up)
 		return up.error();
 	if (!up->ok())
