@@ -17,11 +17,11 @@
 #include <sstream>
 #include <string>
 
-#include "guest/cpio.h"
+#include "shared/cpio.h"
 
 int main()
 {
-	std::vector<fr::guest::CpioEntry> entries;
+	std::vector<fr::CpioEntry> entries;
 	std::string line;
 	int number = 0;
 	while (std::getline(std::cin, line)) {
@@ -31,7 +31,7 @@ int main()
 		std::istringstream in(line);
 		std::string kind, path, mode;
 		in >> kind >> path >> mode;
-		fr::guest::CpioEntry entry;
+		fr::CpioEntry entry;
 		entry.path = path;
 		char *end = nullptr;
 		entry.mode = static_cast<std::uint32_t>(std::strtoul(mode.c_str(), &end, 8));
@@ -40,7 +40,7 @@ int main()
 			return 2;
 		}
 		if (kind == "dir") {
-			entry.type = fr::guest::CpioEntry::Type::Directory;
+			entry.type = fr::CpioEntry::Type::Directory;
 		} else if (kind == "file") {
 			std::string source;
 			in >> source;
@@ -56,7 +56,7 @@ int main()
 				std::fprintf(stderr, "mkcpio: line %d: a symlink needs a target\n", number);
 				return 2;
 			}
-			entry.type = fr::guest::CpioEntry::Type::Symlink;
+			entry.type = fr::CpioEntry::Type::Symlink;
 		} else if (kind == "nod") {
 			std::string c;
 			in >> c >> entry.rdevMajor >> entry.rdevMinor;
@@ -64,14 +64,14 @@ int main()
 				std::fprintf(stderr, "mkcpio: line %d: only 'c <major> <minor>' nodes\n", number);
 				return 2;
 			}
-			entry.type = fr::guest::CpioEntry::Type::CharDevice;
+			entry.type = fr::CpioEntry::Type::CharDevice;
 		} else {
 			std::fprintf(stderr, "mkcpio: line %d: unknown kind %s\n", number, kind.c_str());
 			return 2;
 		}
 		entries.push_back(std::move(entry));
 	}
-	const std::vector<std::uint8_t> archive = fr::guest::writeNewc(std::move(entries));
+	const std::vector<std::uint8_t> archive = fr::writeNewc(std::move(entries));
 	std::size_t done = 0;
 	while (done < archive.size()) {
 		const ssize_t n = ::write(1, archive.data() + done, archive.size() - done);

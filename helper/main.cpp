@@ -23,7 +23,7 @@
 #include "helper/caller_agent.h"
 #include "helper/files.h"
 #include "helper/identity.h"
-#include "helper/initramfs.h"
+#include "shared/initramfs.h"
 #include "helper/landlock.h"
 #include "helper/process.h"
 #include "shared/qemu_command.h"
