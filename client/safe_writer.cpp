@@ -21,6 +21,7 @@
 #include "client/extract_names.h"
 #include "client/process.h"
 #include "shared/display.h"
+#include "shared/fd_io.h"
 
 namespace fr::client {
 
@@ -447,17 +448,10 @@ Status Unpacker::run(int tarFd)
 
 Result<UniqueFd> openBeneath(int dirFd, const std::string &path, std::uint64_t flags, mode_t mode)
 {
-	open_how how {};
-	how.flags = flags | O_CLOEXEC;
-	how.mode = (flags & (O_CREAT | O_TMPFILE)) != 0 ? mode : 0;
-	how.resolve = kResolve;
-	for (;;) {
-		const long fd = ::syscall(SYS_openat2, dirFd, path.c_str(), &how, sizeof(how));
-		if (fd >= 0)
-			return UniqueFd(static_cast<int>(fd));
-		if (errno != EINTR && errno != EAGAIN)
-			return Error(errno, "openat2", escapeForDisplay(path));
-	}
+	UniqueFd fd(openAt2(dirFd, path.c_str(), flags, kResolve, mode));
+	if (!fd.isValid())
+		return Error(errno, "openat2", escapeForDisplay(path));
+	return fd;
 }
 
 Status removeTree(int dirFd, const std::string &name)

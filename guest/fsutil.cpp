@@ -11,26 +11,19 @@
 #include <cstdio>
 #include <cstring>
 
+#include "shared/fd_io.h"
 #include "shared/log.h"
 
 namespace fr::guest {
 
 Result<UniqueFd> openBeneath(int dirfd, std::string_view path, int flags)
 {
-	open_how how{};
-	how.flags = static_cast<std::uint64_t>(flags | O_CLOEXEC | O_NOFOLLOW);
-	how.resolve = RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS | RESOLVE_NO_XDEV;
 	const std::string p = path.empty() ? std::string(".") : std::string(path);
-	// EAGAIN: a rename or mount raced the lookup (cannot happen on a
-	// read-only mount, but the kernel allows it); retry a few times.
-	for (int attempt = 0;; ++attempt) {
-		const long fd = ::syscall(SYS_openat2, dirfd, p.c_str(), &how, sizeof(how));
-		if (fd >= 0)
-			return UniqueFd(static_cast<int>(fd));
-		if ((errno == EINTR || errno == EAGAIN) && attempt < 8)
-			continue;
+	UniqueFd fd(openAt2(dirfd, p.c_str(), static_cast<std::uint64_t>(flags | O_NOFOLLOW),
+			    RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS | RESOLVE_NO_XDEV));
+	if (!fd.isValid())
 		return Error(errno, "openat2", path.substr(0, 200));
-	}
+	return fd;
 }
 
 std::optional<proto::Entry> entryFromStat(const struct stat &st, std::string_view name)
