@@ -37,7 +37,9 @@ public:
 		requires(!std::is_same_v<std::remove_cvref_t<F>, StatusCallback> &&
 			 std::is_invocable_r_v<Status, F &, Args...> &&
 			 !std::is_nothrow_invocable_r_v<Status, F &, Args...>)
+	// cppcheck-suppress noExplicitConstructor ; implicit like the accepting one: only refuses
 	StatusCallback(F &&) // NOLINT(bugprone-forwarding-reference-overload)
+		: object_(nullptr), call_(nullptr)
 	{
 		static_assert(sizeof(F) == 0, "a StatusCallback must be noexcept: return errors as a Status");
 	}
