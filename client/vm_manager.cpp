@@ -54,9 +54,9 @@ Result<StateMap> VmManager::readMap(Deadline deadline)
 Status VmManager::updateMap(Deadline deadline, const StateStore::Change &change)
 {
 	std::optional<CorruptMap> corrupt;
-	Status status = ctx_.store->update(deadline, change, corrupt);
+	Status updated = ctx_.store->update(deadline, change, corrupt);
 	reportCorrupt(corrupt, deadline);
-	return status;
+	return updated;
 }
 
 void VmManager::reportCorrupt(const std::optional<CorruptMap> &corrupt, Deadline deadline)
@@ -87,16 +87,16 @@ std::string VmManager::logTail(const std::string &vmName, std::size_t maxLines) 
 	const ssize_t n = ::pread(fd.get(), text.data(), text.size(), from);
 	text.resize(n > 0 ? static_cast<std::size_t>(n) : 0);
 	std::vector<std::string> lines;
-	std::size_t start = 0;
-	while (start < text.size()) {
-		std::size_t end = text.find('\n', start);
+	std::size_t lineStart = 0;
+	while (lineStart < text.size()) {
+		std::size_t end = text.find('\n', lineStart);
 		if (end == std::string::npos)
 			end = text.size();
-		std::string line = text.substr(start, end - start);
+		std::string line = text.substr(lineStart, end - lineStart);
 		if (!line.empty() && line.back() == '\r')
 			line.pop_back();
 		lines.push_back(escapeForDisplay(line));
-		start = end + 1;
+		lineStart = end + 1;
 	}
 	std::string out;
 	const std::size_t first = lines.size() > maxLines ? lines.size() - maxLines : 0;
@@ -170,6 +170,7 @@ Result<std::unique_ptr<VmSession>> VmManager::connect(const VmRecord &vm, Deadli
 			last = fd.error();
 			// A running serial VM's socket exists and accepts from the
 			// moment QEMU starts: if it cannot be connected, it never will.
+			// cppcheck-suppress knownConditionTrueFalse ; false while waiting for exec
 			if (!booting && vm.transport == Transport::Serial && !waitingForExec)
 				return Error::invalid(EHOSTDOWN, "VM", vm.name, "%s",
 						      last->message().c_str());
@@ -221,6 +222,36 @@ Result<VmConnection> VmManager::acquire(const VmSpec &spec, Deadline deadline)
 	return start(spec, std::move(*lock), deadline);
 }
 
+Result<std::string> VmManager::serialSocketPath(const std::string &stem)
+{
+	removeSockets(stem);
+	// A fresh path per start: no earlier QEMU can unlink or hold it.
+	std::string path = ctx_.dir->path + "/" + stem + "-" + randomHex(4) + ".sock";
+	// The helper passes the path on to QEMU's command line only as an
+	// allow-listed string; say so here rather than as its refusal.
+	Status safe = checkAbsolutePath(path, kSafePathChars, "socket");
+	if (!safe)
+		return Error::invalid(EINVAL, "runtime directory", escapeForDisplay(ctx_.dir->path),
+				      "the serial transport needs a path of [A-Za-z0-9/_.+@-] "
+				      "only; set XDG_RUNTIME_DIR to one");
+	Result<sockaddr_un> fits = unixAddress(path);
+	if (!fits)
+		return Error::invalid(ENAMETOOLONG, "runtime directory", escapeForDisplay(ctx_.dir->path),
+				      "too long for a unix socket path");
+	return path;
+}
+
+void VmManager::passOnNotices()
+{
+	for (std::string notes = ctx_.helper->notices(); !notes.empty();) {
+		const std::size_t end = notes.find('\n');
+		const std::string line = notes.substr(0, end);
+		if (!line.empty())
+			ctx_.warn(escapeForDisplay(line));
+		notes = end == std::string::npos ? std::string() : notes.substr(end + 1);
+	}
+}
+
 Result<VmConnection> VmManager::start(const VmSpec &spec, FileLock lock, Deadline deadline)
 {
 	const std::string stem = vmFileStem(spec.name);
@@ -235,23 +266,12 @@ Result<VmConnection> VmManager::start(const VmSpec &spec, FileLock lock, Deadlin
 	// killed between the helper's answer and the map update) would still
 	// hold the name, and unlink its socket path when it dies: stop it. We
 	// hold the VM's lock, so no other call is using it.
-	stopStrays(spec.name, deadline);
+	stopStrays(spec.name);
 	if (request.transport == Transport::Serial) {
-		removeSockets(stem);
-		// A fresh path per start: no earlier QEMU can unlink or hold it.
-		request.socketPath = ctx_.dir->path + "/" + stem + "-" + randomHex(4) + ".sock";
-		// The helper passes the path on to QEMU's command line only as an
-		// allow-listed string; say so here rather than as its refusal.
-		Status safe = checkAbsolutePath(request.socketPath, kSafePathChars, "socket");
-		if (!safe)
-			return Error::invalid(EINVAL, "runtime directory", escapeForDisplay(ctx_.dir->path),
-					      "the serial transport needs a path of [A-Za-z0-9/_.+@-] "
-					      "only; set XDG_RUNTIME_DIR to one");
-		Result<sockaddr_un> fits = unixAddress(request.socketPath);
-		if (!fits)
-			return Error::invalid(ENAMETOOLONG, "runtime directory",
-					      escapeForDisplay(ctx_.dir->path),
-					      "too long for a unix socket path");
+		Result<std::string> socket = serialSocketPath(stem);
+		if (!socket)
+			return socket.error();
+		request.socketPath = std::move(*socket);
 	}
 	const std::string logName = stem + ".log";
 	UniqueFd logFd(::openat(dirFd, logName.c_str(),
@@ -261,13 +281,7 @@ Result<VmConnection> VmManager::start(const VmSpec &spec, FileLock lock, Deadlin
 
 	const std::string ticket = newTicketHex();
 	Result<HelperOutput> started = ctx_.helper->start(request, ticket, logFd.get(), deadline);
-	for (std::string notes = ctx_.helper->notices(); !notes.empty();) {
-		const std::size_t end = notes.find('\n');
-		const std::string line = notes.substr(0, end);
-		if (!line.empty())
-			ctx_.warn(escapeForDisplay(line));
-		notes = end == std::string::npos ? std::string() : notes.substr(end + 1);
-	}
+	passOnNotices();
 	if (!started) {
 		if (started.error().errnum() == EIO)
 			showLog(spec.name);
@@ -437,9 +451,8 @@ void VmManager::removeSockets(const std::string &stem)
 	}
 }
 
-void VmManager::stopStrays(const std::string &vmName, Deadline deadline)
+void VmManager::stopStrays(const std::string &vmName)
 {
-	(void)deadline;
 	const std::string ourDir = ctx_.dir->path + "/";
 	for (const QemuProcess &qemu : findOurQemus()) {
 		if (qemu.vmName != vmName || !fdTarget(qemu.pid, 1).starts_with(ourDir))

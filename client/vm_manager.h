@@ -127,11 +127,15 @@ private:
 	Result<std::unique_ptr<VmSession>> connect(const VmRecord &vm, Deadline deadline,
 						       bool booting);
 	Result<VmConnection> start(const VmSpec &spec, FileLock lock, Deadline deadline);
+	// A fresh socket path for a serial VM (old ones of this stem removed).
+	Result<std::string> serialSocketPath(const std::string &stem);
+	// What the helper said on stderr while succeeding, as warnings.
+	void passOnNotices();
 	// Kills the VM (verified) and drops its map entry.
 	void retire(const VmRecord &vm, Deadline deadline);
 	void showLog(const std::string &vmName);
 	void removeSockets(const std::string &stem);
-	void stopStrays(const std::string &vmName, Deadline deadline);
+	void stopStrays(const std::string &vmName);
 	void reportCorrupt(const std::optional<CorruptMap> &corrupt, Deadline deadline);
 
 	ManagerContext ctx_;

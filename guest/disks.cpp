@@ -199,7 +199,7 @@ Status SystemVolumes::probe(std::uint32_t index, Disk &disk)
 		const std::string name = d->d_name;
 		if (name.rfind(disk.name, 0) != 0)
 			continue;
-		Result<std::string> number = readAttribute(sys + "/" + name + "/partition");
+		Result<std::string> number = readAttribute(std::string(sys).append("/").append(name).append("/partition"));
 		if (!number)
 			continue;
 		Result<std::uint64_t> n = parseDecimal(*number, 1, kMaxPartition, "partition");
@@ -209,7 +209,7 @@ Status SystemVolumes::probe(std::uint32_t index, Disk &disk)
 	::closedir(dir);
 	disk.layout.hasTable = !whole.ptType.empty() || !parts.empty();
 	for (const auto &[number, name] : parts) {
-		const Probed probed = probeDevice(devDir_ + "/" + name, false);
+		const Probed probed = probeDevice(std::string(devDir_).append("/").append(name), false);
 		if (probed.type.empty() || fsSpecFor(probed.type) == nullptr) {
 			logf(LogLevel::Info, "disk%u part %u: %s, not listed", index, number,
 			     probed.type.empty() ? "no known filesystem" : probed.type.c_str());
@@ -217,7 +217,7 @@ Status SystemVolumes::probe(std::uint32_t index, Disk &disk)
 		}
 		PartitionInfo info;
 		info.number = number;
-		info.sizeBytes = sectorsToBytes(sys + "/" + name + "/size");
+		info.sizeBytes = sectorsToBytes(std::string(sys).append("/").append(name).append("/size"));
 		info.fsType = probed.type;
 		disk.layout.partitions.push_back(info);
 	}
@@ -269,17 +269,17 @@ Result<int> SystemVolumes::mount(std::uint32_t index, Disk &disk, Bucket bucket,
 		return Error::invalid(err, "mount", dev, "%s as %s (%s): %s", fsType.c_str(), spec->kernelType,
 				      spec->options, reason != nullptr ? reason : "unknown error");
 	}
-	UniqueFd root(::open(where.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW));
-	if (!root.isValid())
+	UniqueFd mounted(::open(where.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW));
+	if (!mounted.isValid())
 		return Error(errno, "open", where);
 	++mounts_;
 	logf(LogLevel::Info, "mounted %s (%s) read-only in %lld ms", dev.c_str(), fsType.c_str(),
 	     static_cast<long long>(monotonicMs() - start));
-	const int fd = root.get();
+	const int fd = mounted.get();
 	if (bucket == Bucket::Part)
-		disk.partRoots[partition] = std::move(root);
+		disk.partRoots[partition] = std::move(mounted);
 	else
-		disk.rawRoot = std::move(root);
+		disk.rawRoot = std::move(mounted);
 	return fd;
 }
 

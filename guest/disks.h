@@ -34,7 +34,7 @@ unsigned long guestMountFlags() noexcept;
 
 class SystemVolumes final : public Volumes {
 public:
-	SystemVolumes(ModuleLoader &modules, std::string sysBlock = "/sys/block", std::string devDir = "/dev",
+	explicit SystemVolumes(ModuleLoader &modules, std::string sysBlock = "/sys/block", std::string devDir = "/dev",
 		      std::string mountBase = "/run/fr")
 		: modules_(modules), sysBlock_(std::move(sysBlock)), devDir_(std::move(devDir)),
 		  mountBase_(std::move(mountBase))

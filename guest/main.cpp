@@ -266,22 +266,15 @@ void serveVsock(UniqueFd listener, const proto::Key &key, RequestHandler &handle
 	}
 }
 
-std::uint64_t bootMs() noexcept
-{
-	timespec ts{};
-	::clock_gettime(CLOCK_BOOTTIME, &ts);
-	return static_cast<std::uint64_t>(ts.tv_sec) * 1000 + static_cast<std::uint64_t>(ts.tv_nsec) / 1000000;
-}
-
 [[noreturn]] void run()
 {
-	const std::uint64_t initAt = bootMs(); // the kernel's share of the boot
+	const std::int64_t initAt = bootTimeMs(); // the kernel's share of the boot
 	setLogIdentity("file-restore-daemon");
 	std::set_terminate([] {
 		logf(LogLevel::Error, "fatal: unhandled exception or abort: powering off");
 		powerOff();
 	});
-	::signal(SIGPIPE, SIG_IGN);
+	(void)::signal(SIGPIPE, SIG_IGN);
 	::umask(077);
 	// libarchive converts names through the locale: with C.UTF-8 (its
 	// LC_CTYPE is in the initramfs) UTF-8 names go into archives as UTF-8,
@@ -332,7 +325,7 @@ std::uint64_t bootMs() noexcept
 	if (!utf8)
 		logf(LogLevel::Warning, "no C.UTF-8 locale: archive names that are not ASCII stored as raw bytes");
 	logf(LogLevel::Info, "version %s ready after %llu ms, /init at %llu ms (%s transport, idle timeout %u s)",
-	     FR_VERSION, static_cast<unsigned long long>(bootMs()), static_cast<unsigned long long>(initAt),
+	     FR_VERSION, static_cast<unsigned long long>(bootTimeMs()), static_cast<unsigned long long>(initAt),
 	     config.serial ? "serial" : "vsock", config.idleS);
 
 	for (;;) {

@@ -35,7 +35,7 @@ int main()
 		char *end = nullptr;
 		entry.mode = static_cast<std::uint32_t>(std::strtoul(mode.c_str(), &end, 8));
 		if (path.empty() || path[0] == '/' || mode.empty() || *end != '\0') {
-			std::fprintf(stderr, "mkcpio: line %d: bad path or mode\n", number);
+			(void)std::fprintf(stderr, "mkcpio: line %d: bad path or mode\n", number);
 			return 2;
 		}
 		if (kind == "dir") {
@@ -45,7 +45,7 @@ int main()
 			in >> source;
 			std::ifstream file(source, std::ios::binary);
 			if (!file) {
-				std::fprintf(stderr, "mkcpio: line %d: cannot read %s\n", number, source.c_str());
+				(void)std::fprintf(stderr, "mkcpio: line %d: cannot read %s\n", number, source.c_str());
 				return 1;
 			}
 			entry.data.assign(std::istreambuf_iterator<char>(file), std::istreambuf_iterator<char>());
@@ -53,12 +53,12 @@ int main()
 			std::string c;
 			in >> c >> entry.rdevMajor >> entry.rdevMinor;
 			if (c != "c" || !in) {
-				std::fprintf(stderr, "mkcpio: line %d: only 'c <major> <minor>' nodes\n", number);
+				(void)std::fprintf(stderr, "mkcpio: line %d: only 'c <major> <minor>' nodes\n", number);
 				return 2;
 			}
 			entry.type = fr::guest::CpioEntry::Type::CharDevice;
 		} else {
-			std::fprintf(stderr, "mkcpio: line %d: unknown kind %s\n", number, kind.c_str());
+			(void)std::fprintf(stderr, "mkcpio: line %d: unknown kind %s\n", number, kind.c_str());
 			return 2;
 		}
 		entries.push_back(std::move(entry));

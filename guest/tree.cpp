@@ -13,6 +13,7 @@
 #include "fr_config.h"
 #include "guest/extract.h"
 #include "guest/fsutil.h"
+#include "shared/clock.h"
 #include "shared/guest_abi.h"
 #include "shared/log.h"
 
@@ -34,11 +35,27 @@ proto::Entry virtualDir(std::string name, std::uint64_t size = 0)
 	return entry;
 }
 
-std::uint64_t uptimeMs() noexcept
+// The entry for `name` in the directory `dirFd`, with a symlink's target;
+// nullopt when it is left out. fstatat on the name only: a single component
+// cannot leave the directory, and AT_SYMLINK_NOFOLLOW describes links as
+// links.
+std::optional<proto::Entry> describeEntry(int dirFd, const std::string &name)
 {
-	timespec ts{};
-	::clock_gettime(CLOCK_BOOTTIME, &ts);
-	return static_cast<std::uint64_t>(ts.tv_sec) * 1000 + static_cast<std::uint64_t>(ts.tv_nsec) / 1000000;
+	struct stat child {};
+	if (::fstatat(dirFd, name.c_str(), &child, AT_SYMLINK_NOFOLLOW) != 0) {
+		logf(LogLevel::Warning, "list: fstatat failed (errno %d): entry skipped", errno);
+		return std::nullopt;
+	}
+	std::optional<proto::Entry> entry = entryFromStat(child, name);
+	if (entry && entry->type == proto::EntryType::Symlink) {
+		Result<UniqueFd> link = openBeneath(dirFd, name, O_PATH);
+		if (link) {
+			Result<std::string> target = readLinkTarget(link->get());
+			if (target)
+				entry->linkTarget = *target;
+		}
+	}
+	return entry;
 }
 
 // Splits a Volume's rest into its parent directory and last name.
@@ -57,7 +74,7 @@ proto::StatusInfo TreeHandler::status(bool keepTimeout)
 	if (!keepTimeout)
 		activity_.touch();
 	proto::StatusInfo info;
-	info.uptimeMs = uptimeMs();
+	info.uptimeMs = static_cast<std::uint64_t>(bootTimeMs());
 	info.idleLeftMs = activity_.idleLeftMs();
 	info.idleTimeoutS = activity_.timeoutS();
 	info.diskCount = static_cast<std::uint32_t>(volumes_.disks().size());
@@ -150,27 +167,10 @@ Status TreeHandler::listVolume(const VirtualPath &vp, Responder &out)
 		std::sort(batch.begin(), batch.end(),
 			  [](const Pending &a, const Pending &b) { return a.ino < b.ino; });
 		for (const Pending &pending : batch) {
-			// fstatat on the name only: a single component cannot leave
-			// the directory, and AT_SYMLINK_NOFOLLOW describes links as
-			// links.
-			struct stat child {};
-			if (::fstatat(reader.fd(), pending.name.c_str(), &child, AT_SYMLINK_NOFOLLOW) != 0) {
-				logf(LogLevel::Warning, "list: fstatat failed (errno %d): entry skipped", errno);
-				++skipped;
-				continue;
-			}
-			std::optional<proto::Entry> entry = entryFromStat(child, pending.name);
+			const std::optional<proto::Entry> entry = describeEntry(reader.fd(), pending.name);
 			if (!entry) {
 				++skipped;
 				continue;
-			}
-			if (entry->type == proto::EntryType::Symlink) {
-				Result<UniqueFd> link = openBeneath(reader.fd(), pending.name, O_PATH);
-				if (link) {
-					Result<std::string> target = readLinkTarget(link->get());
-					if (target)
-						entry->linkTarget = *target;
-				}
 			}
 			if (Status ok = out.entry(*entry); !ok)
 				return ok;

@@ -4,7 +4,7 @@
 // The helper's policy file (docs/helper-policy.md): a small line-based
 // format, root-owned, read by the setuid helper. This is the parser and the
 // decision logic only; the helper opens and checks the file itself
-// (helper/policy_file.cpp). Nothing here touches the system: user and group
+// (helper/files.cpp, readPolicyFile). Nothing here touches the system: user and group
 // names are resolved through a callback, so the parser can be fuzzed and
 // unit-tested.
 
