@@ -14,7 +14,7 @@
 #include <climits>
 
 #include "shared/fd_io.h"
-#include "shared/guest_abi.h"
+#include "shared/helper_contract.h"
 
 namespace fr::client {
 
@@ -61,32 +61,9 @@ Result<std::uint64_t> parseStatStartTime(std::string_view stat)
 	return Error::invalid(EINVAL, "/proc/<pid>/stat", "", "truncated");
 }
 
-std::string qemuNameArgument(std::string_view vmName)
-{
-	std::string arg = "guest=";
-	arg += abi::kQemuNamePrefix;
-	arg += vmName;
-	return arg;
-}
-
 bool cmdlineHasMarker(std::string_view cmdline, std::string_view vmName)
 {
-	const std::string marker = qemuNameArgument(vmName);
-	bool afterName = false;
-	std::size_t start = 0;
-	while (start < cmdline.size()) {
-		std::size_t end = cmdline.find('\0', start);
-		if (end == std::string_view::npos)
-			end = cmdline.size();
-		const std::string_view arg = cmdline.substr(start, end - start);
-		if (afterName && (arg == marker || (arg.size() > marker.size() &&
-						    arg.substr(0, marker.size()) == marker &&
-						    arg[marker.size()] == ',')))
-			return true;
-		afterName = arg == "-name";
-		start = end + 1;
-	}
-	return false;
+	return contract::markedVmName(cmdline) == vmName;
 }
 
 Result<std::uint64_t> readStartTime(pid_t pid)
@@ -196,37 +173,8 @@ Status terminateVerified(pid_t pid, std::uint64_t startTime, std::string_view vm
 std::vector<QemuProcess> findOurQemus()
 {
 	std::vector<QemuProcess> found;
-	DIR *dir = ::opendir("/proc");
-	if (dir == nullptr)
-		return found;
-	const std::string prefix = std::string("guest=") + abi::kQemuNamePrefix;
-	while (const dirent *entry = ::readdir(dir)) {
-		pid_t pid = 0;
-		const std::string_view name(entry->d_name);
-		const auto [ptr, ec] = std::from_chars(name.data(), name.data() + name.size(), pid);
-		if (ec != std::errc() || ptr != name.data() + name.size() || pid < 2)
-			continue;
-		Result<std::string> cmdline = readProcFile(pid, "cmdline", 1 << 20);
-		if (!cmdline)
-			continue;
-		bool afterName = false;
-		std::size_t start = 0;
-		while (start < cmdline->size()) {
-			std::size_t end = cmdline->find('\0', start);
-			if (end == std::string::npos)
-				end = cmdline->size();
-			const std::string_view arg = std::string_view(*cmdline).substr(start, end - start);
-			if (afterName && arg.substr(0, prefix.size()) == prefix) {
-				std::string_view vm = arg.substr(prefix.size());
-				vm = vm.substr(0, vm.find(','));
-				found.push_back({pid, std::string(vm)});
-				break;
-			}
-			afterName = arg == "-name";
-			start = end + 1;
-		}
-	}
-	::closedir(dir);
+	for (contract::MarkedQemu &qemu : contract::findMarkedQemus())
+		found.push_back({qemu.pid, std::move(qemu.vmName)});
 	return found;
 }
 

@@ -50,9 +50,11 @@ std::vector<std::uint8_t> writeNewc(std::vector<CpioEntry> entries)
 			nlink = 2;
 		} else if (e.type == CpioEntry::Type::CharDevice) {
 			type = S_IFCHR;
+		} else if (e.type == CpioEntry::Type::Symlink) {
+			type = S_IFLNK;
 		}
 		appendEntry(out, ino++, type | (e.mode & 07777), nlink, e.path,
-			    e.type == CpioEntry::Type::File ? e.data : std::string(), e.rdevMajor, e.rdevMinor);
+			    e.type == CpioEntry::Type::File || e.type == CpioEntry::Type::Symlink ? e.data : std::string(), e.rdevMajor, e.rdevMinor);
 	}
 	appendEntry(out, 0, 0, 1, "TRAILER!!!", std::string(), 0, 0);
 	return out;

@@ -38,6 +38,7 @@
 #include "guest/modules.h"
 #include "guest/server.h"
 #include "guest/stream.h"
+#include "guest/tools.h"
 #include "guest/tree.h"
 #include "shared/fd_io.h"
 #include "shared/guest_abi.h"
@@ -305,7 +306,8 @@ void serveVsock(UniqueFd listener, const proto::Key &key, RequestHandler &handle
 	if (Status ok = modules.loadGroup(config.serial ? "serial" : "vsock"); !ok)
 		fatal(ok.error());
 
-	SystemVolumes volumes(modules);
+	Tools tools(modules);
+	SystemVolumes volumes(modules, tools);
 	if (Status ok = volumes.discover(); !ok)
 		fatal(ok.error());
 	Activity activity(config.idleS);
@@ -329,8 +331,7 @@ void serveVsock(UniqueFd listener, const proto::Key &key, RequestHandler &handle
 	     config.serial ? "serial" : "vsock", config.idleS);
 
 	for (;;) {
-		while (::waitpid(-1, nullptr, WNOHANG) > 0) {
-		}
+		reapChildren();
 		if (activity.stopRequested()) {
 			logf(LogLevel::Info, "stop requested: powering off");
 			powerOff();

@@ -4,6 +4,7 @@
 //   dir <path> <mode>
 //   file <path> <mode> <source file>
 //   nod <path> <mode> c <major> <minor>
+//   slink <path> <mode> <target>
 // Paths are relative; modes octal. A device node needs no privilege here,
 // unlike with cpio(1) over a staging directory.
 #include <unistd.h>
@@ -49,6 +50,13 @@ int main()
 				return 1;
 			}
 			entry.data.assign(std::istreambuf_iterator<char>(file), std::istreambuf_iterator<char>());
+		} else if (kind == "slink") {
+			in >> entry.data;
+			if (entry.data.empty()) {
+				std::fprintf(stderr, "mkcpio: line %d: a symlink needs a target\n", number);
+				return 2;
+			}
+			entry.type = fr::guest::CpioEntry::Type::Symlink;
 		} else if (kind == "nod") {
 			std::string c;
 			in >> c >> entry.rdevMajor >> entry.rdevMinor;

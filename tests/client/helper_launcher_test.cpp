@@ -11,6 +11,8 @@
 
 #include <gtest/gtest.h>
 
+#include "shared/host_tsc.h"
+
 #include "client/process.h"
 #include "test_util.h"
 
@@ -110,8 +112,12 @@ TEST_F(SpawnTest, PassesArgvTicketAndLogAndParsesTheAnswer)
 	EXPECT_GT(out->pid, 1);
 	EXPECT_FALSE(out->cid);
 	const std::string calls = readFile(dir_ / "calls");
+	// The host's TSC frequency, measured by the runner, travels along.
+	HelperRequest expected = sampleRequest(dir_ / "vm.sock");
+	if (const std::optional<std::uint64_t> khz = hostTscKhz())
+		expected.tscKhz = static_cast<std::uint32_t>(*khz);
 	std::string argv;
-	for (const std::string &arg : helperArgv(fake_, sampleRequest(dir_ / "vm.sock")))
+	for (const std::string &arg : helperArgv(fake_, expected))
 		argv += (argv.empty() ? "" : "\x1f") + arg;
 	// The ticket arrived on fd 3 (and only there: not in argv), the log
 	// on a writable fd 4.
@@ -137,7 +143,12 @@ TEST_F(SpawnTest, FailuresCarryExitCodeAndMessage)
 	ASSERT_FALSE(denied);
 	EXPECT_EQ(denied.error().errnum(), EACCES);
 	EXPECT_NE(denied.error().message().find("user not allowed"), std::string::npos);
-	EXPECT_NE(denied.error().message().find("exit 3"), std::string::npos);
+	// The cause once (the helper's line, without its program name) and
+	// what to do; no "exit 3" (issue 15: it read like a second cause).
+	EXPECT_EQ(denied.error().message().find("exit 3"), std::string::npos);
+	EXPECT_EQ(denied.error().message().find("file-restore-helper: "), std::string::npos);
+	EXPECT_NE(denied.error().message().find("docs/helper-policy.md"), std::string::npos)
+		<< denied.error().message();
 
 	EXPECT_EQ(run("limit").error().errnum(), EUSERS);
 	Result<HelperOutput> broken = run("broken");
