@@ -252,16 +252,66 @@ void VmManager::passOnNotices()
 	}
 }
 
+namespace {
+
+HelperRequest helperRequest(const VmSpec &spec, bool vhostVsockUsable)
+{
+	HelperRequest request;
+	request.name = spec.name;
+	request.transport = resolveTransport(spec.transport, vhostVsockUsable);
+	request.memoryMib = spec.memoryMib;
+	request.idleTimeout = spec.idleTimeout;
+	request.images = spec.archives;
+	return request;
+}
+
+// The state map's record of a VM the helper just started (all but its
+// process start time).
+VmRecord startedRecord(const VmSpec &spec, const HelperRequest &request, const HelperOutput &started,
+		       const std::string &ticket)
+{
+	VmRecord record;
+	record.name = spec.name;
+	record.pid = started.pid;
+	record.transport = request.transport;
+	record.cid = started.cid;
+	record.socketPath = request.socketPath;
+	record.ticket = ticket;
+	record.startedAt = static_cast<std::int64_t>(std::time(nullptr));
+	record.idleTimeout = spec.idleTimeout.value_or(0);
+	record.memory = spec.memoryMib;
+	record.archives = spec.archives;
+	return record;
+}
+
+} // namespace
+
+Status VmManager::recordStarted(VmRecord &record, Deadline deadline)
+{
+	Result<std::uint64_t> startTime = readStartTime(record.pid);
+	if (!startTime) {
+		showLog(record.name);
+		return Error::invalid(EHOSTDOWN, "VM", record.name, "QEMU (pid %d) exited right away",
+				      static_cast<int>(record.pid));
+	}
+	record.startTime = *startTime;
+	// Recorded before the boot, so that a call killed meanwhile leaves an
+	// entry the next call can reuse or clean up.
+	Status recorded = updateMap(deadline, [&](StateMap &map, bool &changed) {
+		map.put(record);
+		changed = true;
+		return Status{};
+	});
+	if (!recorded)
+		(void)terminateVerified(record.pid, record.startTime, record.name, milliseconds(2000));
+	return recorded;
+}
+
 Result<VmConnection> VmManager::start(const VmSpec &spec, FileLock lock, Deadline deadline)
 {
 	const std::string stem = vmFileStem(spec.name);
 	const int dirFd = ctx_.dir->fd.get();
-	HelperRequest request;
-	request.name = spec.name;
-	request.transport = resolveTransport(spec.transport, ctx_.vhostVsockUsable);
-	request.memoryMib = spec.memoryMib;
-	request.idleTimeout = spec.idleTimeout;
-	request.images = spec.archives;
+	HelperRequest request = helperRequest(spec, ctx_.vhostVsockUsable);
 	// A QEMU of this name that the map does not list (a corrupt map, a call
 	// killed between the helper's answer and the map update) would still
 	// hold the name, and unlink its socket path when it dies: stop it. We
@@ -289,35 +339,9 @@ Result<VmConnection> VmManager::start(const VmSpec &spec, FileLock lock, Deadlin
 	}
 	logFd.reset();
 
-	VmRecord record;
-	record.name = spec.name;
-	record.pid = started->pid;
-	record.transport = request.transport;
-	record.cid = started->cid;
-	record.socketPath = request.socketPath;
-	record.ticket = ticket;
-	record.startedAt = static_cast<std::int64_t>(std::time(nullptr));
-	record.idleTimeout = spec.idleTimeout.value_or(0);
-	record.memory = spec.memoryMib;
-	record.archives = spec.archives;
-	Result<std::uint64_t> startTime = readStartTime(record.pid);
-	if (!startTime) {
-		showLog(spec.name);
-		return Error::invalid(EHOSTDOWN, "VM", spec.name, "QEMU (pid %d) exited right away",
-				      static_cast<int>(record.pid));
-	}
-	record.startTime = *startTime;
-	// Recorded before the boot, so that a call killed meanwhile leaves an
-	// entry the next call can reuse or clean up.
-	Status recorded = updateMap(deadline, [&](StateMap &map, bool &changed) {
-		map.put(record);
-		changed = true;
-		return Status{};
-	});
-	if (!recorded) {
-		(void)terminateVerified(record.pid, record.startTime, record.name, milliseconds(2000));
-		return recorded.error();
-	}
+	VmRecord record = startedRecord(spec, request, *started, ticket);
+	if (Status ok = recordStarted(record, deadline); !ok)
+		return ok.error();
 
 	const auto bootStart = Clock::now();
 	Result<std::unique_ptr<VmSession>> session = connect(record, deadline, true);

@@ -131,6 +131,9 @@ private:
 	Result<std::string> serialSocketPath(const std::string &stem);
 	// What the helper said on stderr while succeeding, as warnings.
 	void passOnNotices();
+	// Completes a started VM's record (its QEMU's start time) and puts it
+	// in the map; a VM that cannot be recorded is stopped.
+	Status recordStarted(VmRecord &record, Deadline deadline);
 	// Kills the VM (verified) and drops its map entry.
 	void retire(const VmRecord &vm, Deadline deadline);
 	void showLog(const std::string &vmName);

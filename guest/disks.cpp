@@ -453,6 +453,38 @@ void SystemVolumes::assembleMd()
 	// New block devices may hold LVM: the caller looks next.
 }
 
+namespace {
+
+// LVM's read_only_volume_list for the LVs `lvs -o vg_name,lv_name,segtype`
+// printed in the VGs found: "\"vg/lv\",...". Thin pools stay out (see
+// activateLvm).
+std::string readOnlyVolumeList(const std::string &lvsOut, const std::set<std::string> &vgNames)
+{
+	std::string list;
+	for (const std::string &line : splitLines(lvsOut)) {
+		const std::vector<std::string> f = splitFields(line, '|');
+		if (f.size() != 3 || vgNames.count(f[0]) == 0 || !validVolumeName(f[1]) || f[2] == "thin-pool")
+			continue;
+		list += (list.empty() ? "\"" : ",\"") + f[0] + "/" + f[1] + "\"";
+	}
+	return list;
+}
+
+// The kernel's name ("dm-3") of the block device major:minor; empty when
+// there is none.
+std::string sysNameOfDevice(std::uint64_t major, std::uint64_t minor)
+{
+	char target[256] = {};
+	const std::string path = "/sys/dev/block/" + std::to_string(major) + ":" + std::to_string(minor);
+	const ssize_t n = ::readlink(path.c_str(), target, sizeof(target) - 1);
+	if (n <= 0)
+		return {};
+	const std::string link(target, static_cast<std::size_t>(n));
+	return link.substr(link.rfind('/') + 1);
+}
+
+} // namespace
+
 void SystemVolumes::activateLvm()
 {
 	if (Status ok = modules_.loadGroup("lvm"); !ok) {
@@ -479,14 +511,7 @@ void SystemVolumes::activateLvm()
 		return;
 	}
 	lvmError_ = pvs->summary();
-	std::set<std::string> vgNames;
-	for (const std::string &line : splitLines(pvs->out)) {
-		const std::vector<std::string> f = splitFields(line, '|');
-		if (f.size() != 2 || f[0].rfind(devDir_ + "/", 0) != 0 || !validVolumeName(f[1]))
-			continue;
-		pvVg_[f[0].substr(devDir_.size() + 1)] = f[1];
-		vgNames.insert(f[1]);
-	}
+	const std::set<std::string> vgNames = addPhysicalVolumes(pvs->out);
 	if (vgNames.empty())
 		return;
 	// Activation, read-only: every LV in read_only_volume_list (LVM makes
@@ -497,14 +522,7 @@ void SystemVolumes::activateLvm()
 	// refuses their writes, and the thin LVs on them are read-only.
 	Result<ToolResult> all = lvm({"lvs", "-a", "--readonly", "--noheadings", "--separator", "|", "-o",
 				      "vg_name,lv_name,segtype"});
-	std::string list;
-	if (all)
-		for (const std::string &line : splitLines(all->out)) {
-			const std::vector<std::string> f = splitFields(line, '|');
-			if (f.size() != 3 || vgNames.count(f[0]) == 0 || !validVolumeName(f[1]) || f[2] == "thin-pool")
-				continue;
-			list += (list.empty() ? "\"" : ",\"") + f[0] + "/" + f[1] + "\"";
-		}
+	const std::string list = all ? readOnlyVolumeList(all->out, vgNames) : std::string();
 	std::vector<std::string> activate = {"vgchange", "-ay", "-K", "--nolocking", "--ignoremonitoring",
 					     "--noudevsync", "--config",
 					     "activation { read_only_volume_list = [ " + list + " ] }"};
@@ -521,7 +539,28 @@ void SystemVolumes::activateLvm()
 		lvmError_ = lvs.error().message();
 		return;
 	}
-	for (const std::string &line : splitLines(lvs->out)) {
+	addLogicalVolumes(lvs->out, vgNames, activateError);
+	linkVolumeGroups();
+	logf(LogLevel::Info, "lvm: %zu volume group(s) activated read-only", vgs_.size());
+}
+
+std::set<std::string> SystemVolumes::addPhysicalVolumes(const std::string &pvsOut)
+{
+	std::set<std::string> vgNames;
+	for (const std::string &line : splitLines(pvsOut)) {
+		const std::vector<std::string> f = splitFields(line, '|');
+		if (f.size() != 2 || f[0].rfind(devDir_ + "/", 0) != 0 || !validVolumeName(f[1]))
+			continue;
+		pvVg_[f[0].substr(devDir_.size() + 1)] = f[1];
+		vgNames.insert(f[1]);
+	}
+	return vgNames;
+}
+
+void SystemVolumes::addLogicalVolumes(const std::string &lvsOut, const std::set<std::string> &vgNames,
+				      const std::string &activateError)
+{
+	for (const std::string &line : splitLines(lvsOut)) {
 		const std::vector<std::string> f = splitFields(line, '|');
 		if (f.size() != 6 || vgNames.count(f[0]) == 0 || !validVolumeName(f[1]))
 			continue;
@@ -534,22 +573,19 @@ void SystemVolumes::activateLvm()
 		lv.sizeBytes = size ? *size : 0;
 		Result<std::uint64_t> major = parseDecimal(f[2], 0, 4095, "major");
 		Result<std::uint64_t> minor = parseDecimal(f[3], 0, 1048575, "minor");
-		if (major && minor) {
-			char target[256] = {};
-			const std::string path =
-				"/sys/dev/block/" + std::to_string(*major) + ":" + std::to_string(*minor);
-			const ssize_t n = ::readlink(path.c_str(), target, sizeof(target) - 1);
-			if (n > 0) {
-				std::string sysName(target, static_cast<std::size_t>(n));
-				sysName = sysName.substr(sysName.rfind('/') + 1);
-				lv.node = addNode(sysName, {});
-				probeNode(*nodes_[static_cast<std::size_t>(lv.node)], false);
-			}
+		const std::string sysName = major && minor ? sysNameOfDevice(*major, *minor) : std::string();
+		if (!sysName.empty()) {
+			lv.node = addNode(sysName, {});
+			probeNode(*nodes_[static_cast<std::size_t>(lv.node)], false);
 		}
 		if (lv.node < 0)
 			lv.reason = f[5] + ": not activated: " + activateError;
 		vgs_[f[0]].lvs[lv.name] = std::move(lv);
 	}
+}
+
+void SystemVolumes::linkVolumeGroups()
+{
 	// Which disks each VG lives on: its PVs' disks.
 	for (const auto &[pv, vg] : pvVg_) {
 		for (const auto &node : nodes_)
@@ -565,7 +601,6 @@ void SystemVolumes::activateLvm()
 	for (const auto &node : nodes_)
 		if (node->type == "LVM2_member" && node->reason.empty())
 			node->reason = "LVM2_member: no readable volume group: " + lvmError_;
-	logf(LogLevel::Info, "lvm: %zu volume group(s) activated read-only", vgs_.size());
 }
 
 std::string SystemVolumes::contentReason(const Node &node) const
