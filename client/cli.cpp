@@ -104,6 +104,7 @@ void check(const Status &status)
 struct Target {
 	std::string repository;
 	std::vector<std::string> images;
+	std::string imageFormat; // --image-format: what the --image files are
 	bool base64 = false;
 	std::string timeout;
 	std::string transport = "auto";
@@ -234,7 +235,13 @@ Commands::Resolved Commands::resolve(std::string_view snapshot, const std::strin
 		path = *decoded;
 	}
 	if (!t.images.empty()) {
-		out.spec.archives = check(imageArchives(t.images));
+		std::optional<ImageFormat> format;
+		if (!t.imageFormat.empty()) {
+			format = parseFormatName(t.imageFormat);
+			if (!format || format == ImageFormat::Nbd)
+				usage("--image-format: must be raw, qcow2, vmdk, vdi or vhdx");
+		}
+		out.spec.archives = check(imageArchives(t.images, format));
 		std::vector<std::string> paths;
 		for (const Archive &archive : out.spec.archives)
 			paths.push_back(archive.path);
@@ -459,6 +466,9 @@ void addTargetOptions(CLI::App *command, Target &t)
 {
 	command->add_option("--repository", t.repository,
 			    "the repository directory (default: $FILE_RESTORE_REPOSITORY)");
+	command->add_option("--image-format", t.imageFormat,
+			    "the format of the --image files: raw, qcow2, vmdk, vdi or vhdx (default: "
+			    "from each file's name, .img/.raw and anything else raw; never from the bytes)");
 	command->add_option("--image", t.images,
 			    "an ad-hoc disk image instead of a snapshot (repeatable)")
 		->allow_extra_args(false);

@@ -1,12 +1,12 @@
 // SPDX-License-Identifier: AGPL-3.0-or-later
-#include "guest/cpio.h"
+#include "shared/cpio.h"
 
 #include <sys/stat.h>
 
 #include <algorithm>
 #include <cstdio>
 
-namespace fr::guest {
+namespace fr {
 
 namespace {
 
@@ -60,4 +60,4 @@ std::vector<std::uint8_t> writeNewc(std::vector<CpioEntry> entries)
 	return out;
 }
 
-} // namespace fr::guest
+} // namespace fr
