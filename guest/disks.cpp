@@ -187,6 +187,15 @@ bool validVolumeName(std::string_view name)
 	return true;
 }
 
+// The parts one after the other (one allocation, not one per '+').
+template <typename... Parts>
+std::string concat(const Parts &...parts)
+{
+	std::string out;
+	(out.append(parts), ...);
+	return out;
+}
+
 std::vector<std::string> splitLines(const std::string &text)
 {
 	std::vector<std::string> lines;
@@ -336,7 +345,7 @@ Status SystemVolumes::scan()
 			const std::string name = d->d_name;
 			if (name.rfind(disk.name, 0) != 0)
 				continue;
-			Result<std::string> number = readAttribute(sys + "/" + name + "/partition");
+			Result<std::string> number = readAttribute(concat(sys, "/", name, "/partition"));
 			if (!number)
 				continue;
 			Result<std::uint64_t> n = parseDecimal(*number, 1, kMaxPartition, "partition");
@@ -348,13 +357,13 @@ Status SystemVolumes::scan()
 		for (const auto &[number, name] : parts) {
 			const int node = addNode(name, {index});
 			Node &part = *nodes_[static_cast<std::size_t>(node)];
-			part.sizeBytes = sectorsToBytes(sys + "/" + name + "/size");
+			part.sizeBytes = sectorsToBytes(concat(sys, "/", name, "/size"));
 			setReadOnly(part.dev);
 			probeDevice(part.dev, false, part.type, part.ptType);
 			// A hybrid ISO: partition 1 starts at sector 0 and holds the
 			// same iso9660 as the whole disk. Both paths serve it (two
 			// mounts of the same bytes would collide: EBUSY).
-			Result<std::string> startSector = readAttribute(sys + "/" + name + "/start");
+			Result<std::string> startSector = readAttribute(concat(sys, "/", name, "/start"));
 			if (startSector && *startSector == "0" && !part.type.empty() && part.type == whole.type)
 				part.aliasOf = disk.whole;
 			disk.parts[number] = node;
@@ -443,7 +452,7 @@ void SystemVolumes::assembleMd()
 		mdArrays_[name] = node;
 		for (int member : members)
 			nodes_[static_cast<std::size_t>(member)]->reason =
-				"linux_raid_member: member of md array " + name + " (listed under /md/" + name + ")";
+				concat("linux_raid_member: member of md array ", name, " (listed under /md/", name, ")");
 		logf(LogLevel::Info, "md array %s (%s) assembled read-only: %s", name.c_str(), md.c_str(),
 		     nodes_[static_cast<std::size_t>(node)]->type.c_str());
 	}
@@ -591,7 +600,7 @@ void SystemVolumes::linkVolumeGroups()
 		for (const auto &node : nodes_)
 			if (node->sysName == pv) {
 				vgs_[vg].disks.insert(node->disks.begin(), node->disks.end());
-				node->reason = "LVM2_member: physical volume of volume group " + vg + " (its logical volumes are under lvm/" + vg + ")";
+				node->reason = concat("LVM2_member: physical volume of volume group ", vg, " (its logical volumes are under lvm/", vg, ")");
 			}
 	}
 	for (auto &[name, vg] : vgs_)
@@ -958,7 +967,7 @@ Result<std::vector<Subvolume>> listSubvolumes(int fd)
 			auto it = byId.find(parent);
 			if (it == byId.end())
 				break;
-			path = it->second.path + "/" + path;
+			path = concat(it->second.path, "/", path);
 			parent = it->second.parent;
 		}
 		if (parent != BTRFS_FS_TREE_OBJECTID)

@@ -161,7 +161,7 @@ Result<pid_t> spawn(const ToolCommand &command, std::vector<char *> &argv, std::
 		sigset_t none;
 		sigemptyset(&none);
 		::sigprocmask(SIG_SETMASK, &none, nullptr);
-		::signal(SIGPIPE, SIG_DFL);
+		(void)::signal(SIGPIPE, SIG_DFL);
 		if (command.memoryLimit != 0)
 			::setrlimit(RLIMIT_AS, &as);
 		::execve(argv[0], argv.data(), envp.data());
