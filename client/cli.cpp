@@ -162,7 +162,8 @@ private:
 		VmSpec spec;
 		GuestTarget target;
 	};
-	Resolved resolve(const std::string *snapshot, const std::string &path);
+	// snapshot: empty with --image.
+	Resolved resolve(std::string_view snapshot, const std::string &path);
 	void openRuntime();
 	VmManager &manager();
 	Deadline deadline() const
@@ -221,7 +222,7 @@ VmManager &Commands::manager()
 	return *manager_;
 }
 
-Commands::Resolved Commands::resolve(const std::string *snapshot, const std::string &rawPath)
+Commands::Resolved Commands::resolve(std::string_view snapshot, const std::string &rawPath)
 {
 	Resolved out;
 	const Target &t = o_.target;
@@ -254,7 +255,7 @@ Commands::Resolved Commands::resolve(const std::string *snapshot, const std::str
 		if (repository.empty())
 			usage("no repository: pass --repository DIR or set FILE_RESTORE_REPOSITORY "
 			      "(or use --image FILE)");
-		Result<std::string> normalised = normaliseSnapshot(*snapshot);
+		Result<std::string> normalised = normaliseSnapshot(snapshot);
 		if (!normalised)
 			usage(normalised.error().message());
 		const std::string repo = check(canonicalPath(repository, "repository"));
@@ -271,8 +272,8 @@ Commands::Resolved Commands::resolve(const std::string *snapshot, const std::str
 	if (!transport)
 		usage("--transport: must be auto, vsock or serial");
 	out.spec.transport = *transport;
-	out.spec.memoryMib = optionalNumber(t.memory, "--memory", 1, 1 << 20);
-	out.spec.idleTimeout = optionalNumber(t.idleTimeout, "--idle-timeout", 1, 7 * 86400);
+	out.spec.memoryMib = optionalNumber(t.memory, "--memory", 1, std::uint64_t{1} << 20);
+	out.spec.idleTimeout = optionalNumber(t.idleTimeout, "--idle-timeout", 1, std::uint64_t{7} * 86400);
 	return out;
 }
 
@@ -282,7 +283,7 @@ int Commands::list()
 	const std::size_t wanted = images ? 1 : 2;
 	if (o_.positionals.size() > wanted || o_.positionals.size() + 1 < wanted)
 		usage(images ? "list --image FILE... [PATH]" : "list SNAPSHOT [PATH]");
-	const std::string *snapshot = images ? nullptr : &o_.positionals[0];
+	const std::string_view snapshot = images ? std::string_view() : o_.positionals[0];
 	const std::string path = o_.positionals.size() == wanted ? o_.positionals.back()
 								 : (o_.target.base64 ? "Lw==" : "/");
 	Resolved r = resolve(snapshot, path);
@@ -337,7 +338,7 @@ int Commands::extract()
 	if (o_.positionals.size() < minimum || o_.positionals.size() > minimum + 1)
 		usage(images ? "extract --image FILE... PATH [TARGET]"
 			     : "extract SNAPSHOT PATH [TARGET]");
-	const std::string *snapshot = images ? nullptr : &o_.positionals[0];
+	const std::string_view snapshot = images ? std::string_view() : o_.positionals[0];
 	const std::string &path = o_.positionals[minimum - 1];
 	std::string target = o_.positionals.size() > minimum ? o_.positionals[minimum] : "";
 	if (!o_.format.empty() && !target.empty() && target != "-")
@@ -509,11 +510,11 @@ void printError(bool asJson, int code, const std::string &message, int jsonFd = 
 	}
 }
 
+// The subcommands whose parsed() picks the command (else: stop).
 struct Subcommands {
 	CLI::App *list;
 	CLI::App *extract;
 	CLI::App *status;
-	CLI::App *stop;
 };
 
 Subcommands defineCommands(CLI::App &app, Options &o)
@@ -548,7 +549,7 @@ Subcommands defineCommands(CLI::App &app, Options &o)
 	stop->add_option("names", o.positionals, "VM names (see status)");
 	stop->add_flag("--all", o.all, "stop every VM of this user");
 	stop->add_option("--timeout", o.target.timeout, "seconds to wait (default 120)");
-	return Subcommands{list, extract, status, stop};
+	return Subcommands{list, extract, status};
 }
 
 // Runs the parsed command: the only place its failures are caught.

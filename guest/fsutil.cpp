@@ -82,12 +82,13 @@ Result<std::string> readLinkTarget(int linkFd)
 
 Result<std::optional<std::string_view>> DirReader::next()
 {
+	// The kernel's record layout, read through offsetof, never as a struct.
 	struct Dirent64 {
 		std::uint64_t ino;
 		std::int64_t off;
-		unsigned short reclen;
-		unsigned char type;
-		char name[1];
+		unsigned short reclen; // cppcheck-suppress unusedStructMember
+		unsigned char type;    // cppcheck-suppress unusedStructMember
+		char name[1];          // cppcheck-suppress unusedStructMember
 	};
 	for (;;) {
 		if (pos_ >= end_) {
@@ -135,10 +136,16 @@ long peakRssKiB()
 	if (FILE *status = std::fopen("/proc/self/status", "re")) {
 		char line[256];
 		long kib = -1;
-		while (std::fgets(line, sizeof(line), status) != nullptr)
-			if (std::sscanf(line, "VmHWM: %ld kB", &kib) == 1)
+		while (std::fgets(line, sizeof(line), status) != nullptr) {
+			if (std::strncmp(line, "VmHWM:", 6) == 0) {
+				char *end = nullptr;
+				kib = std::strtol(line + 6, &end, 10);
+				if (end == line + 6)
+					kib = -1;
 				break;
-		std::fclose(status);
+			}
+		}
+		(void)std::fclose(status);
 		if (kib >= 0)
 			return kib;
 	}
