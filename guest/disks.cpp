@@ -201,6 +201,15 @@ bool validVolumeName(std::string_view name)
 	return true;
 }
 
+// The parts one after the other (one allocation, not one per '+').
+template <typename... Parts>
+std::string concat(const Parts &...parts)
+{
+	std::string out;
+	(out.append(parts), ...);
+	return out;
+}
+
 std::vector<std::string> splitLines(const std::string &text)
 {
 	std::vector<std::string> lines;
@@ -414,7 +423,7 @@ Status SystemVolumes::scan()
 			const std::string name = d->d_name;
 			if (name.rfind(disk.name, 0) != 0)
 				continue;
-			Result<std::string> number = readAttribute(sys + "/" + name + "/partition");
+			Result<std::string> number = readAttribute(concat(sys, "/", name, "/partition"));
 			if (!number)
 				continue;
 			Result<std::uint64_t> n = parseDecimal(*number, 1, kMaxPartition, "partition");
@@ -426,13 +435,13 @@ Status SystemVolumes::scan()
 		for (const auto &[number, name] : parts) {
 			const int node = addNode(name, {index});
 			Node &part = *nodes_[static_cast<std::size_t>(node)];
-			part.sizeBytes = sectorsToBytes(sys + "/" + name + "/size");
+			part.sizeBytes = sectorsToBytes(concat(sys, "/", name, "/size"));
 			setReadOnly(part.dev);
 			probeDevice(part.dev, false, part.type, part.ptType);
 			// A hybrid ISO: partition 1 starts at sector 0 and holds the
 			// same iso9660 as the whole disk. Both paths serve it (two
 			// mounts of the same bytes would collide: EBUSY).
-			Result<std::string> startSector = readAttribute(sys + "/" + name + "/start");
+			Result<std::string> startSector = readAttribute(concat(sys, "/", name, "/start"));
 			if (startSector && *startSector == "0" && !part.type.empty() && part.type == whole.type)
 				part.aliasOf = disk.whole;
 			disk.parts[number] = node;
@@ -521,7 +530,7 @@ void SystemVolumes::assembleMd()
 		mdArrays_[name] = node;
 		for (int member : members)
 			nodes_[static_cast<std::size_t>(member)]->reason =
-				"linux_raid_member: member of md array " + name + " (listed under /md/" + name + ")";
+				concat("linux_raid_member: member of md array ", name, " (listed under /md/", name, ")");
 		logf(LogLevel::Info, "md array %s (%s) assembled read-only: %s", name.c_str(), md.c_str(),
 		     nodes_[static_cast<std::size_t>(node)]->type.c_str());
 	}
@@ -542,7 +551,7 @@ void SystemVolumes::activateLvm()
 	(void)writeText("/run/fr-lvm/lvm.conf", kLvmConf);
 	const std::vector<std::string> env = {"LVM_SYSTEM_DIR=/run/fr-lvm", "DM_DISABLE_UDEV=1",
 					      "LVM_SUPPRESS_FD_WARNINGS=1"};
-	const std::function<Result<ToolResult>(std::vector<std::string>)> lvm = [&](std::vector<std::string> args) {
+	const LvmRunner lvm = [&](std::vector<std::string> args) {
 		ToolCommand command;
 		command.program = "lvm";
 		command.args = std::move(args);
@@ -559,8 +568,30 @@ void SystemVolumes::activateLvm()
 		return;
 	}
 	lvmError_ = pvs->summary();
+	const std::set<std::string> vgNames = addPhysicalVolumes(pvs->out);
+	const std::vector<LvRow> rows = vgNames.empty() ? std::vector<LvRow>() : readLvRows(lvm, vgNames);
+	bool any = false;
+	const std::string activateError = activatePlain(lvm, rows, vgNames, any);
+	// Not --readonly: that mode does not ask the kernel, and the kernel's
+	// device numbers are what we want.
+	Result<ToolResult> lvs = !any ? Result<ToolResult>(ToolResult{})
+				      : lvm({"lvs", "--nolocking", "--noheadings", "--separator", "|", "--units", "b",
+					     "--nosuffix", "-o", "vg_name,lv_name,lv_kernel_major,lv_kernel_minor,lv_size,segtype"});
+	if (!lvs) {
+		lvmError_ = lvs.error().message();
+		return;
+	}
+	addLogicalVolumes(lvs->out, vgNames, activateError);
+	for (const std::string &vg : vgNames)
+		activateThin(vg, rows, lvm);
+	linkVolumeGroups();
+	logf(LogLevel::Info, "lvm: %zu volume group(s) activated read-only", vgs_.size());
+}
+
+std::set<std::string> SystemVolumes::addPhysicalVolumes(const std::string &pvsOut)
+{
 	std::set<std::string> vgNames;
-	for (const std::string &line : splitLines(pvs->out)) {
+	for (const std::string &line : splitLines(pvsOut)) {
 		const std::vector<std::string> f = splitFields(line, '|');
 		if (f.size() != 2 || f[0].rfind(devDir_ + "/", 0) != 0 || !validVolumeName(f[1]))
 			continue;
@@ -573,33 +604,43 @@ void SystemVolumes::activateLvm()
 		if (vgs_.count(f[1]) == 0)
 			vgNames.insert(f[1]);
 	}
+	return vgNames;
+}
+
+std::vector<SystemVolumes::LvRow> SystemVolumes::readLvRows(const LvmRunner &lvm, const std::set<std::string> &vgNames)
+{
 	std::vector<LvRow> rows;
-	if (!vgNames.empty()) {
-		Result<ToolResult> all =
-			lvm({"lvs", "-a", "--readonly", "--noheadings", "--separator", "|", "--units", "b", "--nosuffix", "-o",
-			     "vg_name,lv_name,segtype,pool_lv,data_lv,metadata_lv,thin_id,lv_size,chunk_size"});
-		if (all)
-			for (const std::string &line : splitLines(all->out)) {
-				const std::vector<std::string> f = splitFields(line, '|');
-				if (f.size() != 9 || vgNames.count(f[0]) == 0)
-					continue;
-				LvRow row;
-				row.vg = f[0];
-				row.name = f[1];
-				row.segtype = f[2];
-				row.pool = f[3];
-				row.dataLv = hiddenName(f[4]);
-				row.metadataLv = hiddenName(f[5]);
-				Result<std::uint64_t> id = parseDecimal(f[6], 0, UINT32_MAX, "thin_id");
-				row.hasThinId = static_cast<bool>(id);
-				row.thinId = id ? *id : 0;
-				Result<std::uint64_t> size = parseDecimal(f[7], 0, UINT64_MAX / 2, "lv_size");
-				row.sizeBytes = size ? *size : 0;
-				Result<std::uint64_t> chunk = parseDecimal(f[8], 0, UINT32_MAX, "chunk_size");
-				row.chunkBytes = chunk ? *chunk : 0;
-				rows.push_back(std::move(row));
-			}
+	Result<ToolResult> all =
+		lvm({"lvs", "-a", "--readonly", "--noheadings", "--separator", "|", "--units", "b", "--nosuffix", "-o",
+		     "vg_name,lv_name,segtype,pool_lv,data_lv,metadata_lv,thin_id,lv_size,chunk_size"});
+	if (!all)
+		return rows;
+	for (const std::string &line : splitLines(all->out)) {
+		const std::vector<std::string> f = splitFields(line, '|');
+		if (f.size() != 9 || vgNames.count(f[0]) == 0)
+			continue;
+		LvRow row;
+		row.vg = f[0];
+		row.name = f[1];
+		row.segtype = f[2];
+		row.pool = f[3];
+		row.dataLv = hiddenName(f[4]);
+		row.metadataLv = hiddenName(f[5]);
+		Result<std::uint64_t> id = parseDecimal(f[6], 0, UINT32_MAX, "thin_id");
+		row.hasThinId = static_cast<bool>(id);
+		row.thinId = id ? *id : 0;
+		Result<std::uint64_t> size = parseDecimal(f[7], 0, UINT64_MAX / 2, "lv_size");
+		row.sizeBytes = size ? *size : 0;
+		Result<std::uint64_t> chunk = parseDecimal(f[8], 0, UINT32_MAX, "chunk_size");
+		row.chunkBytes = chunk ? *chunk : 0;
+		rows.push_back(std::move(row));
 	}
+	return rows;
+}
+
+std::string SystemVolumes::activatePlain(const LvmRunner &lvm, const std::vector<LvRow> &rows,
+					 const std::set<std::string> &vgNames, bool &any)
+{
 	// Activation, read-only: every plain LV (hidden ones and thin ones
 	// aside) in volume_list and read_only_volume_list (LVM makes its dm
 	// table read-only); -K for LVs flagged to skip activation. Thin pools
@@ -609,27 +650,24 @@ void SystemVolumes::activateLvm()
 	for (const LvRow &row : rows)
 		if (validVolumeName(row.name) && row.segtype != "thin-pool" && row.segtype != "thin")
 			list += (list.empty() ? "\"" : ",\"") + row.vg + "/" + row.name + "\"";
-	std::string activateError;
-	if (!list.empty()) {
-		std::vector<std::string> activate = {
-			"vgchange", "-ay", "-K", "--nolocking", "--ignoremonitoring", "--noudevsync", "--config",
-			"activation { volume_list = [ " + list + " ] read_only_volume_list = [ " + list + " ] }"};
-		activate.insert(activate.end(), vgNames.begin(), vgNames.end());
-		Result<ToolResult> activated = lvm(activate);
-		activateError = activated ? activated->summary() : activated.error().message();
-		if (activated && !activated->err.empty())
-			logf(LogLevel::Info, "lvm vgchange: %s", activateError.c_str());
-	}
-	// Not --readonly: that mode does not ask the kernel, and the kernel's
-	// device numbers are what we want.
-	Result<ToolResult> lvs = list.empty() ? Result<ToolResult>(ToolResult{})
-					      : lvm({"lvs", "--nolocking", "--noheadings", "--separator", "|", "--units", "b",
-						     "--nosuffix", "-o", "vg_name,lv_name,lv_kernel_major,lv_kernel_minor,lv_size,segtype"});
-	if (!lvs) {
-		lvmError_ = lvs.error().message();
-		return;
-	}
-	for (const std::string &line : splitLines(lvs->out)) {
+	any = !list.empty();
+	if (list.empty())
+		return {};
+	std::vector<std::string> activate = {
+		"vgchange", "-ay", "-K", "--nolocking", "--ignoremonitoring", "--noudevsync", "--config",
+		"activation { volume_list = [ " + list + " ] read_only_volume_list = [ " + list + " ] }"};
+	activate.insert(activate.end(), vgNames.begin(), vgNames.end());
+	Result<ToolResult> activated = lvm(activate);
+	std::string activateError = activated ? activated->summary() : activated.error().message();
+	if (activated && !activated->err.empty())
+		logf(LogLevel::Info, "lvm vgchange: %s", activateError.c_str());
+	return activateError;
+}
+
+void SystemVolumes::addLogicalVolumes(const std::string &lvsOut, const std::set<std::string> &vgNames,
+				      const std::string &activateError)
+{
+	for (const std::string &line : splitLines(lvsOut)) {
 		const std::vector<std::string> f = splitFields(line, '|');
 		if (f.size() != 6 || vgNames.count(f[0]) == 0 || !validVolumeName(f[1]))
 			continue;
@@ -643,25 +681,25 @@ void SystemVolumes::activateLvm()
 		lv.sizeBytes = size ? *size : 0;
 		Result<std::uint64_t> major = parseDecimal(f[2], 0, 4095, "major");
 		Result<std::uint64_t> minor = parseDecimal(f[3], 0, 1048575, "minor");
-		if (major && minor) {
-			const std::string sysName = sysNameOf(*major, *minor);
-			if (!sysName.empty()) {
-				lv.node = addNode(sysName, {});
-				probeNode(*nodes_[static_cast<std::size_t>(lv.node)], false);
-			}
+		const std::string sysName = major && minor ? sysNameOf(*major, *minor) : std::string();
+		if (!sysName.empty()) {
+			lv.node = addNode(sysName, {});
+			probeNode(*nodes_[static_cast<std::size_t>(lv.node)], false);
 		}
 		if (lv.node < 0)
 			lv.reason = f[5] + ": not activated: " + activateError;
 		vgs_[f[0]].lvs[lv.name] = std::move(lv);
 	}
-	for (const std::string &vg : vgNames)
-		activateThin(vg, rows, lvm);
+}
+
+void SystemVolumes::linkVolumeGroups()
+{
 	// Which disks each VG lives on: its PVs' disks.
 	for (const auto &[pv, vg] : pvVg_) {
 		for (const auto &node : nodes_)
 			if (node->sysName == pv) {
 				vgs_[vg].disks.insert(node->disks.begin(), node->disks.end());
-				node->reason = "LVM2_member: physical volume of volume group " + vg + " (its logical volumes are under lvm/" + vg + ")";
+				node->reason = concat("LVM2_member: physical volume of volume group ", vg, " (its logical volumes are under lvm/", vg, ")");
 			}
 	}
 	for (auto &[name, vg] : vgs_)
@@ -671,11 +709,9 @@ void SystemVolumes::activateLvm()
 	for (const auto &node : nodes_)
 		if (node->type == "LVM2_member" && node->reason.empty())
 			node->reason = "LVM2_member: no readable volume group: " + lvmError_;
-	logf(LogLevel::Info, "lvm: %zu volume group(s) activated read-only", vgs_.size());
 }
 
-Result<std::string> SystemVolumes::activateComponent(
-	const std::string &vg, const std::string &lv, const std::function<Result<ToolResult>(std::vector<std::string>)> &lvm)
+Result<std::string> SystemVolumes::activateComponent(const std::string &vg, const std::string &lv, const LvmRunner &lvm)
 {
 	// LVM's component activation: a pool's hidden metadata or data LV,
 	// activated on its own, read-only (LVM allows it while the pool is
@@ -691,63 +727,61 @@ Result<std::string> SystemVolumes::activateComponent(
 	return dev;
 }
 
-void SystemVolumes::activateThin(const std::string &vg, const std::vector<LvRow> &rows,
-				 const std::function<Result<ToolResult>(std::vector<std::string>)> &lvm)
+Result<std::string> SystemVolumes::activatePool(const std::string &vg, const LvRow &pool, const LvmRunner &lvm)
+{
+	// The pool, read-only: its metadata and data LVs as read-only
+	// components, then a thin-pool table over them with the pool's
+	// read_only feature (the kernel then never writes its metadata, and
+	// refuses every write to its thin devices) and no discards. The table
+	// itself cannot be read-only (the kernel refuses a thin-pool target
+	// there), but nothing below it takes writes: the components are
+	// read-only tables, the disks are read-only.
+	Result<std::string> meta = activateComponent(vg, pool.metadataLv, lvm);
+	if (!meta)
+		return meta.error();
+	Result<std::string> data = activateComponent(vg, pool.dataLv, lvm);
+	if (!data)
+		return data.error();
+	if (pool.chunkBytes < 65536 || pool.chunkBytes % 65536 != 0)
+		return Error::invalid(EINVAL, "thin pool", pool.name, "chunk size %llu is not a multiple of 64 KiB",
+				      static_cast<unsigned long long>(pool.chunkBytes));
+	const std::string dataSys = data->substr(data->rfind('/') + 1);
+	const std::uint64_t dataSectors = sectorsToBytes(sysBlock_ + "/" + dataSys + "/size") / 512;
+	const std::string table = concat("0 ", std::to_string(dataSectors), " thin-pool ", *meta, " ", *data, " ",
+					 std::to_string(pool.chunkBytes / 512), " 0 2 read_only ignore_discard");
+	return dmCreate("fr-pool" + std::to_string(dmSerial_++), table, false);
+}
+
+void SystemVolumes::activateThin(const std::string &vg, const std::vector<LvRow> &rows, const LvmRunner &lvm)
 {
 	for (const LvRow &pool : rows) {
 		if (pool.vg != vg || pool.segtype != "thin-pool" || !validVolumeName(pool.name))
 			continue;
-		// The pool, read-only: its metadata and data LVs as read-only
-		// components, then a thin-pool table over them with the pool's
-		// read_only feature (the kernel then never writes its metadata,
-		// and refuses every write to its thin devices) and no discards.
-		// The table itself cannot be read-only (the kernel refuses a
-		// thin-pool target there), but nothing below it takes writes:
-		// the components are read-only tables, the disks are read-only.
-		std::string poolError;
-		std::string poolDev;
-		Result<std::string> meta = activateComponent(vg, pool.metadataLv, lvm);
-		Result<std::string> data = meta ? activateComponent(vg, pool.dataLv, lvm) : meta;
-		if (!meta || !data) {
-			poolError = (!meta ? meta : data).error().message();
-		} else if (pool.chunkBytes < 65536 || pool.chunkBytes % 65536 != 0) {
-			poolError = "chunk size " + std::to_string(pool.chunkBytes) + " is not a multiple of 64 KiB";
-		} else {
-			const std::string dataSys = data->substr(data->rfind('/') + 1);
-			const std::uint64_t dataSectors = sectorsToBytes(sysBlock_ + "/" + dataSys + "/size") / 512;
-			const std::string table = "0 " + std::to_string(dataSectors) + " thin-pool " + *meta + " " + *data +
-						  " " + std::to_string(pool.chunkBytes / 512) + " 0 2 read_only ignore_discard";
-			Result<std::string> dev = dmCreate("fr-pool" + std::to_string(dmSerial_++), table, false);
-			if (dev)
-				poolDev = *dev;
-			else
-				poolError = dev.error().message();
-		}
-		if (!poolError.empty())
+		Result<std::string> poolDev = activatePool(vg, pool, lvm);
+		if (!poolDev)
 			logf(LogLevel::Warning, "lvm: thin pool %s/%s not readable: %s", vg.c_str(), pool.name.c_str(),
-			     poolError.c_str());
+			     poolDev.error().message().c_str());
 		for (const LvRow &thin : rows) {
 			if (thin.vg != vg || thin.segtype != "thin" || thin.pool != pool.name || !validVolumeName(thin.name))
 				continue;
 			LogicalVolume lv;
 			lv.name = thin.name;
 			lv.sizeBytes = thin.sizeBytes;
-			if (!poolError.empty()) {
-				lv.reason = "thin: its pool " + pool.name + " is not readable: " + poolError;
+			if (!poolDev) {
+				lv.reason = concat("thin: its pool ", pool.name, " is not readable: ", poolDev.error().message());
 			} else if (!thin.hasThinId || thin.sizeBytes % 512 != 0) {
 				lv.reason = "thin: no device id in the metadata";
 			} else {
 				// A thin LV with an external origin would need that
 				// origin in its table: not supported (listed with
 				// the kernel's refusal, if any).
-				const std::string table = "0 " + std::to_string(thin.sizeBytes / 512) + " thin " + poolDev + " " +
-							  std::to_string(thin.thinId);
+				const std::string table = concat("0 ", std::to_string(thin.sizeBytes / 512), " thin ", *poolDev,
+								 " ", std::to_string(thin.thinId));
 				Result<std::string> dev = dmCreate("fr-thin" + std::to_string(dmSerial_++), table, true);
-				if (dev) {
+				if (dev)
 					lv.node = addDmNode(*dev, {});
-				} else {
+				else
 					lv.reason = "thin: " + dev.error().message();
-				}
 			}
 			vgs_[vg].lvs[lv.name] = std::move(lv);
 		}
@@ -1401,7 +1435,7 @@ Result<std::vector<Subvolume>> listSubvolumes(int fd)
 			auto it = byId.find(parent);
 			if (it == byId.end())
 				break;
-			path = it->second.path + "/" + path;
+			path = concat(it->second.path, "/", path);
 			parent = it->second.parent;
 		}
 		if (parent != BTRFS_FS_TREE_OBJECTID)

@@ -128,11 +128,27 @@ private:
 	void probeNode(Node &node, bool partitions);
 	void assembleMd();
 	void activateLvm();
+	using LvmRunner = std::function<Result<ToolResult>(std::vector<std::string>)>;
+	// The PVs `pvs -o pv_name,vg_name` printed (pvVg_); returns their VGs
+	// not seen before (LVM on LUKS: called again once a volume opened).
+	std::set<std::string> addPhysicalVolumes(const std::string &pvsOut);
+	// Every LV of `vgNames` (hidden ones included), from `lvs -a`.
+	static std::vector<LvRow> readLvRows(const LvmRunner &lvm, const std::set<std::string> &vgNames);
+	// Activates the plain LVs of `rows` read-only; returns vgchange's
+	// complaint ("" when none) and whether any LV was asked for.
+	static std::string activatePlain(const LvmRunner &lvm, const std::vector<LvRow> &rows,
+					 const std::set<std::string> &vgNames, bool &any);
+	// The LVs `lvs -o vg_name,lv_name,lv_kernel_major,lv_kernel_minor,
+	// lv_size,segtype` printed, as nodes (or with the reason they are not).
+	void addLogicalVolumes(const std::string &lvsOut, const std::set<std::string> &vgNames,
+			       const std::string &activateError);
+	// The disks of each volume group (its PVs'), and the reasons of PVs.
+	void linkVolumeGroups();
 	// The thin pools of `vg` and the thin LVs on them (rows of lvs -a).
-	void activateThin(const std::string &vg, const std::vector<LvRow> &rows,
-			  const std::function<Result<ToolResult>(std::vector<std::string>)> &lvm);
-	Result<std::string> activateComponent(const std::string &vg, const std::string &lv,
-					      const std::function<Result<ToolResult>(std::vector<std::string>)> &lvm);
+	void activateThin(const std::string &vg, const std::vector<LvRow> &rows, const LvmRunner &lvm);
+	// One thin pool, read-only: its device, or why it cannot be read.
+	Result<std::string> activatePool(const std::string &vg, const LvRow &pool, const LvmRunner &lvm);
+	static Result<std::string> activateComponent(const std::string &vg, const std::string &lv, const LvmRunner &lvm);
 	int addDmNode(const std::string &dev, std::set<std::uint32_t> disks);
 	// Opens one locked LUKS volume with `key`: true when it opened.
 	bool openLuks(int index, std::string_view key);
