@@ -942,131 +942,153 @@ std::uint64_t totalRamBytes()
 	return static_cast<std::uint64_t>(info.totalram) * info.mem_unit;
 }
 
+// Why the key derivation of `slot` is not run ("" when it may be): the
+// limits of guest/README.md, "LUKS". `available` and `ram`: the VM's free
+// and total memory.
+std::string slotRefusal(const KdfSlot &slot, std::uint64_t available, std::uint64_t ram)
+{
+	char why[256] = "";
+	const bool argon = slot.pbkdf.rfind("argon2", 0) == 0;
+	if (!argon && slot.pbkdf != "pbkdf2")
+		std::snprintf(why, sizeof(why), "key slot %d uses an unknown key derivation", slot.id);
+	else if (!argon && slot.iterations > kLuksMaxPbkdf2Iterations)
+		std::snprintf(why, sizeof(why), "key slot %d asks for %llu PBKDF2 iterations, over the limit of %llu",
+			      slot.id, static_cast<unsigned long long>(slot.iterations),
+			      static_cast<unsigned long long>(kLuksMaxPbkdf2Iterations));
+	else if (argon && slot.iterations * std::max<std::uint64_t>(slot.memoryKiB, 1) > kLuksMaxArgonWork)
+		std::snprintf(why, sizeof(why), "key slot %d asks for %llu Argon2 passes over %llu KiB, over the limit",
+			      slot.id, static_cast<unsigned long long>(slot.iterations),
+			      static_cast<unsigned long long>(slot.memoryKiB));
+	else if (argon && slot.memoryKiB * 1024 + kLuksMemoryMargin > available) {
+		// RAM the VM would need: what is in use now, the Argon2 memory
+		// and the margin, rounded up to 64 MiB.
+		const std::uint64_t need = ((ram - available + slot.memoryKiB * 1024 + kLuksMemoryMargin) >> 20) + 63;
+		std::snprintf(why, sizeof(why),
+			      "key slot %d needs %llu MiB for Argon2, this VM has %llu MiB free: stop the VM and "
+			      "start it with --memory %llu (within the helper's policy)",
+			      slot.id, static_cast<unsigned long long>(slot.memoryKiB >> 10),
+			      static_cast<unsigned long long>(available >> 20), static_cast<unsigned long long>(need / 64 * 64));
+	}
+	return why;
+}
+
 } // namespace
 
-bool SystemVolumes::openLuks(int index, std::string_view key)
+Result<SystemVolumes::LuksPlan> SystemVolumes::planLuks(Node &node)
 {
-	Node &node = *nodes_[static_cast<std::size_t>(index)];
-	const std::vector<std::string> env = {"DM_DISABLE_UDEV=1"};
-	if (Status ok = modules_.loadGroup("luks"); !ok) {
-		node.reason = "crypto_LUKS: " + ok.error().message();
-		return false;
-	}
 	// What the header asks of the key derivation, before anything runs
 	// it: a crafted header can ask for hours of PBKDF2 or gigabytes of
 	// Argon2 memory. Slots over the limits are not tried.
 	ToolCommand dump;
 	dump.program = "cryptsetup";
 	dump.args = {"luksDump", "--disable-locks", node.dev};
-	dump.env = env;
+	dump.env = {"DM_DISABLE_UDEV=1"};
 	dump.timeoutMs = kLuksDumpTimeoutMs;
 	Result<ToolResult> dumped = tools_.run(dump);
-	if (!dumped || !dumped->ok()) {
-		node.reason = "crypto_LUKS: unreadable header: " + (dumped ? dumped->summary() : dumped.error().message());
-		return false;
-	}
+	if (!dumped || !dumped->ok())
+		return Error::invalid(EIO, "luksDump", node.dev, "unreadable header: %s",
+				      (dumped ? dumped->summary() : dumped.error().message()).c_str());
 	const KdfCosts costs = parseLuksDump(dumped->out);
 	const std::uint64_t available = availableBytes();
 	const std::uint64_t ram = totalRamBytes();
-	std::vector<int> usable;
-	std::string refused;
-	std::uint64_t memoryNeed = 0;
+	LuksPlan plan;
 	for (const KdfSlot &slot : costs.slots) {
-		char why[256] = "";
-		const bool argon = slot.pbkdf.rfind("argon2", 0) == 0;
-		if (!argon && slot.pbkdf != "pbkdf2")
-			std::snprintf(why, sizeof(why), "key slot %d uses an unknown key derivation", slot.id);
-		else if (!argon && slot.iterations > kLuksMaxPbkdf2Iterations)
-			std::snprintf(why, sizeof(why), "key slot %d asks for %llu PBKDF2 iterations, over the limit of %llu",
-				      slot.id, static_cast<unsigned long long>(slot.iterations),
-				      static_cast<unsigned long long>(kLuksMaxPbkdf2Iterations));
-		else if (argon && slot.iterations * std::max<std::uint64_t>(slot.memoryKiB, 1) > kLuksMaxArgonWork)
-			std::snprintf(why, sizeof(why), "key slot %d asks for %llu Argon2 passes over %llu KiB, over the limit",
-				      slot.id, static_cast<unsigned long long>(slot.iterations),
-				      static_cast<unsigned long long>(slot.memoryKiB));
-		else if (argon && slot.memoryKiB * 1024 + kLuksMemoryMargin > available) {
-			// RAM the VM would need: what is in use now, the Argon2
-			// memory and the margin, rounded up to 64 MiB.
-			const std::uint64_t need = ((ram - available + slot.memoryKiB * 1024 + kLuksMemoryMargin) >> 20) + 63;
-			std::snprintf(why, sizeof(why),
-				      "key slot %d needs %llu MiB for Argon2, this VM has %llu MiB free: stop the VM and "
-				      "start it with --memory %llu (within the helper's policy)",
-				      slot.id, static_cast<unsigned long long>(slot.memoryKiB >> 10),
-				      static_cast<unsigned long long>(available >> 20),
-				      static_cast<unsigned long long>(need / 64 * 64));
-		}
-		if (why[0] != '\0') {
-			logf(LogLevel::Warning, "%s: %s: not tried", node.dev.c_str(), why);
-			if (refused.empty())
-				refused = why;
+		const std::string why = slotRefusal(slot, available, ram);
+		if (!why.empty()) {
+			logf(LogLevel::Warning, "%s: %s: not tried", node.dev.c_str(), why.c_str());
+			if (plan.refused.empty())
+				plan.refused = why;
 			continue;
 		}
-		usable.push_back(slot.id);
-		memoryNeed = std::max(memoryNeed, slot.memoryKiB * 1024);
+		plan.slots.push_back(slot.id);
+		plan.memoryNeed = std::max(plan.memoryNeed, slot.memoryKiB * 1024);
 	}
-	if (costs.digestIterations > kLuksMaxPbkdf2Iterations) {
-		node.reason = "crypto_LUKS: its digest asks for " + std::to_string(costs.digestIterations) +
-			      " PBKDF2 iterations, over the limit of " + std::to_string(kLuksMaxPbkdf2Iterations) + ": not tried";
+	if (costs.digestIterations > kLuksMaxPbkdf2Iterations)
+		return Error::invalid(E2BIG, "luks", node.dev, "its digest asks for %llu PBKDF2 iterations, over the limit of %llu: not tried",
+				      static_cast<unsigned long long>(costs.digestIterations),
+				      static_cast<unsigned long long>(kLuksMaxPbkdf2Iterations));
+	if (plan.slots.empty())
+		return Error::invalid(E2BIG, "luks", node.dev, "%s: not tried",
+				      plan.refused.empty() ? "no key slot" : plan.refused.c_str());
+	// One run for all slots when every slot passed, else one per usable
+	// slot (cryptsetup would otherwise try the refused ones too).
+	if (plan.slots.size() == costs.slots.size())
+		plan.slots = {-1};
+	return plan;
+}
+
+bool SystemVolumes::openLuks(int index, std::string_view key)
+{
+	Node &node = *nodes_[static_cast<std::size_t>(index)];
+	if (Status ok = modules_.loadGroup("luks"); !ok) {
+		node.reason = "crypto_LUKS: " + ok.error().message();
 		return false;
 	}
-	if (usable.empty()) {
-		node.reason = "crypto_LUKS: " + (refused.empty() ? std::string("no key slot") : refused) + ": not tried";
+	Result<LuksPlan> plan = planLuks(node);
+	if (!plan) {
+		node.reason = "crypto_LUKS: " + plan.error().reason();
 		return false;
 	}
 	const std::string name = "fr-luks" + std::to_string(dmSerial_++);
-	// One run for all slots when every slot passed, else one per usable
-	// slot (cryptsetup would otherwise try the refused ones too).
-	std::vector<int> runs = usable.size() == costs.slots.size() ? std::vector<int>{-1} : usable;
 	std::string failure;
-	for (int slot : runs) {
-		ToolCommand open;
-		open.program = "cryptsetup";
-		// Read-only mapping; the key on stdin, every byte of it
-		// (--key-file=-: no newline processing); no locks (nothing else
-		// runs here); no external token handlers.
-		open.args = {"open", "--type", "luks", "--readonly", "--key-file=-", "--disable-locks",
-			     "--disable-external-tokens"};
-		if (slot >= 0)
-			open.args.push_back("--key-slot=" + std::to_string(slot));
-		open.args.push_back(node.dev);
-		open.args.push_back(name);
-		open.env = env;
-		open.input = key;
-		open.timeoutMs = kLuksOpenTimeoutMs;
-		// A header that lies about its costs meets these: the address
-		// space (ENOMEM) and the time limit.
-		open.memoryLimit = memoryNeed + kLuksAddressSpaceMargin;
-		const std::uint64_t start = monotonicMs();
-		Result<ToolResult> result = tools_.run(open);
-		if (!result) {
-			failure = result.error().message();
+	for (int slot : plan->slots) {
+		Result<bool> opened = runLuksOpen(node, key, slot, plan->memoryNeed, name);
+		if (!opened) {
+			failure = opened.error().reason();
 			break;
 		}
-		if (result->ok()) {
-			const std::string dev = dmDeviceByName(name);
-			if (dev.empty()) {
-				failure = "cryptsetup: no device-mapper device " + name;
-				break;
-			}
-			node.opened = addDmNode(dev, node.disks);
-			node.reason.clear();
-			logf(LogLevel::Info, "%s (crypto_LUKS) opened read-only as %s in %llu ms", node.dev.c_str(), dev.c_str(),
-			     static_cast<unsigned long long>(monotonicMs() - start));
+		if (*opened)
 			return true;
-		}
-		// cryptsetup's exit 2: no key slot opens with this passphrase.
-		if (result->timedOut)
-			failure = "the key derivation did not finish within " + std::to_string(kLuksOpenTimeoutMs / 1000) + " s";
-		else if (result->exitCode == 2)
-			failure = "locked: the key given does not open it";
-		else
-			failure = "cryptsetup: " + result->summary();
+		failure = "locked: the key given does not open it";
 	}
-	if (!refused.empty() && failure == "locked: the key given does not open it")
-		failure += " (" + refused + ")";
+	if (!plan->refused.empty() && failure == "locked: the key given does not open it")
+		failure += " (" + plan->refused + ")";
 	node.reason = "crypto_LUKS: " + failure;
 	logf(LogLevel::Info, "%s: %s", node.dev.c_str(), node.reason.c_str());
 	return false;
+}
+
+Result<bool> SystemVolumes::runLuksOpen(Node &node, std::string_view key, int slot, std::uint64_t memoryNeed,
+					const std::string &name)
+{
+	ToolCommand open;
+	open.program = "cryptsetup";
+	// Read-only mapping; the key on stdin, every byte of it (--key-file=-:
+	// no newline processing); no locks (nothing else runs here); no
+	// external token handlers.
+	open.args = {"open", "--type", "luks", "--readonly", "--key-file=-", "--disable-locks",
+		     "--disable-external-tokens"};
+	if (slot >= 0)
+		open.args.push_back("--key-slot=" + std::to_string(slot));
+	open.args.push_back(node.dev);
+	open.args.push_back(name);
+	open.env = {"DM_DISABLE_UDEV=1"};
+	open.input = key;
+	open.timeoutMs = kLuksOpenTimeoutMs;
+	// A header that lies about its costs meets these: the address space
+	// (ENOMEM) and the time limit.
+	open.memoryLimit = memoryNeed + kLuksAddressSpaceMargin;
+	const std::uint64_t start = monotonicMs();
+	Result<ToolResult> result = tools_.run(open);
+	if (!result)
+		return Error::invalid(result.error().errnum(), "cryptsetup", name, "%s", result.error().message().c_str());
+	if (result->ok()) {
+		const std::string dev = dmDeviceByName(name);
+		if (dev.empty())
+			return Error::invalid(ENOENT, "cryptsetup", name, "cryptsetup: no device-mapper device %s", name.c_str());
+		node.opened = addDmNode(dev, node.disks);
+		node.reason.clear();
+		logf(LogLevel::Info, "%s (crypto_LUKS) opened read-only as %s in %llu ms", node.dev.c_str(), dev.c_str(),
+		     static_cast<unsigned long long>(monotonicMs() - start));
+		return true;
+	}
+	// cryptsetup's exit 2: no key slot opens with this passphrase.
+	if (result->timedOut)
+		return Error::invalid(ETIMEDOUT, "cryptsetup", name, "the key derivation did not finish within %d s",
+				      static_cast<int>(kLuksOpenTimeoutMs / 1000));
+	if (result->exitCode == 2)
+		return false;
+	return Error::invalid(EIO, "cryptsetup", name, "cryptsetup: %s", result->summary().c_str());
 }
 
 std::string SystemVolumes::contentReason(const Node &node) const
@@ -1079,6 +1101,10 @@ std::string SystemVolumes::contentReason(const Node &node) const
 		return "several signatures (ambiguous): not opened";
 	if (node.type == "crypto_LUKS")
 		return node.opened >= 0 ? std::string() : "crypto_LUKS: locked: no key given";
+	// The module is not built for the image (guest/README.md, "ZFS"): the
+	// pool is named, never left out.
+	if (node.type == "zfs_member")
+		return "zfs_member: ZFS pool member: not supported (this guest image has no ZFS module)";
 	if (fsSpecFor(node.type) == nullptr)
 		return node.type + ": not supported";
 	if (!node.mountError.empty())

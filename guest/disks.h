@@ -150,8 +150,21 @@ private:
 	Result<std::string> activatePool(const std::string &vg, const LvRow &pool, const LvmRunner &lvm);
 	static Result<std::string> activateComponent(const std::string &vg, const std::string &lv, const LvmRunner &lvm);
 	int addDmNode(const std::string &dev, std::set<std::uint32_t> disks);
-	// Opens one locked LUKS volume with `key`: true when it opened.
+	// Opens one locked LUKS volume with `key`: true when it opened (else
+	// the node's reason says why).
 	bool openLuks(int index, std::string_view key);
+	// The key slots of a LUKS volume worth trying ({-1}: all of them) and
+	// the memory their derivation needs; an error when none is.
+	struct LuksPlan {
+		std::vector<int> slots;
+		std::uint64_t memoryNeed = 0;
+		std::string refused; // why the first refused slot was
+	};
+	Result<LuksPlan> planLuks(Node &node);
+	// One cryptsetup open (slot -1: any): true when it opened, false when
+	// the key does not fit.
+	Result<bool> runLuksOpen(Node &node, std::string_view key, int slot, std::uint64_t memoryNeed,
+				 const std::string &name);
 	Result<Resolved> resolveNode(int index, const std::vector<std::string_view> &components, std::size_t from,
 				     const std::string &where);
 	Result<int> mountNode(int index, const std::string &where);

@@ -20,6 +20,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cstdio>
 #include <map>
 #include <memory>
 #include <string>
@@ -48,6 +49,24 @@ std::string numbers()
 	for (int i = 1; i <= 20000; ++i)
 		out += std::to_string(i) + "\n";
 	return out;
+}
+
+// A 64 MiB sparse image whose ZFS labels (at 0, 256 KiB, end - 512 KiB,
+// end - 256 KiB) hold uberblocks (magic 0x00bab10c, version 5000) at 128 KiB.
+bool writeZfsMember(const std::string &path)
+{
+	constexpr std::uint64_t kSize = 64ULL << 20;
+	FILE *f = std::fopen(path.c_str(), "wb");
+	if (f == nullptr)
+		return false;
+	bool ok = ::ftruncate(::fileno(f), static_cast<off_t>(kSize)) == 0;
+	for (const std::uint64_t label : {0ULL, 256ULL << 10, kSize - (512ULL << 10), kSize - (256ULL << 10)})
+		for (std::uint64_t i = 0; ok && i < 128; ++i) {
+			const std::uint64_t ub[5] = {0x00bab10cULL, 5000, 10 + i, 0x1234, 1700000000};
+			ok = std::fseek(f, static_cast<long>(label + (128ULL << 10) + i * 1024), SEEK_SET) == 0 &&
+			     std::fwrite(ub, sizeof(ub), 1, f) == 1;
+		}
+	return std::fclose(f) == 0 && ok;
 }
 
 struct VolumesVm {
@@ -97,6 +116,15 @@ struct VolumesVm {
 			shas[name] = sha256File(path);
 			options.disks.push_back({path});
 		}
+		// A ZFS member as libblkid 2.38 (the guest's) knows one: its four
+		// labels' uberblock rings. No pool behind it: ZFS is not in the
+		// image, and the member must be listed with that reason.
+		const std::string zfs = dir / "zfs.img";
+		if (!writeZfsMember(zfs)) {
+			failure = "cannot write " + zfs;
+			return;
+		}
+		options.disks.push_back({zfs});
 		options.memoryMiB = 256; // the documented default: one disk's layers fit
 		options.socketPath = dir / "serial.sock";
 		options.consoleLog = dir / "console.log";
@@ -365,6 +393,16 @@ TEST_F(VmVolumes, HostileMetadataGivesReasonsAndTheOthersStillServe)
 	expectReason("/disk14/raw", "ntfs");
 	EXPECT_EQ(file("/disk0/lvm/vgtest/root/etc/hostname"), "lvm-root-host\n");
 	EXPECT_EQ(file("/md/r1/etc/hostname"), "md-r1-host\n");
+}
+
+TEST_F(VmVolumes, ZfsMemberListedWithItsReason)
+{
+	// The disk after the built ones: listed, and asking inside says why.
+	const std::string disk = "/disk" + std::to_string(kDisks.size());
+	EXPECT_EQ(names(disk), V{"raw"});
+	const std::string reason = reasonOf(disk, "raw");
+	EXPECT_NE(reason.find("zfs_member: ZFS pool member: not supported"), std::string::npos) << reason;
+	expectReason(disk + "/raw", "no ZFS module");
 }
 
 TEST_F(VmVolumes, ExfatUdfAndAHybridIso)
