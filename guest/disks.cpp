@@ -721,7 +721,7 @@ Result<std::string> SystemVolumes::activateComponent(const std::string &vg, cons
 		return up.error();
 	if (!up->ok())
 		return Error::invalid(EIO, "lvchange", lv, "%s", up->summary().c_str());
-	const std::string dev = dmDeviceByName(lvmDmName(vg, lv));
+	std::string dev = dmDeviceByName(lvmDmName(vg, lv));
 	if (dev.empty())
 		return Error::invalid(ENOENT, "lvchange", lv, "no device-mapper device after activation");
 	return dev;
@@ -950,24 +950,26 @@ std::string slotRefusal(const KdfSlot &slot, std::uint64_t available, std::uint6
 	char why[256] = "";
 	const bool argon = slot.pbkdf.rfind("argon2", 0) == 0;
 	if (!argon && slot.pbkdf != "pbkdf2")
-		std::snprintf(why, sizeof(why), "key slot %d uses an unknown key derivation", slot.id);
+		(void)std::snprintf(why, sizeof(why), "key slot %d uses an unknown key derivation", slot.id);
 	else if (!argon && slot.iterations > kLuksMaxPbkdf2Iterations)
-		std::snprintf(why, sizeof(why), "key slot %d asks for %llu PBKDF2 iterations, over the limit of %llu",
+		(void)std::snprintf(why, sizeof(why), "key slot %d asks for %llu PBKDF2 iterations, over the limit of %llu",
 			      slot.id, static_cast<unsigned long long>(slot.iterations),
 			      static_cast<unsigned long long>(kLuksMaxPbkdf2Iterations));
 	else if (argon && slot.iterations * std::max<std::uint64_t>(slot.memoryKiB, 1) > kLuksMaxArgonWork)
-		std::snprintf(why, sizeof(why), "key slot %d asks for %llu Argon2 passes over %llu KiB, over the limit",
+		(void)std::snprintf(why, sizeof(why), "key slot %d asks for %llu Argon2 passes over %llu KiB, over the limit",
 			      slot.id, static_cast<unsigned long long>(slot.iterations),
 			      static_cast<unsigned long long>(slot.memoryKiB));
 	else if (argon && slot.memoryKiB * 1024 + kLuksMemoryMargin > available) {
 		// RAM the VM would need: what is in use now, the Argon2 memory
 		// and the margin, rounded up to 64 MiB.
 		const std::uint64_t need = ((ram - available + slot.memoryKiB * 1024 + kLuksMemoryMargin) >> 20) + 63;
-		std::snprintf(why, sizeof(why),
+		const std::uint64_t memoryMib = need / 64 * 64;
+		const std::uint64_t freeMib = available >> 20;
+		(void)std::snprintf(why, sizeof(why),
 			      "key slot %d needs %llu MiB for Argon2, this VM has %llu MiB free: stop the VM and "
 			      "start it with --memory %llu (within the helper's policy)",
 			      slot.id, static_cast<unsigned long long>(slot.memoryKiB >> 10),
-			      static_cast<unsigned long long>(available >> 20), static_cast<unsigned long long>(need / 64 * 64));
+			      static_cast<unsigned long long>(freeMib), static_cast<unsigned long long>(memoryMib));
 	}
 	return why;
 }
@@ -1026,7 +1028,7 @@ bool SystemVolumes::openLuks(int index, std::string_view key)
 	}
 	Result<LuksPlan> plan = planLuks(node);
 	if (!plan) {
-		node.reason = "crypto_LUKS: " + plan.error().reason();
+		node.reason = std::string("crypto_LUKS: ") + plan.error().reason();
 		return false;
 	}
 	const std::string name = "fr-luks" + std::to_string(dmSerial_++);
