@@ -173,7 +173,7 @@ private:
 	// The guest's volume layers: the LUKS key given (if any) tried on its
 	// locked volumes; its warning about what was answered said once.
 	void unlockVolumes(VmConnection &vm);
-	void sayWarning(VmSession &session);
+	void sayWarning(const VmSession &session);
 	void openRuntime();
 	VmManager &manager();
 	Deadline deadline() const
@@ -246,13 +246,13 @@ Commands::Resolved Commands::resolve(std::string_view snapshot, const std::strin
 		path = *decoded;
 	}
 	if (!t.images.empty()) {
-		std::optional<ImageFormat> format;
+		std::optional<ImageFormat> imageFormat;
 		if (!t.imageFormat.empty()) {
-			format = parseFormatName(t.imageFormat);
-			if (!format || format == ImageFormat::Nbd)
+			imageFormat = parseFormatName(t.imageFormat);
+			if (!imageFormat || imageFormat == ImageFormat::Nbd)
 				usage("--image-format: must be raw, qcow2, vmdk, vdi or vhdx");
 		}
-		out.spec.archives = check(imageArchives(t.images, format));
+		out.spec.archives = check(imageArchives(t.images, imageFormat));
 		std::vector<std::string> paths;
 		for (const Archive &archive : out.spec.archives)
 			paths.push_back(archive.path);
@@ -305,7 +305,7 @@ void Commands::unlockVolumes(VmConnection &vm)
 		warn("LUKS key: " + std::to_string(opened) + " volume(s) opened");
 }
 
-void Commands::sayWarning(VmSession &session)
+void Commands::sayWarning(const VmSession &session)
 {
 	const std::string warning = session.warning();
 	if (!warning.empty())

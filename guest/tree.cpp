@@ -199,6 +199,7 @@ public:
 private:
 	struct Pending {
 		std::uint64_t ino;
+		// cppcheck-suppress unusedStructMember ; read in send() (pending.name)
 		std::string name;
 	};
 	int dirFd_;

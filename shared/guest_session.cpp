@@ -227,10 +227,10 @@ Result<std::uint64_t> GuestSession::exchange(const std::vector<std::uint8_t> &re
 			if (!first)
 				return broken(Error::invalid(EPROTO, "protocol", object.substr(0, 64),
 							     "a warning that is not the response's first frame"));
-			Result<proto::Warning> warning = proto::decode<proto::Warning>(frame->body);
-			if (!warning)
-				return broken(warning.error());
-			warning_ = std::move(warning->text);
+			Result<proto::Warning> said = proto::decode<proto::Warning>(frame->body);
+			if (!said)
+				return broken(said.error());
+			warning_ = std::move(said->text);
 			continue;
 		}
 		if (frame->type == proto::FrameType::Failure)
@@ -286,19 +286,19 @@ Result<std::uint64_t> GuestSession::unlock(std::string_view key, int timeoutMs)
 	if (key.empty() || key.size() > proto::kKeyMax)
 		return Error::invalid(EINVAL, "unlock", "key", "%zu bytes (1 to %zu allowed)", key.size(),
 				      proto::kKeyMax);
-	std::vector<std::uint8_t> request;
+	std::vector<std::uint8_t> bytes;
 	{
 		const proto::UnlockRequest message(key);
-		proto::encode(request, message);
+		proto::encode(bytes, message);
 	} // the message's copy of the key is wiped here
 	const int saved = timeoutMs_;
 	timeoutMs_ = timeoutMs > 0 ? timeoutMs : 1;
 	Result<std::uint64_t> count =
-		exchange(request, "unlock", [](const FrameReader::Frame &frame) noexcept -> Status {
+		exchange(bytes, "unlock", [](const FrameReader::Frame &frame) noexcept -> Status {
 			return unexpected(frame.type, "unlock");
 		});
 	timeoutMs_ = saved;
-	proto::wipeSecret(request);
+	proto::wipeSecret(bytes);
 	return count;
 }
 
