@@ -250,7 +250,11 @@ int run(int argc, char **argv)
 	const char *noKvm = kvmUnusableReason(qemu);
 	if (noKvm != nullptr && !policy.tcgAllowed)
 		die(HelperExit::Denied, Error::invalid(EPERM, "policy", "tcg", "KVM unusable (%s) and TCG is denied", noKvm));
+#if defined(FR_BENCH_NO_LANDLOCK) // bench/landlock-cost.sh's "before"
+	const QemuRuleset ruleset{UniqueFd(), "compiled out (benchmark build)"};
+#else
 	const QemuRuleset ruleset = check(buildQemuRuleset(FR_QEMU_BINARY, imageDir, noKvm == nullptr), HelperExit::Failed);
+#endif
 	if (!ruleset.fd.isValid() && policy.requireLandlock)
 		die(HelperExit::Denied, Error::invalid(EPERM, "policy", "require-landlock", "%s", ruleset.unavailable));
 
