@@ -104,6 +104,25 @@ void check(const Status &status)
 		fail(status.error());
 }
 
+// A path into an archive that cannot be used says why (the reason the list
+// of `/` shows too), and so does any VM path when no archive is usable.
+Status checkUsable(const std::vector<Archive> &all, const std::vector<Archive> &usable, std::string_view path)
+{
+	const std::string_view rest = path.substr(path.find_first_not_of('/') == std::string_view::npos
+							  ? path.size()
+							  : path.find_first_not_of('/'));
+	if (rest.empty())
+		return {};
+	const std::string_view first = rest.substr(0, rest.find('/'));
+	for (const Archive &archive : all)
+		if (archive.name == first && !archive.unusable.empty())
+			return Error::invalid(EINVAL, "archive", escapeForDisplay(archive.name), "cannot be used: %s",
+					      escapeForDisplay(archive.unusable).c_str());
+	if (usable.empty())
+		return Error::invalid(ENOENT, "snapshot", "", "no archive of it can be used (`list SNAPSHOT /` says why)");
+	return {};
+}
+
 // Options shared by list and extract.
 struct Target {
 	std::string repository;
@@ -165,8 +184,9 @@ public:
 
 private:
 	struct Resolved {
-		VmSpec spec;
+		VmSpec spec;          // its archives: the usable ones, the VM's disks
 		GuestTarget target;
+		std::vector<Archive> archives; // all, unusable ones with their reason
 	};
 	// snapshot: empty with --image.
 	Resolved resolve(std::string_view snapshot, const std::string &path);
@@ -271,9 +291,13 @@ Commands::Resolved Commands::resolve(std::string_view snapshot, const std::strin
 			usage(normalised.error().message());
 		const std::string repo = check(canonicalPath(repository, "repository"));
 		const std::string dir = check(canonicalPath(repo + "/" + *normalised, "snapshot"));
-		out.spec.archives = check(snapshotArchives(dir));
+		out.archives = check(snapshotArchives(dir));
+		out.spec.archives = usableArchives(out.archives);
 		out.spec.name = snapshotVmName(repo, *normalised);
 	}
+	if (out.archives.empty())
+		out.archives = out.spec.archives;
+	check(checkUsable(out.archives, out.spec.archives, path));
 	Result<GuestTarget> target = mapToGuest(out.spec.archives, path);
 	if (!target && target.error().errnum() != ENOENT)
 		usage(target.error().message());
@@ -326,34 +350,15 @@ int Commands::list()
 	ListingPrinter printer(format(), r.target.userPath);
 	Status listed;
 	if (r.target.isRoot) {
-		// The archives, then what no one archive holds (a volume group
-		// spanning archives, md arrays, ZFS pools): only the guest knows
-		// those, so the VM is started (or reused).
-		for (const Archive &archive : r.spec.archives) {
+		// The archives: known without starting a VM (unusable ones too).
+		// What no one archive holds (a volume group spanning archives, md
+		// arrays) is asked for by its path: /lvm, /md (docs/client.md).
+		for (const Archive &archive : r.archives) {
 			GuestEntry entry;
 			entry.name = archive.name;
 			entry.type = EntryType::Virtual;
 			if (listed = printer.add(entry); !listed)
 				break;
-		}
-		if (listed) {
-			Result<VmConnection> vm = manager().acquire(r.spec, deadline());
-			if (vm) {
-				unlockVolumes(*vm);
-				listed = vm->session().list("/", [&](const GuestEntry &entry) noexcept {
-					Status shown = isVolumeTree(entry.name) ? printer.add(entry) : Status{};
-					return shown ? notInterrupted() : shown;
-				});
-			} else {
-				listed = vm.error();
-			}
-			// The archives are listed whatever became of the VM; its
-			// error follows on stderr.
-			if (Status finished = printer.finish(); !finished)
-				listed = finished;
-			stdoutIsData_ = printer.started();
-			check(forUser(listed, "list", r.target.userPath));
-			return kExitOk;
 		}
 	} else {
 		VmConnection vm = check(manager().acquire(r.spec, deadline()));
