@@ -357,6 +357,7 @@ int Commands::list()
 			GuestEntry entry;
 			entry.name = archive.name;
 			entry.type = EntryType::Virtual;
+			entry.reason = archive.unusable;
 			if (listed = printer.add(entry); !listed)
 				break;
 		}

@@ -307,7 +307,14 @@ TEST_F(CliTest, EveryArchiveStandsAlone)
 	ASSERT_EQ(r.code, 0) << r.err;
 	EXPECT_NE(r.out.find("drive-scsi0.img\n"), std::string::npos) << r.out;
 	EXPECT_NE(r.out.find("drive-scsi2.vmdk"), std::string::npos) << r.out;
+	EXPECT_NE(r.out.find("named vmdk, but:"), std::string::npos) << r.out; // with its reason
 	EXPECT_FALSE(test::exists(scratch_ / "calls")); // no VM was started
+	r = run(cmd({"--output-format", "json", "list"}, {"/"}));
+	ASSERT_EQ(r.code, 0) << r.err;
+	const json doc = json::parse(r.out);
+	ASSERT_EQ(doc.size(), 3U) << r.out;
+	EXPECT_FALSE(doc[0].contains("reason")) << r.out;
+	EXPECT_NE(doc[2]["reason"].get<std::string>().find("descriptor"), std::string::npos) << r.out;
 
 	r = run(cmd({"list"}, {"/drive-scsi2.vmdk/part"}));
 	EXPECT_EQ(r.code, kExitFailure);
