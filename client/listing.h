@@ -18,9 +18,11 @@ namespace fr::client {
 
 enum class OutputFormat { Text, Json, JsonPretty };
 
-// {"filepath": base64(fullPath), "text": escaped name, "type": "d"|...,
-//  "leaf": not a directory, "size": N|null, "mtime": N|null}. Virtual
-// entries (archives, buckets) have null size and mtime.
+// proxmox-file-restore's ArchiveEntry: {"filepath": base64(fullPath),
+// "text": escaped name, "type": "d"|"f"|"l"|...|"v", "leaf": not a
+// directory, "size": N, "mtime": N}. "size" only where it means something
+// (files, archives, partitions), "mtime" not for virtual entries and
+// partitions: a key that does not apply is left out, as upstream does.
 nlohmann::json entryJson(const std::string &fullPath, const GuestEntry &entry);
 
 // "<type> <mode> <size> <mtime> <name>[ -> <target>]", escaped; no newline.

@@ -92,6 +92,21 @@ public:
 	Status extract(std::string_view path, proto::ExtractFormat format, proto::Compression compression,
 		       EntryCallback onStart, DataCallback onData);
 
+	// The entry of the object at `path` itself (name: its last component;
+	// a symlink's target included). "/" has none.
+	Result<proto::Entry> stat(std::string_view path);
+
+	// Bytes [offset, offset + length) of the regular file at `path`
+	// (length 1..proto::kMaxReadLength): onData per chunk; fewer bytes
+	// than asked only at the end of the file. Returns the bytes received,
+	// confirmed by the trailer; more than asked is a protocol violation.
+	Result<std::uint64_t> read(std::string_view path, std::uint64_t offset, std::uint32_t length,
+				   DataCallback onData);
+
+	// The extended attributes of the object at `path`, one call each.
+	using XattrCallback = StatusCallback<const proto::Xattr &>;
+	Status xattrs(std::string_view path, XattrCallback onXattr);
+
 	bool usable() const noexcept { return stream_ != nullptr && usable_; }
 
 private:
