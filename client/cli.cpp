@@ -153,6 +153,7 @@ T checkFor(Result<T> result, const char *operation, const std::string &userPath)
 struct Target {
 	std::string repository;
 	std::vector<std::string> images;
+	std::string imageFormat; // --image-format: what the --image files are
 	bool base64 = false;
 	std::string timeout;
 	std::string transport = "auto";
@@ -225,7 +226,8 @@ private:
 		VmSpec spec;
 		GuestTarget target;
 	};
-	Resolved resolve(const std::string *snapshot, const std::string &path);
+	// snapshot: empty with --image.
+	Resolved resolve(std::string_view snapshot, const std::string &path);
 	std::string repository() const;
 	void openRuntime();
 	VmManager &manager();
@@ -306,7 +308,7 @@ std::string Commands::repository() const
 	return check(canonicalPath(repository, "repository"));
 }
 
-Commands::Resolved Commands::resolve(const std::string *snapshot, const std::string &rawPath)
+Commands::Resolved Commands::resolve(std::string_view snapshot, const std::string &rawPath)
 {
 	Resolved out;
 	const Target &t = o_.target;
@@ -321,7 +323,13 @@ Commands::Resolved Commands::resolve(const std::string *snapshot, const std::str
 		path = *decoded;
 	}
 	if (!t.images.empty()) {
-		out.spec.archives = check(imageArchives(t.images));
+		std::optional<ImageFormat> format;
+		if (!t.imageFormat.empty()) {
+			format = parseFormatName(t.imageFormat);
+			if (!format || format == ImageFormat::Nbd)
+				usage("--image-format: must be raw, qcow2, vmdk, vdi or vhdx");
+		}
+		out.spec.archives = check(imageArchives(t.images, format));
 		std::vector<std::string> paths;
 		for (const Archive &archive : out.spec.archives)
 			paths.push_back(archive.path);
@@ -334,7 +342,7 @@ Commands::Resolved Commands::resolve(const std::string *snapshot, const std::str
 			usage("--ns, --keyfile, --keyfd and --crypt-mode=encrypt need a Proxmox Backup "
 			      "Server datastore as the repository (a directory with .chunks); " +
 			      escapeForDisplay(repo) + " is not a PBS datastore");
-		Result<std::string> normalised = normaliseSnapshot(*snapshot);
+		Result<std::string> normalised = normaliseSnapshot(snapshot);
 		if (!normalised)
 			usage(normalised.error().message());
 		const std::string dir = check(canonicalPath(repo + "/" + *normalised, "snapshot"));
@@ -350,8 +358,8 @@ Commands::Resolved Commands::resolve(const std::string *snapshot, const std::str
 	if (!transport)
 		usage("--transport: must be auto, vsock or serial");
 	out.spec.transport = *transport;
-	out.spec.memoryMib = optionalNumber(t.memory, "--memory", 1, 1 << 20);
-	out.spec.idleTimeout = optionalNumber(t.idleTimeout, "--idle-timeout", 1, 7 * 86400);
+	out.spec.memoryMib = optionalNumber(t.memory, "--memory", 1, std::uint64_t{1} << 20);
+	out.spec.idleTimeout = optionalNumber(t.idleTimeout, "--idle-timeout", 1, std::uint64_t{7} * 86400);
 	return out;
 }
 
@@ -362,7 +370,7 @@ int Commands::list()
 	const std::size_t wanted = images ? 1 : 2;
 	if (o_.positionals.size() > wanted || o_.positionals.size() + 1 < wanted)
 		usage(images ? "list --image FILE... [PATH]" : "list SNAPSHOT [PATH]");
-	const std::string *snapshot = images ? nullptr : &o_.positionals[0];
+	const std::string_view snapshot = images ? std::string_view() : o_.positionals[0];
 	const std::string path = o_.positionals.size() == wanted ? o_.positionals.back()
 								 : (o_.target.base64 ? "Lw==" : "/");
 	Resolved r = resolve(snapshot, path);
@@ -448,7 +456,7 @@ int Commands::extract()
 	if (o_.positionals.size() < minimum || o_.positionals.size() > minimum + 1)
 		usage(images ? "extract --image FILE... PATH [TARGET]"
 			     : "extract SNAPSHOT PATH [TARGET]");
-	const std::string *snapshot = images ? nullptr : &o_.positionals[0];
+	const std::string_view snapshot = images ? std::string_view() : o_.positionals[0];
 	const std::string &path = o_.positionals[minimum - 1];
 	std::string target = o_.positionals.size() > minimum ? o_.positionals[minimum] : "";
 	if (o_.format == "pxar")
@@ -485,7 +493,7 @@ int Commands::mount()
 	const std::size_t wanted = images ? 2 : 3;
 	if (o_.positionals.size() != wanted)
 		usage(images ? "mount --image FILE... PATH MOUNTPOINT" : "mount SNAPSHOT PATH MOUNTPOINT");
-	const std::string *snapshot = images ? nullptr : &o_.positionals[0];
+	const std::string_view snapshot = images ? std::string_view() : o_.positionals[0];
 	Resolved r = resolve(snapshot, o_.positionals[wanted - 2]);
 	MountOptions options;
 	options.mountpoint = o_.positionals[wanted - 1];
@@ -671,6 +679,9 @@ void addTargetOptions(CLI::App *command, Target &t)
 {
 	command->add_option("--repository", t.repository,
 			    "the repository directory (default: $FILE_RESTORE_REPOSITORY)");
+	command->add_option("--image-format", t.imageFormat,
+			    "the format of the --image files: raw, qcow2, vmdk, vdi or vhdx (default: "
+			    "from each file's name, .img/.raw and anything else raw; never from the bytes)");
 	command->add_option("--image", t.images,
 			    "an ad-hoc disk image instead of a snapshot (repeatable)")
 		->allow_extra_args(false);
@@ -717,11 +728,11 @@ void printError(bool asJson, int code, const std::string &message, int jsonFd = 
 	}
 }
 
+// The subcommands whose parsed() picks the command (else: stop).
 struct Subcommands {
 	CLI::App *list;
 	CLI::App *extract;
 	CLI::App *status;
-	CLI::App *stop;
 	CLI::App *mount;
 	CLI::App *umount;
 };
@@ -772,7 +783,7 @@ Subcommands defineCommands(CLI::App &app, Options &o)
 	stop->add_option("names", o.positionals, "VM names (see status)");
 	stop->add_flag("--all", o.all, "stop every VM of this user");
 	stop->add_option("--timeout", o.target.timeout, "seconds to wait (default 120)");
-	return Subcommands{list, extract, status, stop, mountCmd, umountCmd};
+	return Subcommands{list, extract, status, mountCmd, umountCmd};
 }
 
 // Runs the parsed command: the only place its failures are caught.

@@ -36,7 +36,6 @@ public:
 	// exclusive holder may come in between; callers check the state again.)
 	Status downgrade();
 
-	bool isLocked() const noexcept { return fd_.isValid(); }
 	void release() noexcept { fd_.reset(); }
 
 private:

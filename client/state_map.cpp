@@ -110,28 +110,9 @@ Result<Archive> parseArchive(const json &item, const std::string &where)
 	return archive;
 }
 
-Result<VmRecord> parseRecord(const json &item, const std::string &where)
+// "transport", "cid" and "socket", which must agree with each other.
+Status parseTransport(const json &item, const std::string &where, VmRecord &record)
 {
-	if (!item.is_object())
-		return bad(where, "not an object");
-	VmRecord record;
-
-	Result<std::string> name = stringField(item, "name", where);
-	if (!name)
-		return name.error();
-	if (!checkVmName(*name, "name"))
-		return bad(where + ".name", "not a valid VM name");
-	record.name = std::move(*name);
-
-	Result<std::int64_t> pid = integerField(item, "pid", 2, kPidMax, where);
-	if (!pid)
-		return pid.error();
-	record.pid = static_cast<pid_t>(*pid);
-	Result<std::int64_t> startTime = integerField(item, "start_time", 0, INT64_MAX, where);
-	if (!startTime)
-		return startTime.error();
-	record.startTime = static_cast<std::uint64_t>(*startTime);
-
 	Result<std::string> transport = stringField(item, "transport", where);
 	if (!transport)
 		return transport.error();
@@ -160,6 +141,54 @@ Result<VmRecord> parseRecord(const json &item, const std::string &where)
 	} else if (!socket->is_null()) {
 		return bad(where + ".socket", "must be null for vsock");
 	}
+	return {};
+}
+
+// "archives": 1..kStateMapMaxArchives of them, names unique.
+Status parseArchives(const json &item, const std::string &where, VmRecord &record)
+{
+	const auto archives = item.find("archives");
+	if (archives == item.end() || !archives->is_array())
+		return bad(where + ".archives", "missing or not an array");
+	if (archives->empty() || archives->size() > kStateMapMaxArchives)
+		return bad(where + ".archives", "empty or too many");
+	std::set<std::string> seen;
+	for (std::size_t i = 0; i < archives->size(); ++i) {
+		Result<Archive> archive =
+			parseArchive((*archives)[i], where + ".archives[" + std::to_string(i) + "]");
+		if (!archive)
+			return archive.error();
+		if (!seen.insert(archive->name).second)
+			return bad(where + ".archives", "two archives share a name");
+		record.archives.push_back(std::move(*archive));
+	}
+	return {};
+}
+
+Result<VmRecord> parseRecord(const json &item, const std::string &where)
+{
+	if (!item.is_object())
+		return bad(where, "not an object");
+	VmRecord record;
+
+	Result<std::string> name = stringField(item, "name", where);
+	if (!name)
+		return name.error();
+	if (!checkVmName(*name, "name"))
+		return bad(where + ".name", "not a valid VM name");
+	record.name = std::move(*name);
+
+	Result<std::int64_t> pid = integerField(item, "pid", 2, kPidMax, where);
+	if (!pid)
+		return pid.error();
+	record.pid = static_cast<pid_t>(*pid);
+	Result<std::int64_t> startTime = integerField(item, "start_time", 0, INT64_MAX, where);
+	if (!startTime)
+		return startTime.error();
+	record.startTime = static_cast<std::uint64_t>(*startTime);
+
+	if (Status ok = parseTransport(item, where, record); !ok)
+		return ok.error();
 
 	Result<std::string> ticket = stringField(item, "ticket", where);
 	if (!ticket)
@@ -187,21 +216,8 @@ Result<VmRecord> parseRecord(const json &item, const std::string &where)
 		record.ready = ready->get<bool>();
 	}
 
-	const auto archives = item.find("archives");
-	if (archives == item.end() || !archives->is_array())
-		return bad(where + ".archives", "missing or not an array");
-	if (archives->empty() || archives->size() > kStateMapMaxArchives)
-		return bad(where + ".archives", "empty or too many");
-	std::set<std::string> seen;
-	for (std::size_t i = 0; i < archives->size(); ++i) {
-		Result<Archive> archive =
-			parseArchive((*archives)[i], where + ".archives[" + std::to_string(i) + "]");
-		if (!archive)
-			return archive.error();
-		if (!seen.insert(archive->name).second)
-			return bad(where + ".archives", "two archives share a name");
-		record.archives.push_back(std::move(*archive));
-	}
+	if (Status ok = parseArchives(item, where, record); !ok)
+		return ok.error();
 	return record;
 }
 

@@ -195,11 +195,18 @@ private:
 	Status startBroker(const VmRecord &vm);
 	void markReady(const VmRecord &vm, Deadline deadline);
 	Error stillStarting(const VmRecord &vm) const;
+	// A fresh socket path for a serial VM (old ones of this stem removed).
+	Result<std::string> serialSocketPath(const std::string &stem);
+	// What the helper said on stderr while succeeding, as warnings.
+	void passOnNotices();
+	// Completes a started VM's record (its QEMU's start time) and puts it
+	// in the map; a VM that cannot be recorded is stopped.
+	Status recordStarted(VmRecord &record, Deadline deadline);
 	// Kills the VM (verified) and drops its map entry.
 	void retire(const VmRecord &vm, Deadline deadline);
 	void showLog(const std::string &vmName);
 	void removeSockets(const std::string &stem);
-	void stopStrays(const std::string &vmName, Deadline deadline);
+	void stopStrays(const std::string &vmName);
 	void reportCorrupt(const std::optional<CorruptMap> &corrupt, Deadline deadline);
 
 	ManagerContext ctx_;

@@ -34,7 +34,7 @@ Status RequestHandler::xattrs(std::string_view, Responder &)
 }
 
 Connection::Connection(ByteStream &stream, const proto::Key &ticket, RequestHandler &handler,
-		       ConnectionOptions options)
+		       const ConnectionOptions &options)
 	: key_(ticket), handler_(handler), options_(options), out_(stream, this, options.pipeSink),
 	  reader_(stream, proto::Direction::ToGuest, kReadChunk)
 {
@@ -205,7 +205,9 @@ Connection::Step Connection::dispatch(const FrameReader::Frame &frame)
 		serveStop();
 		return Outcome::Stopped;
 	case proto::FrameType::List:
-		done = serveList(frame.body);
+		done = serve<proto::ListRequest>(frame.body, Count::Entries, [&](const proto::ListRequest &request) {
+			return handler_.list(request.path, out_);
+		});
 		break;
 	case proto::FrameType::Extract:
 		done = serveExtract(frame.body);
@@ -254,53 +256,47 @@ void Connection::serveStop()
 	handler_.stop();
 }
 
-Status Connection::serveList(std::span<const std::uint8_t> body)
-{
-	const Result<proto::ListRequest> request = proto::decode<proto::ListRequest>(body);
-	return finish(request ? handler_.list(request->path, out_) : Status(request.error()), Count::Entries);
-}
-
 Status Connection::serveExtract(std::span<const std::uint8_t> body)
 {
-	const Result<proto::ExtractRequest> request = proto::decode<proto::ExtractRequest>(body);
-	if (!request)
-		return finish(request.error(), Count::Bytes);
-	const std::int64_t start = monotonicMs();
-	Status result = handler_.extract(*request, out_);
-	logf(LogLevel::Info, "extract: %llu bytes in %lld ms%s", static_cast<unsigned long long>(out_.bytes()),
-	     static_cast<long long>(monotonicMs() - start), result ? "" : " (failed)");
-	if (result && out_.entries() != 1)
-		result = Error(EIO, "extract", "handler sent no object entry"); // a bug
-	return finish(result, Count::Bytes);
+	return serve<proto::ExtractRequest>(body, Count::Bytes, [&](const proto::ExtractRequest &request) {
+		const std::int64_t start = monotonicMs();
+		Status result = handler_.extract(request, out_);
+		logf(LogLevel::Info, "extract: %llu bytes in %lld ms%s",
+		     static_cast<unsigned long long>(out_.bytes()),
+		     static_cast<long long>(monotonicMs() - start), result ? "" : " (failed)");
+		if (result && out_.entries() != 1)
+			result = Error(EIO, "extract", "handler sent no object entry"); // a bug
+		return result;
+	});
 }
 
 Status Connection::serveStat(std::span<const std::uint8_t> body)
 {
-	const Result<proto::StatRequest> request = proto::decode<proto::StatRequest>(body);
-	if (!request)
-		return finish(request.error(), Count::Entries);
-	Status result = request->path == "/" ? Status(Error::invalid(EINVAL, "stat", "/", "the root has no entry"))
-					     : handler_.stat(request->path, out_);
-	if (result && out_.entries() != 1)
-		result = Error(EIO, "stat", "handler sent no entry"); // a bug
-	return finish(result, Count::Entries);
+	return serve<proto::StatRequest>(body, Count::Entries, [&](const proto::StatRequest &request) {
+		Status result = request.path == "/"
+					? Status(Error::invalid(EINVAL, "stat", "/", "the root has no entry"))
+					: handler_.stat(request.path, out_);
+		if (result && out_.entries() != 1)
+			result = Error(EIO, "stat", "handler sent no entry"); // a bug
+		return result;
+	});
 }
 
 Status Connection::serveRead(std::span<const std::uint8_t> body)
 {
-	const Result<proto::ReadRequest> request = proto::decode<proto::ReadRequest>(body);
-	if (!request)
-		return finish(request.error(), Count::Bytes);
-	Status result = handler_.read(*request, out_);
-	if (result && out_.bytes() > request->length)
-		result = Error(EIO, "read", "handler sent more than asked"); // a bug
-	return finish(result, Count::Bytes);
+	return serve<proto::ReadRequest>(body, Count::Bytes, [&](const proto::ReadRequest &request) {
+		Status result = handler_.read(request, out_);
+		if (result && out_.bytes() > request.length)
+			result = Error(EIO, "read", "handler sent more than asked"); // a bug
+		return result;
+	});
 }
 
 Status Connection::serveXattrs(std::span<const std::uint8_t> body)
 {
-	const Result<proto::XattrsRequest> request = proto::decode<proto::XattrsRequest>(body);
-	return finish(request ? handler_.xattrs(request->path, out_) : Status(request.error()), Count::Xattrs);
+	return serve<proto::XattrsRequest>(body, Count::Xattrs, [&](const proto::XattrsRequest &request) {
+		return handler_.xattrs(request.path, out_);
+	});
 }
 
 Status Connection::finish(const Status &result, Count count)

@@ -73,7 +73,7 @@ struct ConnectionOptions {
 class Connection final : private FlowControl {
 public:
 	Connection(ByteStream &stream, const proto::Key &ticket, RequestHandler &handler,
-		   ConnectionOptions options);
+		   const ConnectionOptions &options);
 
 	enum class Outcome { StreamEnded, Abandoned, Stopped, Closed, Channels };
 	Outcome run();
@@ -107,14 +107,23 @@ private:
 	Step dispatch(const FrameReader::Frame &frame);
 	Status serveStatus(std::span<const std::uint8_t> body);
 	void serveStop();
-	Status serveList(std::span<const std::uint8_t> body);
 	Status serveExtract(std::span<const std::uint8_t> body);
 	Status serveStat(std::span<const std::uint8_t> body);
 	Status serveRead(std::span<const std::uint8_t> body);
 	Status serveXattrs(std::span<const std::uint8_t> body);
-	// Ends a response with its trailer: End with what was sent (entries,
-	// xattrs or bytes), or Failure from `result`.
+	// What a response's End trailer counts: entries, Data bytes or xattrs.
 	enum class Count { Entries, Bytes, Xattrs };
+	// The common shape of a request: decodes the body as a Request and
+	// hands it to `handle` (a body that does not decode is answered with
+	// Failure, as what `handle` returns is), then ends the response.
+	template <typename Request, typename Handle>
+	Status serve(std::span<const std::uint8_t> body, Count count, Handle handle)
+	{
+		const Result<Request> request = proto::decode<Request>(body);
+		return finish(request ? handle(*request) : Status(request.error()), count);
+	}
+	// Ends a response with its trailer: End with what was sent (as
+	// `count` says), or Failure from `result`.
 	Status finish(const Status &result, Count count);
 	Status sendFailure(proto::ErrorCode code, int err, std::string_view message);
 

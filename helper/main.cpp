@@ -6,16 +6,10 @@
 // line "what(object): reason" on stderr, nothing on stdout, an exit code
 // from contract::HelperExit, and nothing left behind.
 #include <fcntl.h>
-#include <grp.h>
-#include <pwd.h>
-#include <signal.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/syscall.h>
-#include <sys/wait.h>
-#include <unistd.h>
 
-#include <algorithm>
 #include <cerrno>
 #include <cstdio>
 #include <cstdlib>
@@ -23,16 +17,15 @@
 #include "helper/caller_agent.h"
 #include "helper/files.h"
 #include "helper/identity.h"
-#include "helper/initramfs.h"
 #include "helper/landlock.h"
 #include "helper/process.h"
-#include "shared/qemu_command.h"
 #include "helper/vsock.h"
 #include "seccomp-profiles/qemu_seccomp_bpf.h"
 #include "shared/helper_contract.h"
-#include "shared/image_check.h"
+#include "shared/initramfs.h"
 #include "shared/log.h"
 #include "shared/policy.h"
+#include "shared/qemu_command.h"
 
 #if defined(FR_TEST_BUILD)
 // tests/support/meson.build compiles test-only variants with other paths.
@@ -71,39 +64,6 @@ void check(const Status &status, HelperExit code)
 		die(code, status.error());
 }
 
-// An image that cannot be opened is refused (3) unless the system failed.
-HelperExit imageExit(const Error &error)
-{
-	switch (error.errnum()) {
-	case ENOENT:
-	case EMFILE:
-	case ENFILE:
-	case ENOMEM:
-	case EIO:
-	case ETIMEDOUT:
-		return HelperExit::Failed;
-	default:
-		return HelperExit::Denied;
-	}
-}
-
-std::optional<std::uint32_t> lookupName(Principal::Kind kind, const std::string &name)
-{
-	std::vector<char> buf(16384);
-	if (kind == Principal::Kind::User) {
-		struct passwd pw {};
-		struct passwd *found = nullptr;
-		if (::getpwnam_r(name.c_str(), &pw, buf.data(), buf.size(), &found) == 0 && found)
-			return pw.pw_uid;
-	} else {
-		struct group gr {};
-		struct group *found = nullptr;
-		if (::getgrnam_r(name.c_str(), &gr, buf.data(), buf.size(), &found) == 0 && found)
-			return gr.gr_gid;
-	}
-	return std::nullopt;
-}
-
 // Step 4: the policy's grant for this caller, or exit.
 Grant grantFor(const Identity &caller, Policy &policy)
 {
@@ -113,7 +73,7 @@ Grant grantFor(const Identity &caller, Policy &policy)
 						       "missing: only root may use the helper without "
 						       "one (see docs/helper-policy.md)"));
 	policy = text ? check(parsePolicy(*text), HelperExit::Denied) : defaultPolicy();
-	check(resolvePolicyNames(policy, lookupName), HelperExit::Denied);
+	check(resolvePolicyNames(policy, systemNames), HelperExit::Denied);
 	Caller who{caller.uid, {caller.gid}};
 	who.gids.insert(who.gids.end(), caller.groups.begin(), caller.groups.end());
 	Grant grant = decide(policy, who);
@@ -135,21 +95,20 @@ UniqueFd openImage(const contract::ImageArg &image, const Grant &grant, CallerAg
 		return fd;
 	}
 	std::optional<Result<UniqueFd>> granted = openGrantedImage(image.path, grant.imageDirs);
-	Result<UniqueFd> fd = granted ? std::move(*granted) : agent.openImage(image.path);
+	Result<UniqueFd> fd = granted ? std::move(*granted) : agent.request(CallerAgent::Op::OpenImage, image.path);
 	if (!fd)
-		die(imageExit(fd.error()), fd.error());
+		die(contract::imageOpenExit(fd.error().errnum()), fd.error());
 	check(checkImageFd(fd->get(), image.format, image.path), HelperExit::Denied);
 	return std::move(*fd);
 }
 
-int run(int argc, char **argv)
+// Steps 1 and 2: argv and the process state inherited from the caller. A
+// program started with argc == 0 would see its environment as argv[1...]
+// (PwnKit); nothing is derived from argv[0].
+void sanitizeProcess(int argc, char **argv)
 {
-	// 1. argv: a program started with argc == 0 would see its environment
-	//    as argv[1...] (PwnKit); nothing is derived from argv[0].
 	if (argc < 1 || argv[0] == nullptr || argv[0][0] == '\0')
 		die(HelperExit::Usage, Error::invalid(EINVAL, "argv", "", "argv[0] missing or empty"));
-
-	// 2. Process state inherited from the caller.
 	::prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
 	const rlimit noCore{0, 0};
 	::setrlimit(RLIMIT_CORE, &noCore);
@@ -157,96 +116,130 @@ int run(int argc, char **argv)
 	check(markInheritedFdsCloexec(), HelperExit::Failed);
 	resetSignals();
 	::clearenv();
+}
 
-	// 3. Arguments, by the fixed grammar (shared/helper_contract.cpp). Then
-	//    only the fds they name survive.
-	const contract::HelperArgs parsed = check(contract::parseHelperArgs(argc, argv), HelperExit::Usage);
-	if (parsed.version) {
-		std::printf("file-restore-helper %s\n", FR_VERSION);
-		return 0;
-	}
-	const contract::StartRequest &args = parsed.start;
+// Step 3 (end): only the fds the arguments name survive, each usable.
+void keepNamedFds(const contract::StartRequest &args)
+{
 	std::vector<int> keep = {args.ticketFd, args.logFd};
 	for (const contract::ImageArg &image : args.images)
 		keep.push_back(image.fd);
 	closeFdsExcept(3, keep.data(), keep.size());
 	if (::fcntl(args.ticketFd, F_GETFD) < 0)
 		die(HelperExit::Usage, Error(errno, "--ticket-fd"));
-	if (args.logFd >= 0) {
-		const int mode = ::fcntl(args.logFd, F_GETFL);
-		if (mode < 0)
-			die(HelperExit::Usage, Error(errno, "--log-fd"));
-		if ((mode & O_ACCMODE) == O_RDONLY)
-			die(HelperExit::Usage, Error::invalid(EBADF, "--log-fd", "", "not open for writing"));
+	if (args.logFd < 0)
+		return;
+	const int mode = ::fcntl(args.logFd, F_GETFL);
+	if (mode < 0)
+		die(HelperExit::Usage, Error(errno, "--log-fd"));
+	if ((mode & O_ACCMODE) == O_RDONLY)
+		die(HelperExit::Usage, Error::invalid(EBADF, "--log-fd", "", "not open for writing"));
+}
+
+// Step 5 (start): the caller agent, a child that has fully become the
+// caller. It must be able to start one more process: QEMU, forked by root,
+// would not be counted against RLIMIT_NPROC.
+CallerAgent startAgent(const Identity &caller)
+{
+	CallerAgent agent = check(CallerAgent::start(caller), HelperExit::Failed);
+	if (Result<UniqueFd> forked = agent.request(CallerAgent::Op::ForkOnce, "RLIMIT_NPROC"); !forked) {
+		agent.finish(false);
+		if (forked.error().errnum() != EAGAIN)
+			die(HelperExit::Failed, forked.error());
+		die(HelperExit::Limit, Error::invalid(EAGAIN, "processes", "RLIMIT_NPROC",
+						      "the caller may not start another process"));
 	}
+	return agent;
+}
+
+// Step 6: the guest channel: a reserved vsock CID (as root), or a unix
+// socket the agent creates as the caller.
+UniqueFd openChannel(const contract::StartRequest &args, const Policy &policy, CallerAgent &agent,
+		     std::optional<std::uint32_t> &cid)
+{
+	if (args.transport != contract::Transport::Vsock)
+		return check(agent.request(CallerAgent::Op::Listen, args.socketPath), HelperExit::Failed);
+#if defined(FR_TEST_VSOCK_BUSY_BELOW)
+	// Test builds only: /dev/null stands in for /dev/vhost-vsock.
+	const VsockDevice device{"/dev/null", [](int, std::uint64_t c) {
+		errno = EADDRINUSE;
+		return c < FR_TEST_VSOCK_BUSY_BELOW ? -1 : 0;
+	}};
+#else
+	const VsockDevice device = realVsockDevice();
+#endif
+	UniqueFd channel = check(openVsockDevice(device), HelperExit::Failed);
+	Result<std::uint32_t> reserved =
+		reserveCid(device, channel.get(), args.cid.value_or(policy.cidMin), policy.cidMin, policy.cidMax);
+	if (!reserved)
+		die(reserved.error().errnum() == EADDRINUSE ? HelperExit::Limit : HelperExit::Failed, reserved.error());
+	cid = *reserved;
+	return channel;
+}
+
+// Step 8: fork; the child drops everything and execs QEMU. The agent gets
+// QEMU's pidfd before QEMU may run: if the helper dies before step 9, the
+// agent kills it.
+pid_t launchQemu(QemuConfig config, QemuFds fds, const Identity &qemu, int ruleset, CallerAgent &agent)
+{
+	const UniqueFd devNull(::open("/dev/null", O_RDWR | O_CLOEXEC));
+	if (!devNull.isValid())
+		die(HelperExit::Failed, Error(errno, "open", "/dev/null"));
+	fds.devNull = devNull.get();
+	if (fds.log < 0)
+		fds.log = devNull.get();
+	const QemuCommand command = buildQemuCommand(config, fds);
+	Launch launchSpec{qemu, FR_QEMU_BINARY, command.argv, {"PATH=/usr/bin:/bin", "LC_ALL=C"}, command.fds,
+			  kQemuSeccompFilter, std::size(kQemuSeccompFilter), ruleset, {}};
+	launchSpec.forked = [&agent](pid_t pid) -> Status {
+		const UniqueFd pidfd(static_cast<int>(::syscall(SYS_pidfd_open, pid, 0)));
+		if (!pidfd.isValid())
+			return Error(errno, "pidfd_open", "QEMU");
+		Result<UniqueFd> watched = agent.request(CallerAgent::Op::Watch, "QEMU", pidfd.get());
+		return watched ? Status() : Status(watched.error());
+	};
+	return check(launch(launchSpec), HelperExit::Failed);
+}
+
+int run(int argc, char **argv)
+{
+	sanitizeProcess(argc, argv); // 1, 2
+
+	// 3. Arguments, by the fixed grammar (shared/helper_contract.cpp).
+	const contract::HelperArgs parsed = check(contract::parseHelperArgs(argc, argv), HelperExit::Usage);
+	if (parsed.version) {
+		std::printf("file-restore-helper %s\n", FR_VERSION);
+		return 0;
+	}
+	const contract::StartRequest &args = parsed.start;
+	keepNamedFds(args);
 
 	// 4. The policy: root-owned, compiled-in path; any doubt denies all.
 	const Identity caller = check(callerIdentity(), HelperExit::Failed);
 	Policy policy;
 	const Grant grant = grantFor(caller, policy);
-	const std::uint32_t memory = args.memoryMiB.value_or(std::min<std::uint32_t>(256, grant.maxMemoryMiB));
-	if (memory > grant.maxMemoryMiB)
-		die(HelperExit::Limit, Error::invalid(EDQUOT, "--memory", std::to_string(memory),
-						      "above the limit of %u MiB", grant.maxMemoryMiB));
-	if (args.images.size() > grant.maxDisks)
-		die(HelperExit::Limit, Error::invalid(EDQUOT, "--image", "", "more than %u images", grant.maxDisks));
-	const std::uint32_t idle = args.timeout.value_or(
-		std::clamp<std::uint32_t>(600, grant.timeoutMin, grant.timeoutMax));
-	if (idle < grant.timeoutMin || idle > grant.timeoutMax)
-		die(HelperExit::Limit, Error::invalid(EDQUOT, "--timeout", std::to_string(idle),
-						      "outside the allowed %u..%u seconds", grant.timeoutMin,
-						      grant.timeoutMax));
+	const VmSize size = check(sizeVm(grant, args.memoryMiB, args.images.size(), args.timeout), HelperExit::Limit);
 	// QEMU never runs as root: a root caller's VM runs as the policy's user.
 	const Identity qemu = caller.uid != 0 ? caller : check(accountIdentity(policy.qemuUser), HelperExit::Denied);
-	if (countRunningVms(qemu.uid, FR_QEMU_BINARY) >= grant.maxVms)
+	if (contract::countMarkedQemus(qemu.uid, FR_QEMU_BINARY) >= grant.maxVms)
 		die(HelperExit::Limit, Error::invalid(EDQUOT, "vms", "", "%u VMs already running", grant.maxVms));
 
-	// 5. The caller agent: a child that has fully become the caller opens
-	//    the caller's paths. It must be able to start one more process:
-	//    QEMU, forked by root, would not be counted against RLIMIT_NPROC.
-	CallerAgent agent = check(CallerAgent::start(caller), HelperExit::Failed);
+	// 5. The images, opened as the caller by the agent (or as root in a
+	//    granted directory).
+	CallerAgent agent = startAgent(caller);
 	gAgent = &agent;
-	if (Status ok = agent.probeProcessLimit(); !ok)
-		die(ok.error().errnum() == EAGAIN ? HelperExit::Limit : HelperExit::Failed,
-		    ok.error().errnum() == EAGAIN
-			    ? Error::invalid(EAGAIN, "processes", "RLIMIT_NPROC",
-					     "the caller may not start another process")
-			    : ok.error());
 	std::vector<UniqueFd> images;
 	for (const contract::ImageArg &image : args.images)
 		images.push_back(openImage(image, grant, agent));
 
-	// 6. The guest channel: a reserved vsock CID (as root), or a unix socket
-	//    the agent creates as the caller.
-	UniqueFd channel;
 	std::optional<std::uint32_t> cid;
-	if (args.transport == contract::Transport::Vsock) {
-#if defined(FR_TEST_VSOCK_BUSY_BELOW)
-		// Test builds only: /dev/null stands in for /dev/vhost-vsock.
-		const VsockDevice device{"/dev/null", [](int, std::uint64_t c) {
-			errno = EADDRINUSE;
-			return c < FR_TEST_VSOCK_BUSY_BELOW ? -1 : 0;
-		}};
-#else
-		const VsockDevice device = realVsockDevice();
-#endif
-		channel = check(openVsockDevice(device), HelperExit::Failed);
-		Result<std::uint32_t> reserved =
-			reserveCid(device, channel.get(), args.cid.value_or(policy.cidMin),
-				   policy.cidMin, policy.cidMax);
-		if (!reserved)
-			die(reserved.error().errnum() == EADDRINUSE ? HelperExit::Limit : HelperExit::Failed,
-			    reserved.error());
-		cid = *reserved;
-	} else {
-		channel = check(agent.listen(args.socketPath), HelperExit::Failed);
-	}
+	const UniqueFd channel = openChannel(args, policy, agent, cid); // 6
 
 	// 7. Kernel and initramfs, opened by the agent; the ticket goes into a
 	//    copy of the initramfs in a sealed memfd.
 	const std::string imageDir = FR_IMAGE_DIR;
-	const UniqueFd kernel = check(agent.openFile(imageDir + "/vmlinuz"), HelperExit::Failed);
-	const UniqueFd base = check(agent.openFile(imageDir + "/initramfs.img"), HelperExit::Failed);
+	const UniqueFd kernel = check(agent.request(CallerAgent::Op::OpenFile, imageDir + "/vmlinuz"), HelperExit::Failed);
+	const UniqueFd base = check(agent.request(CallerAgent::Op::OpenFile, imageDir + "/initramfs.img"), HelperExit::Failed);
 	check(checkImageFd(kernel.get(), contract::ImageFormat::Raw, imageDir + "/vmlinuz"), HelperExit::Failed);
 	check(checkImageFd(base.get(), contract::ImageFormat::Raw, imageDir + "/initramfs.img"), HelperExit::Failed);
 	const std::string ticket = check(readTicket(args.ticketFd, 10000), HelperExit::Usage);
@@ -257,48 +250,25 @@ int run(int argc, char **argv)
 	const char *noKvm = kvmUnusableReason(qemu);
 	if (noKvm != nullptr && !policy.tcgAllowed)
 		die(HelperExit::Denied, Error::invalid(EPERM, "policy", "tcg", "KVM unusable (%s) and TCG is denied", noKvm));
+#if defined(FR_BENCH_NO_LANDLOCK) // bench/landlock-cost.sh's "before"
+	const QemuRuleset ruleset{UniqueFd(), "compiled out (benchmark build)"};
+#else
 	const QemuRuleset ruleset = check(buildQemuRuleset(FR_QEMU_BINARY, imageDir, noKvm == nullptr), HelperExit::Failed);
+#endif
 	if (!ruleset.fd.isValid() && policy.requireLandlock)
 		die(HelperExit::Denied, Error::invalid(EPERM, "policy", "require-landlock", "%s", ruleset.unavailable));
 
-	// 8. Fork; the child drops everything and execs QEMU. The agent gets
-	//    QEMU's pidfd before QEMU may run: if the helper dies before step 9,
-	//    the agent kills it.
-	const UniqueFd devNull(::open("/dev/null", O_RDWR | O_CLOEXEC));
-	if (!devNull.isValid())
-		die(HelperExit::Failed, Error(errno, "open", "/dev/null"));
-	QemuConfig config;
-	config.qemuBinary = FR_QEMU_BINARY;
-	config.name = args.name;
-	config.kvm = noKvm == nullptr;
-	config.memoryMiB = memory;
-	config.kernelCmdline = buildKernelCmdline(idle, args.transport,
-						  config.kvm ? std::nullopt : std::optional<std::uint64_t>(args.tscKhz));
-	config.transport = args.transport;
-	config.cid = cid.value_or(0);
-	QemuFds fds{devNull.get(), args.logFd >= 0 ? args.logFd : devNull.get(), kernel.get(),
-		    initramfs.get(), channel.get(), {}};
+	const bool kvm = noKvm == nullptr;
+	QemuConfig config{FR_QEMU_BINARY, args.name, kvm, size.memoryMiB,
+			  buildKernelCmdline(size.idleSeconds, args.transport,
+					     kvm ? std::nullopt : std::optional<std::uint64_t>(args.tscKhz)),
+			  args.transport, cid.value_or(0), {}};
+	QemuFds fds{-1, args.logFd, kernel.get(), initramfs.get(), channel.get(), {}};
 	for (std::size_t i = 0; i < images.size(); ++i) {
 		config.formats.push_back(args.images[i].format);
 		fds.images.push_back(images[i].get());
 	}
-	const QemuCommand command = buildQemuCommand(config, fds);
-	Launch launchSpec;
-	launchSpec.identity = qemu;
-	launchSpec.binary = FR_QEMU_BINARY;
-	launchSpec.argv = command.argv;
-	launchSpec.env = {"PATH=/usr/bin:/bin", "LC_ALL=C"};
-	launchSpec.fds = command.fds;
-	launchSpec.filter = kQemuSeccompFilter;
-	launchSpec.filterLength = sizeof(kQemuSeccompFilter) / sizeof(kQemuSeccompFilter[0]);
-	launchSpec.landlockRuleset = ruleset.fd.get();
-	launchSpec.forked = [&agent](pid_t pid) -> Status {
-		const UniqueFd pidfd(static_cast<int>(::syscall(SYS_pidfd_open, pid, 0)));
-		if (!pidfd.isValid())
-			return Error(errno, "pidfd_open", "QEMU");
-		return agent.watch(pidfd.get());
-	};
-	const pid_t pid = check(launch(launchSpec), HelperExit::Failed);
+	const pid_t pid = launchQemu(std::move(config), std::move(fds), qemu, ruleset.fd.get(), agent); // 8
 
 	// 9. Success: exactly one line on stdout; then the agent lets go.
 	if (noKvm != nullptr)

@@ -739,5 +739,24 @@ TEST_F(CliTest, NoProgressOnAPipe)
 	EXPECT_EQ(r.err.find("starting restore VM"), std::string::npos) << r.err;
 }
 
+// Issue 11: an ad-hoc image's format is its name's, or what the user says
+// with --image-format; its bytes only have to agree.
+TEST_F(CliTest, ImageFormatIsTheUsersNotTheBytes)
+{
+	const std::string qcow2 = readFile(repo_ / "vm/100/snap/drive-scsi1.qcow2");
+	test::writeFile(scratch_ / "disk", qcow2); // no extension: raw unless told
+	ASSERT_EQ(run({"list", "--image", scratch_ / "disk", "/disk/part/1/etc"}).code, 0);
+	EXPECT_NE(readFile(scratch_ / "calls").find("\x1f--image\x1fraw:" + scratch_ / "disk"), std::string::npos);
+	run({"stop", "--all"});
+	ASSERT_EQ(run({"list", "--image-format", "qcow2", "--image", scratch_ / "disk", "/disk/part/1/etc"}).code, 0);
+	EXPECT_NE(readFile(scratch_ / "calls").find("\x1f--image\x1fqcow2:" + scratch_ / "disk"), std::string::npos);
+	const Outcome wrong = run({"list", "--image-format", "vdi", "--image", scratch_ / "disk", "/disk/part/1"});
+	EXPECT_NE(wrong.code, 0);
+	EXPECT_NE(wrong.err.find("named vdi, but: not a vdi image"), std::string::npos) << wrong.err;
+	const Outcome bad = run({"list", "--image-format", "nbd", "--image", scratch_ / "disk", "/disk/part/1"});
+	EXPECT_EQ(bad.code, kExitUsage);
+	EXPECT_NE(bad.err.find("--image-format"), std::string::npos) << bad.err;
+}
+
 } // namespace
 } // namespace fr::client

@@ -888,10 +888,10 @@ TEST_F(EndToEnd, ListingsRunBesideALongExtractAndExtractsBesideEachOther)
 	std::printf("20 listings beside a 256 MiB extract: median %ld ms, slowest %ld ms\n", times[10], times.back());
 
 	// Two extracts of the same file at once: both complete and identical.
-	r = shellAsUser("cd " + dir + " && mkdir a b && "
-			"(\"$CLIENT\" extract '" + kSnapshot + "' /" + kDisk + "/part/2/big/big.bin a; echo $? > a.rc) & "
-			"(\"$CLIENT\" extract '" + kSnapshot + "' /" + kDisk + "/part/2/big/big.bin b; echo $? > b.rc) & "
-			"wait",
+	r = shellAsUser("cd " + dir + " && mkdir a b || exit 1\n"
+			"(\"$CLIENT\" extract '" + kSnapshot + "' /" + kDisk + "/part/2/big/big.bin a; echo $? > a.rc) &\n"
+			"(\"$CLIENT\" extract '" + kSnapshot + "' /" + kDisk + "/part/2/big/big.bin b; echo $? > b.rc) &\n"
+			"wait\n",
 			600);
 	ASSERT_EQ(r.code, 0) << r.err;
 	EXPECT_EQ(t::readFile(dir + "/a.rc"), "0\n");
@@ -1043,9 +1043,10 @@ TEST_F(EndToEnd, KilledQemuIsRestartedByTheNextCall)
 		EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(30)) << "it hung";
 		EXPECT_FALSE(mounted(dir + "/mnt"));
 
-		// A new VM; with an idle timeout of 4 s, kept alive by the mount.
-		r = shellAsUser("cd " + dir + " && \"$CLIENT\" mount --idle-timeout 4 '" + kSnapshot + "' /" + kDisk +
-				"/part/2 mnt2 && sleep 9 && cat mnt2/etc/hostname && \"$CLIENT\" umount mnt2");
+		// A new VM; with the policy's shortest idle timeout (10 s), kept
+		// alive by the mount past it.
+		r = shellAsUser("cd " + dir + " && \"$CLIENT\" mount --idle-timeout 10 '" + kSnapshot + "' /" + kDisk +
+				"/part/2 mnt2 && sleep 14 && cat mnt2/etc/hostname && \"$CLIENT\" umount mnt2");
 		ASSERT_EQ(r.code, 0) << r.out << r.err;
 		EXPECT_EQ(r.out, "restore-test\n");
 		std::map<std::string, pid_t> after = ourQemus();

@@ -4,7 +4,7 @@
 // /init, every module its manifest names, /dev/console; vmlinuz is an ELF
 // (PVH boot, no decompression in the guest); the cpio writer is
 // reproducible; the module manifest and parameter parsing.
-#include "guest/cpio.h"
+#include "shared/cpio.h"
 #include "guest/modules.h"
 
 #include <archive.h>

@@ -25,7 +25,7 @@
 
 #include <gtest/gtest.h>
 
-#include "helper/initramfs.h"
+#include "shared/initramfs.h"
 #include "tests/support/support.h"
 #include "tests/support/test_config.h"
 
@@ -346,7 +346,7 @@ TEST_F(Setuid, SerialStartHandsQemuExactlyWhatItNeedsAndNothingElse)
 	EXPECT_EQ(r.fds.at(5).rfind("mode=rw cloexec=0 target=socket:[", 0), 0U) << r.fds.at(5);
 	EXPECT_EQ(r.fds.size(), 7U);
 	// The initramfs: the base image, then the ticket archive.
-	EXPECT_EQ(r.initrdHex, hex("base initramfs" + helper::ticketArchive(ticket_, 14)));
+	EXPECT_EQ(r.initrdHex, hex("base initramfs" + ticketArchive(ticket_, 14)));
 	// The filter kills what it must and leaves unix sockets.
 	for (const char *call : {"ptrace", "bpf", "mount", "unshare_user", "socket_inet", "socket_inet6",
 				 "socket_netlink", "keyctl", "clone_newns", "ioctl_tiocsti",

@@ -11,7 +11,7 @@
 #include <string>
 #include <vector>
 
-namespace fr::guest {
+namespace fr {
 
 struct CpioEntry {
 	enum class Type { Directory, File, CharDevice, Symlink };
@@ -25,4 +25,4 @@ struct CpioEntry {
 // The archive (ending with the TRAILER!!! entry), padded to 4 bytes.
 std::vector<std::uint8_t> writeNewc(std::vector<CpioEntry> entries);
 
-} // namespace fr::guest
+} // namespace fr
