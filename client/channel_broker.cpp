@@ -14,6 +14,7 @@
 #include <cerrno>
 #include <cstring>
 #include <map>
+#include <span>
 #include <thread>
 #include <vector>
 
@@ -65,6 +66,8 @@ private:
 	// false: the guest broke the channel protocol.
 	bool parse();
 	void acceptClient();
+	// Each polled client: what it sent to the guest, what it may take back.
+	void serveClients(const std::vector<std::uint32_t> &ids, std::span<const pollfd> polled);
 	void readClient(std::uint32_t id, Client &client);
 	bool writeClient(Client &client);
 	void dropClient(std::uint32_t id, bool tellGuest);
@@ -180,6 +183,28 @@ bool Broker::parse()
 	return true;
 }
 
+void Broker::serveClients(const std::vector<std::uint32_t> &ids, std::span<const pollfd> polled)
+{
+	for (std::size_t i = 0; i < ids.size(); ++i) {
+		auto it = clients_.find(ids[i]);
+		if (it == clients_.end())
+			continue; // dropped meanwhile
+		const short revents = polled[i].revents;
+		if (revents & POLLOUT) {
+			if (!writeClient(it->second)) {
+				dropClient(ids[i], !it->second.guestClosed);
+				continue;
+			}
+			if (it->second.guestClosed && it->second.out.empty()) {
+				dropClient(ids[i], false);
+				continue;
+			}
+		}
+		if (revents & (POLLIN | POLLHUP | POLLERR))
+			readClient(ids[i], it->second);
+	}
+}
+
 int Broker::run()
 {
 	// The sync padding completes whatever an earlier host left half-sent
@@ -229,24 +254,7 @@ int Broker::run()
 				toGuestPos_ = 0;
 			}
 		}
-		for (std::size_t i = 0; i < ids.size(); ++i) {
-			auto it = clients_.find(ids[i]);
-			if (it == clients_.end())
-				continue; // dropped meanwhile
-			const short revents = fds[i + 2].revents;
-			if (revents & POLLOUT) {
-				if (!writeClient(it->second)) {
-					dropClient(ids[i], !it->second.guestClosed);
-					continue;
-				}
-				if (it->second.guestClosed && it->second.out.empty()) {
-					dropClient(ids[i], false);
-					continue;
-				}
-			}
-			if (revents & (POLLIN | POLLHUP | POLLERR))
-				readClient(ids[i], it->second);
-		}
+		serveClients(ids, std::span(fds).subspan(2));
 		if (fds[1].revents & POLLIN)
 			acceptClient();
 	}

@@ -73,8 +73,10 @@ Status forUser(Status status, const char *operation, const std::string &userPath
 {
 	if (status || status.error().kind() != ErrorKind::Guest)
 		return status;
+	// Still the guest's error (the advice in nextStep depends on it).
 	return Error::invalid(status.error().errnum(), operation, escapeForDisplay(userPath), "%s",
-			      status.error().reason());
+			      status.error().reason())
+		.withKind(ErrorKind::Guest);
 }
 
 Progress::Progress(std::string what, std::optional<bool> tty)

@@ -305,8 +305,6 @@ Result<VmConnection> VmManager::acquire(const VmSpec &spec, Deadline deadline)
 	map = readMap(deadline);
 	if (!map)
 		return map.error();
-	std::optional<VmRecord> record;
-	bool started = false;
 	if (const VmRecord *found = map->find(spec.name)) {
 		const VmRecord existing = *found;
 		if (existing.archives != spec.archives) {
@@ -341,30 +339,34 @@ Result<VmConnection> VmManager::acquire(const VmSpec &spec, Deadline deadline)
 	Result<VmRecord> fresh = start(spec, deadline);
 	if (!fresh)
 		return fresh.error();
-	record = std::move(*fresh);
-	started = true;
+	return awaitBoot(spec, std::move(*fresh), std::move(*lock), std::move(*slot), deadline);
+}
+
+Result<VmConnection> VmManager::awaitBoot(const VmSpec &spec, VmRecord record, FileLock lock, FileLock slot,
+					  Deadline deadline)
+{
 	// The boot is waited for under the shared lock: calls that come
 	// meanwhile wait for the same boot instead of for this call.
-	if (Status ok = lock->downgrade(); !ok)
+	if (Status ok = lock.downgrade(); !ok)
 		return ok.error();
 	const auto bootStart = Clock::now();
-	Result<std::unique_ptr<VmSession>> session = connect(*record, deadline, true);
+	Result<std::unique_ptr<VmSession>> session = connect(record, deadline, true);
 	if (!session) {
 		if (session.error().errnum() == ETIMEDOUT) {
 			// Left booting: the next call finds it (proxmox-file-restore's
 			// callers poll on this answer).
-			return stillStarting(*record);
+			return stillStarting(record);
 		}
 		ctx_.warn("VM " + spec.name + " did not come up within " +
 			  std::to_string(seconds(std::chrono::duration_cast<milliseconds>(Clock::now() - bootStart))) +
 			  " s");
 		showLog(spec.name);
-		retire(*record, deadline);
+		retire(record, deadline);
 		return session.error();
 	}
-	markReady(*record, deadline);
-	record->ready = true;
-	return VmConnection(std::move(*lock), std::move(*slot), std::move(*record), std::move(*session), started);
+	markReady(record, deadline);
+	record.ready = true;
+	return VmConnection(std::move(lock), std::move(slot), std::move(record), std::move(*session), true);
 }
 
 Result<VmLease> VmManager::lease(const VmConnection &held, Deadline deadline)

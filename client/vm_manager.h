@@ -192,6 +192,10 @@ private:
 	Result<std::unique_ptr<VmSession>> useExisting(const VmRecord &vm, Deadline deadline);
 	Result<FileLock> takeSlot(const std::string &vmName, Deadline deadline);
 	Result<VmRecord> start(const VmSpec &spec, Deadline deadline);
+	// Waits (under the VM's lock, downgraded to shared) for a VM this call
+	// started to answer; EINPROGRESS when the deadline passes first.
+	Result<VmConnection> awaitBoot(const VmSpec &spec, VmRecord record, FileLock lock, FileLock slot,
+				       Deadline deadline);
 	Status startBroker(const VmRecord &vm);
 	void markReady(const VmRecord &vm, Deadline deadline);
 	Error stillStarting(const VmRecord &vm) const;
