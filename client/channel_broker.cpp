@@ -282,8 +282,8 @@ Result<UniqueFd> connectUnix(const std::string &path)
 	::prctl(PR_SET_NAME, "fr-channels", 0, 0, 0);
 	::prctl(PR_SET_PDEATHSIG, 0, 0, 0, 0);
 	for (int sig : {SIGINT, SIGTERM, SIGHUP, SIGQUIT})
-		::signal(sig, SIG_DFL);
-	::signal(SIGPIPE, SIG_IGN);
+		(void)::signal(sig, SIG_DFL);
+	(void)::signal(SIGPIPE, SIG_IGN);
 	sigset_t none;
 	sigemptyset(&none);
 	::sigprocmask(SIG_SETMASK, &none, nullptr);

@@ -389,7 +389,7 @@ Result<int> runMount(VmManager &vms, const VmSpec &spec, const GuestTarget &targ
 		Keeper keeper(*vm, pool, *mounted.fs);
 		// libfuse installs its handlers only over the default ones.
 		for (int sig : {SIGINT, SIGTERM, SIGHUP})
-			::signal(sig, SIG_DFL);
+			(void)::signal(sig, SIG_DFL);
 		fuse_session *session = fuse_get_session(f);
 		fuse_set_signal_handlers(session);
 		fuse_loop_config *config = fuse_loop_cfg_create();

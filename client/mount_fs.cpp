@@ -469,7 +469,7 @@ int MountFs::getxattr(const std::string &path, const std::string &name, char *va
 			return static_cast<int>(bytes.size());
 		if (size < bytes.size())
 			return -ERANGE;
-		std::memcpy(value, bytes.data(), bytes.size());
+		std::copy(bytes.begin(), bytes.end(), value); // bytes, not a string
 		return static_cast<int>(bytes.size());
 	}
 	return -ENODATA;

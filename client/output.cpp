@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cmath>
 #include <cstdio>
 #include <cstring>
 #include <optional>
@@ -113,7 +114,7 @@ std::string Progress::line(std::uint64_t done, double seconds) const
 	if (expected_ && *expected_ > 0 && done <= *expected_) {
 		const double share = 100.0 * static_cast<double>(done) / static_cast<double>(*expected_);
 		const double left = static_cast<double>(*expected_ - done) / 1048576.0;
-		const std::uint64_t eta = rate > 0 ? static_cast<std::uint64_t>(left / rate + 0.5) : 0;
+		const std::uint64_t eta = rate > 0 ? static_cast<std::uint64_t>(std::llround(left / rate)) : 0;
 		n = std::snprintf(text, sizeof(text), "%s: %.1f of %.1f MiB (%.0f%%), %.1f MiB/s, %s left",
 				  what_.c_str(), mib, static_cast<double>(*expected_) / 1048576.0, share, rate,
 				  rate > 0 ? durationText(eta).c_str() : "?");

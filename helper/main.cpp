@@ -180,7 +180,7 @@ UniqueFd openChannel(const contract::StartRequest &args, const Policy &policy, C
 // Step 8: fork; the child drops everything and execs QEMU. The agent gets
 // QEMU's pidfd before QEMU may run: if the helper dies before step 9, the
 // agent kills it.
-pid_t launchQemu(QemuConfig config, QemuFds fds, const Identity &qemu, int ruleset, CallerAgent &agent)
+pid_t launchQemu(const QemuConfig &config, QemuFds fds, const Identity &qemu, int ruleset, CallerAgent &agent)
 {
 	const UniqueFd devNull(::open("/dev/null", O_RDWR | O_CLOEXEC));
 	if (!devNull.isValid())
@@ -268,7 +268,7 @@ int run(int argc, char **argv)
 		config.formats.push_back(args.images[i].format);
 		fds.images.push_back(images[i].get());
 	}
-	const pid_t pid = launchQemu(std::move(config), std::move(fds), qemu, ruleset.fd.get(), agent); // 8
+	const pid_t pid = launchQemu(config, std::move(fds), qemu, ruleset.fd.get(), agent); // 8
 
 	// 9. Success: exactly one line on stdout; then the agent lets go.
 	if (noKvm != nullptr)
