@@ -277,6 +277,7 @@ private:
 		std::unique_lock lock(mutex_);
 		while (!stop_) {
 			wake_.wait_for(lock, std::chrono::seconds(1));
+			// cppcheck-suppress knownConditionTrueFalse ; stop() sets it while we wait
 			if (stop_ || !fs_.alive())
 				continue;
 			lock.unlock();

@@ -39,7 +39,7 @@ int fuseErrno(const Error &error)
 }
 
 MountFs::MountFs(SessionPool &pool, std::string guestRoot, MountFsOptions options)
-	: pool_(pool), guestRoot_(std::move(guestRoot)), options_(options)
+	: pool_(pool), guestRoot_(std::move(guestRoot)), options_(std::move(options))
 {
 	if (options_.readAhead > 0)
 		prefetcher_ = std::thread([this] { prefetchLoop(); });
@@ -232,7 +232,7 @@ Result<MountFs::Chunk> MountFs::load(const std::string &path, std::uint64_t inde
 {
 	auto data = std::make_shared<std::string>();
 	++readRequests_;
-	Status read = pool_.with([&](VmSession &session) -> Status {
+	Status fetched = pool_.with([&](VmSession &session) -> Status {
 		data->clear();
 		Result<std::uint64_t> n = session.read(guestPath(path), index * kChunkSize,
 						       static_cast<std::uint32_t>(kChunkSize),
@@ -242,8 +242,8 @@ Result<MountFs::Chunk> MountFs::load(const std::string &path, std::uint64_t inde
 						       });
 		return n ? Status{} : Status(n.error());
 	});
-	if (!read)
-		return read.error();
+	if (!fetched)
+		return fetched.error();
 	return Chunk(std::move(data));
 }
 

@@ -329,11 +329,11 @@ Result<proto::Entry> GuestSession::stat(std::string_view path)
 		return ok.error();
 	if (Status ok = proto::checkPath(path); !ok)
 		return ok.error();
-	std::vector<std::uint8_t> request;
-	proto::encode(request, proto::StatRequest{std::string(path)});
+	std::vector<std::uint8_t> bytes;
+	proto::encode(bytes, proto::StatRequest{std::string(path)});
 	std::optional<proto::Entry> entry;
 	Result<std::uint64_t> count =
-		exchange(request, path, [&](const FrameReader::Frame &frame) noexcept -> Status {
+		exchange(bytes, path, [&](const FrameReader::Frame &frame) noexcept -> Status {
 			if (frame.type != proto::FrameType::Entry || entry)
 				return unexpected(frame.type, "stat");
 			Result<proto::Entry> decoded = proto::decode<proto::Entry>(frame.body);
@@ -361,11 +361,11 @@ Result<std::uint64_t> GuestSession::read(std::string_view path, std::uint64_t of
 	if (length == 0 || length > proto::kMaxReadLength || offset > static_cast<std::uint64_t>(INT64_MAX))
 		return Error::invalid(EINVAL, "read", path.substr(0, 64), "length %u or offset out of range",
 				      static_cast<unsigned>(length));
-	std::vector<std::uint8_t> request;
-	proto::encode(request, proto::ReadRequest{offset, length, std::string(path)});
+	std::vector<std::uint8_t> bytes;
+	proto::encode(bytes, proto::ReadRequest{offset, length, std::string(path)});
 	std::uint64_t received = 0;
 	Result<std::uint64_t> count =
-		exchange(request, path, [&](const FrameReader::Frame &frame) noexcept -> Status {
+		exchange(bytes, path, [&](const FrameReader::Frame &frame) noexcept -> Status {
 			if (frame.type != proto::FrameType::Data)
 				return unexpected(frame.type, "read");
 			received += frame.body.size();
@@ -387,11 +387,11 @@ Status GuestSession::xattrs(std::string_view path, XattrCallback onXattr)
 		return ok;
 	if (Status ok = proto::checkPath(path); !ok)
 		return ok;
-	std::vector<std::uint8_t> request;
-	proto::encode(request, proto::XattrsRequest{std::string(path)});
+	std::vector<std::uint8_t> bytes;
+	proto::encode(bytes, proto::XattrsRequest{std::string(path)});
 	std::uint64_t received = 0;
 	Result<std::uint64_t> count =
-		exchange(request, path, [&](const FrameReader::Frame &frame) noexcept -> Status {
+		exchange(bytes, path, [&](const FrameReader::Frame &frame) noexcept -> Status {
 			if (frame.type != proto::FrameType::Xattr)
 				return unexpected(frame.type, "xattrs");
 			Result<proto::Xattr> xattr = proto::decode<proto::Xattr>(frame.body);
