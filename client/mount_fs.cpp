@@ -38,8 +38,8 @@ int fuseErrno(const Error &error)
 	}
 }
 
-MountFs::MountFs(SessionPool &pool, std::string guestRoot, MountFsOptions options)
-	: pool_(pool), guestRoot_(std::move(guestRoot)), options_(std::move(options))
+MountFs::MountFs(SessionPool &pool, std::string guestRoot, const MountFsOptions &options)
+	: pool_(pool), guestRoot_(std::move(guestRoot)), options_(options)
 {
 	if (options_.readAhead > 0)
 		prefetcher_ = std::thread([this] { prefetchLoop(); });

@@ -66,7 +66,7 @@ public:
 	static constexpr std::size_t kChunkSize = kMaxReadLength;
 
 	// `guestRoot`: the guest path shown at the mount's root ("/disk0/part/1").
-	MountFs(SessionPool &pool, std::string guestRoot, MountFsOptions options);
+	MountFs(SessionPool &pool, std::string guestRoot, const MountFsOptions &options);
 	~MountFs();
 	MountFs(const MountFs &) = delete;
 	MountFs &operator=(const MountFs &) = delete;
