@@ -1,6 +1,10 @@
 // SPDX-License-Identifier: AGPL-3.0-or-later
 #include "client/cli.h"
 
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
@@ -12,11 +16,13 @@
 #include <nlohmann/json.hpp>
 
 #include "client/archives.h"
+#include "client/compat.h"
 #include "client/encoding.h"
 #include "client/guest_path.h"
 #include "client/helper_launcher.h"
 #include "client/listing.h"
 #include "client/luks_key.h"
+#include "client/mount.h"
 #include "client/output.h"
 #include "client/runtime_dir.h"
 #include "client/safe_writer.h"
@@ -27,6 +33,7 @@
 #include "fr_config.h"
 #include "shared/display.h"
 #include "shared/fd_io.h"
+#include "shared/unit_name.h"
 #include "shared/validate.h"
 
 namespace fr::client {
@@ -55,8 +62,6 @@ struct Failure {
 // whether it refused or the VM did not come up.
 bool isHelperFailure(const Error &error)
 {
-	// helper_launcher.cpp marks them ErrorKind::Helper; until it does (it
-	// is being reworked), its errors are told by the call they name.
 	return error.kind() == ErrorKind::Helper || std::strcmp(error.call(), "file-restore-helper") == 0;
 }
 
@@ -75,10 +80,41 @@ int exitCodeFor(const Error &error)
 		return kExitExists;
 	case ETIMEDOUT:
 	case EHOSTDOWN:
+	case EINPROGRESS: // the VM is still starting
+	case EBUSY:       // every request slot of the VM is taken
 		return kExitVmFailed;
 	default:
 		return kExitFailure;
 	}
+}
+
+// What to do next, for errors whose message does not say it already.
+std::string nextStep(const Error &error, int code)
+{
+	const std::string_view call = error.call();
+	switch (code) {
+	case kExitNotFound:
+		if (error.kind() == ErrorKind::Guest || call == "list" || call == "extract")
+			return "list the parent directory to see what is there";
+		if (call == "stop")
+			return "";
+		return "check the name (list '/' shows a snapshot's archives)";
+	case kExitExists:
+		return "remove it, or extract into another directory";
+	case kExitVmFailed:
+		if (error.errnum() == EINPROGRESS || error.errnum() == EBUSY)
+			return ""; // says it
+		if (isHelperFailure(error))
+			return "";
+		return "run it again with -v to see the VM's log";
+	default:
+		break;
+	}
+	if (error.errnum() == EOPNOTSUPP && error.kind() == ErrorKind::Guest)
+		return "the VM cannot read this volume (docs/client.md lists what it can)";
+	if (error.kind() == ErrorKind::Guest && error.errnum() == EIO)
+		return "the backup may be damaged there; other files can still be read";
+	return "";
 }
 
 // Every error ends here. A reader of our output that went away (`| head`)
@@ -87,7 +123,11 @@ int exitCodeFor(const Error &error)
 {
 	if (error.kind() == ErrorKind::OutputClosed)
 		throw Failure{kExitFailure, ""};
-	throw Failure{exitCodeFor(error), error.message()};
+	const int code = exitCodeFor(error);
+	std::string message = error.message();
+	if (const std::string step = nextStep(error, code); !step.empty())
+		message += "; " + step;
+	throw Failure{code, message};
 }
 
 template <typename T>
@@ -102,6 +142,15 @@ void check(const Status &status)
 {
 	if (!status)
 		fail(status.error());
+}
+
+// check(), with a guest's error named by the user's path.
+template <typename T>
+T checkFor(Result<T> result, const char *operation, const std::string &userPath)
+{
+	if (!result)
+		fail(forUser(Status(result.error()), operation, userPath).error());
+	return std::move(result).value();
 }
 
 // A path into an archive that cannot be used says why (the reason the list
@@ -123,7 +172,7 @@ Status checkUsable(const std::vector<Archive> &all, const std::vector<Archive> &
 	return {};
 }
 
-// Options shared by list and extract.
+// Options shared by list, extract and mount.
 struct Target {
 	std::string repository;
 	std::vector<std::string> images;
@@ -135,6 +184,13 @@ struct Target {
 	std::string idleTimeout;
 	std::string luksKeyFile;
 	std::string luksPassphraseFd;
+	// proxmox-file-restore's datastore options. Accepted everywhere; they
+	// apply to a Proxmox Backup Server datastore as the repository.
+	std::string ns;
+	std::string keyFile;
+	std::string keyFd;
+	std::string cryptMode;
+	std::string driver;
 };
 
 struct Options {
@@ -149,6 +205,9 @@ struct Options {
 	// status / stop
 	bool namesOnly = false;
 	bool all = false;
+	// mount
+	bool foreground = false;
+	std::vector<std::string> mountOptions;
 };
 
 OutputFormat outputFormatOf(const std::string &text)
@@ -179,8 +238,13 @@ public:
 	int extract();
 	int status();
 	int stop();
+	int mount();
+	int umount();
 	// extract to stdout: errors must not go there, even as JSON.
 	bool stdoutIsData() const { return stdoutIsData_; }
+	// Whether an error of `list` may still be answered as JSON on stdout
+	// (nothing of the listing went out yet).
+	bool listAnswersErrors() const { return listing_ && !stdoutIsData_; }
 
 private:
 	struct Resolved {
@@ -194,6 +258,7 @@ private:
 	// locked volumes; its warning about what was answered said once.
 	void unlockVolumes(VmConnection &vm);
 	void sayWarning(const VmSession &session);
+	std::string repository() const;
 	void openRuntime();
 	VmManager &manager();
 	Deadline deadline() const
@@ -207,7 +272,7 @@ private:
 	OutputFormat format() const { return outputFormatOf(o_.outputFormat); }
 	void print(const std::string &text) { check(writeStdout(text)); }
 	// The sink for extract's arguments (the target: '-' or a directory).
-	std::unique_ptr<OutputSink> extractSink(const Resolved &r, std::string target);
+	std::unique_ptr<OutputSink> extractSink(const Resolved &r, std::string target, VmSession *session);
 	nlohmann::json statusJson(const std::vector<VmStatusRow> &rows, std::int64_t now) const;
 	static std::string statusText(const VmStatusRow &row, std::int64_t now);
 
@@ -221,6 +286,7 @@ private:
 	std::unique_ptr<VmManager> manager_;
 	bool stdoutIsData_ = false;
 	std::optional<LuksKey> luksKey_;
+	bool listing_ = false;
 };
 
 void Commands::openRuntime()
@@ -247,16 +313,38 @@ VmManager &Commands::manager()
 	ctx.dialer = &dialer_;
 	ctx.sessions = &sessions_;
 	ctx.warn = warn;
+	// "starting restore VM…": for people at a terminal, not for programs.
+	if (::isatty(2) == 1)
+		ctx.note = [](const std::string &text) { warn(text); };
 	ctx.verbose = o_.verbose;
 	ctx.vhostVsockUsable = vhostVsockUsable();
 	manager_ = std::make_unique<VmManager>(std::move(ctx));
 	return *manager_;
 }
 
+std::string Commands::repository() const
+{
+	std::string repository = o_.target.repository;
+	if (repository.empty()) {
+		const char *fromEnv = std::getenv("FILE_RESTORE_REPOSITORY");
+		repository = fromEnv != nullptr ? fromEnv : "";
+	}
+	if (repository.empty())
+		usage("no repository: pass --repository DIR or set FILE_RESTORE_REPOSITORY "
+		      "(or use --image FILE)");
+	if (looksLikeRemoteRepository(repository) && ::access(repository.c_str(), F_OK) != 0)
+		usage("--repository " + escapeForDisplay(repository) +
+		      ": a remote Proxmox Backup Server is not supported; give the datastore's "
+		      "directory on this machine");
+	return check(canonicalPath(repository, "repository"));
+}
+
 Commands::Resolved Commands::resolve(std::string_view snapshot, const std::string &rawPath)
 {
 	Resolved out;
 	const Target &t = o_.target;
+	if (Status ok = checkDatastoreOptions({t.ns, t.keyFile, t.keyFd, t.cryptMode, t.driver}); !ok)
+		usage(ok.error().message());
 	std::string path = rawPath;
 	if (t.base64) {
 		std::optional<std::string> decoded = base64Decode(rawPath);
@@ -278,18 +366,16 @@ Commands::Resolved Commands::resolve(std::string_view snapshot, const std::strin
 			paths.push_back(archive.path);
 		out.spec.name = imageVmName(paths);
 	} else {
-		std::string repository = t.repository;
-		if (repository.empty()) {
-			const char *fromEnv = std::getenv("FILE_RESTORE_REPOSITORY");
-			repository = fromEnv != nullptr ? fromEnv : "";
-		}
-		if (repository.empty())
-			usage("no repository: pass --repository DIR or set FILE_RESTORE_REPOSITORY "
-			      "(or use --image FILE)");
+		const std::string repo = repository();
+		// A directory of images is no datastore: namespaces and keys
+		// have nothing to apply to.
+		if (!t.ns.empty() || !t.keyFile.empty() || !t.keyFd.empty() || t.cryptMode == "encrypt")
+			usage("--ns, --keyfile, --keyfd and --crypt-mode=encrypt need a Proxmox Backup "
+			      "Server datastore as the repository (a directory with .chunks); " +
+			      escapeForDisplay(repo) + " is not a PBS datastore");
 		Result<std::string> normalised = normaliseSnapshot(snapshot);
 		if (!normalised)
 			usage(normalised.error().message());
-		const std::string repo = check(canonicalPath(repository, "repository"));
 		const std::string dir = check(canonicalPath(repo + "/" + *normalised, "snapshot"));
 		out.archives = check(snapshotArchives(dir));
 		out.spec.archives = usableArchives(out.archives);
@@ -338,6 +424,7 @@ void Commands::sayWarning(const VmSession &session)
 
 int Commands::list()
 {
+	listing_ = true;
 	const bool images = !o_.target.images.empty();
 	const std::size_t wanted = images ? 1 : 2;
 	if (o_.positionals.size() > wanted || o_.positionals.size() + 1 < wanted)
@@ -347,7 +434,9 @@ int Commands::list()
 								 : (o_.target.base64 ? "Lw==" : "/");
 	Resolved r = resolve(snapshot, path);
 
-	ListingPrinter printer(format(), r.target.userPath);
+	ListingPrinter directory(format(), r.target.userPath);
+	ListingPrinter *printer = &directory;
+	std::optional<ListingPrinter> parent; // listing a file: named below its parent
 	Status listed;
 	if (r.target.isRoot) {
 		// The archives: known without starting a VM (unusable ones too).
@@ -358,33 +447,62 @@ int Commands::list()
 			entry.name = archive.name;
 			entry.type = EntryType::Virtual;
 			entry.reason = archive.unusable;
-			if (listed = printer.add(entry); !listed)
+			struct stat st {};
+			if (::stat(archive.path.c_str(), &st) == 0 && st.st_size > 0)
+				entry.size = static_cast<std::uint64_t>(st.st_size);
+			if (listed = printer->add(entry); !listed)
 				break;
 		}
 	} else {
 		VmConnection vm = check(manager().acquire(r.spec, deadline()));
 		unlockVolumes(vm);
 		listed = vm.session().list(r.target.guestPath, [&](const GuestEntry &entry) noexcept {
-			Status shown = printer.add(entry);
+			Status shown = printer->add(entry);
 			return shown ? notInterrupted() : shown;
 		});
+		// A file (or anything but a directory) lists as itself, as
+		// proxmox-file-restore does.
+		if (!listed && listed.error().kind() == ErrorKind::Guest && listed.error().errnum() == ENOTDIR &&
+		    !printer->started()) {
+			Result<GuestEntry> object = vm.session().stat(r.target.guestPath);
+			if (object) {
+				const std::string &user = r.target.userPath;
+				const std::size_t slash = user.rfind('/');
+				parent.emplace(format(), slash == 0 ? std::string("/") : user.substr(0, slash));
+				printer = &*parent;
+				listed = printer->add(*object);
+			} else {
+				listed = object.error();
+			}
+		}
 		sayWarning(vm.session());
 	}
 	if (listed)
-		listed = printer.finish();
+		listed = printer->finish();
 	// Once anything went out, an error goes to stderr (stdout ends
 	// mid-listing).
-	stdoutIsData_ = printer.started();
+	stdoutIsData_ = printer->started();
 	check(forUser(listed, "list", r.target.userPath));
 	return kExitOk;
 }
 
-std::unique_ptr<OutputSink> Commands::extractSink(const Resolved &r, std::string target)
+std::unique_ptr<OutputSink> Commands::extractSink(const Resolved &r, std::string target, VmSession *session)
 {
-	if (!o_.format.empty())
-		return archiveStdoutSink(o_.format == "zip" ? ExtractFormat::Zip : ExtractFormat::Tar, o_.zstd);
-	if (target == "-")
-		return rawStdoutSink();
+	if (target == "-" || !o_.format.empty()) {
+		// To stdout, as proxmox-file-restore: a file's bytes, a
+		// directory as zip, unless --format says otherwise.
+		std::string formatName = o_.format;
+		if (formatName.empty() && session != nullptr) {
+			GuestEntry object = checkFor(session->stat(r.target.guestPath), "extract", r.target.userPath);
+			formatName = object.type == EntryType::Directory || object.type == EntryType::Virtual
+					     ? "zip"
+					     : "plain";
+		}
+		if (formatName == "zip" || formatName == "tar")
+			return archiveStdoutSink(formatName == "zip" ? ExtractFormat::Zip : ExtractFormat::Tar,
+						 o_.zstd);
+		return rawStdoutSink(o_.zstd);
+	}
 	openRuntime();
 	DirectorySinkOptions options;
 	options.target = target.empty() ? "." : std::move(target);
@@ -405,19 +523,30 @@ int Commands::extract()
 	const std::string_view snapshot = images ? std::string_view() : o_.positionals[0];
 	const std::string &path = o_.positionals[minimum - 1];
 	std::string target = o_.positionals.size() > minimum ? o_.positionals[minimum] : "";
+	if (o_.format == "pxar")
+		usage("--format pxar: not supported (pxar is the Proxmox archive format of container "
+		      "backups; use zip or tar, which every unpacker reads: docs/client.md)");
 	if (!o_.format.empty() && !target.empty() && target != "-")
 		usage("--format writes the archive to stdout: give '-' as the target (or none)");
-	if (o_.format.empty() && o_.zstd)
-		usage("--zstd needs --format tar|zip");
+	if (o_.zstd && o_.format.empty() && target != "-")
+		usage("--zstd compresses what goes to stdout: give '-' as the target");
 
 	Resolved r = resolve(snapshot, path);
 	if (r.target.isRoot)
 		usage("extract needs a path inside an archive, e.g. /" +
 		      escapeForDisplay(r.spec.archives.front().name) + "/part/1/etc");
-	std::unique_ptr<OutputSink> sink = extractSink(r, std::move(target));
-	stdoutIsData_ = sink->usesStdout();
-	check(sink->prepare());
+	const bool toStdout = target == "-" || !o_.format.empty();
+	stdoutIsData_ = toStdout;
+	std::unique_ptr<OutputSink> sink;
+	if (!toStdout) {
+		sink = extractSink(r, target, nullptr);
+		check(sink->prepare());
+	}
 	VmConnection vm = check(manager().acquire(r.spec, deadline()));
+	if (toStdout) {
+		sink = extractSink(r, std::move(target), &vm.session());
+		check(sink->prepare());
+	}
 	unlockVolumes(vm);
 	const Status received = sink->receive(vm.session(), r.target);
 	sayWarning(vm.session());
@@ -425,9 +554,37 @@ int Commands::extract()
 	return kExitOk;
 }
 
+int Commands::mount()
+{
+	const bool images = !o_.target.images.empty();
+	const std::size_t wanted = images ? 2 : 3;
+	if (o_.positionals.size() != wanted)
+		usage(images ? "mount --image FILE... PATH MOUNTPOINT" : "mount SNAPSHOT PATH MOUNTPOINT");
+	const std::string_view snapshot = images ? std::string_view() : o_.positionals[0];
+	Resolved r = resolve(snapshot, o_.positionals[wanted - 2]);
+	MountOptions options;
+	options.mountpoint = o_.positionals[wanted - 1];
+	options.foreground = o_.foreground;
+	options.verbose = o_.verbose;
+	options.fuseOptions = o_.mountOptions;
+	VmManager &vms = manager();
+	return check(runMount(vms, r.spec, r.target, deadline(), options));
+}
+
+int Commands::umount()
+{
+	if (o_.positionals.size() != 1)
+		usage("umount MOUNTPOINT");
+	check(unmount(o_.positionals[0]));
+	return kExitOk;
+}
+
+// status: proxmox-file-restore's shape, {"Qemu": {"ids": {ID: {...}}}} (or
+// {"Qemu": {}} without VMs), ID the VM's unescaped name; ours adds the
+// escaped name and the rest of what we know to each VM's object.
 nlohmann::json Commands::statusJson(const std::vector<VmStatusRow> &rows, std::int64_t now) const
 {
-	json out = json::array();
+	json ids = json::object();
 	for (const VmStatusRow &row : rows) {
 		const VmRecord &vm = row.record;
 		json archives = json::array();
@@ -445,19 +602,29 @@ nlohmann::json Commands::statusJson(const std::vector<VmStatusRow> &rows, std::i
 		};
 		if (row.guest) {
 			json guest = json::object();
-			if (row.guest->idleLeftSeconds)
+			if (row.guest->idleLeftSeconds) {
 				item["idle_left"] = *row.guest->idleLeftSeconds;
-			if (row.guest->uptimeSeconds)
+				item["timeout"] = *row.guest->idleLeftSeconds; // upstream's name
+			}
+			if (row.guest->uptimeSeconds) {
 				guest["uptime"] = *row.guest->uptimeSeconds;
+				item["uptime"] = *row.guest->uptimeSeconds;
+			}
 			for (const auto &[key, value] : row.guest->details)
 				guest[escapeForDisplay(key)] = escapeForDisplay(value);
 			item["guest"] = guest;
 		}
-		if (!row.problem.empty())
+		if (!row.problem.empty()) {
 			item["problem"] = row.problem;
-		out.push_back(item);
+			item["error"] = row.problem; // upstream's name
+		}
+		const std::optional<std::string> id = unescapeUnitName(vm.name);
+		ids[escapeForDisplay(id ? *id : vm.name)] = item;
 	}
-	return out;
+	json qemu = json::object();
+	if (!ids.empty())
+		qemu["ids"] = ids;
+	return {{"Qemu", qemu}};
 }
 
 std::string Commands::statusText(const VmStatusRow &row, std::int64_t now)
@@ -506,6 +673,35 @@ int Commands::status()
 	return kExitOk;
 }
 
+const char *stopText(StopOutcome outcome)
+{
+	switch (outcome) {
+	case StopOutcome::PoweredOff:
+		return "powered off";
+	case StopOutcome::Killed:
+		return "killed (it did not power off when asked)";
+	case StopOutcome::KilledInUse:
+		return "killed (it was in use by another file-restore call)";
+	case StopOutcome::NotRunning:
+		return "was not running; its entry was removed";
+	}
+	return "";
+}
+
+const char *stopJsonText(StopOutcome outcome)
+{
+	switch (outcome) {
+	case StopOutcome::PoweredOff:
+		return "powered-off";
+	case StopOutcome::Killed:
+	case StopOutcome::KilledInUse:
+		return "killed";
+	case StopOutcome::NotRunning:
+		return "not-running";
+	}
+	return "";
+}
+
 int Commands::stop()
 {
 	std::vector<std::string> names = o_.positionals;
@@ -517,16 +713,33 @@ int Commands::stop()
 		usage("stop: which VM? (names from 'file-restore status', or --all)");
 	}
 	json out = json::array();
-	for (const std::string &name : names) {
-		check(manager().stop(name, deadline()));
+	for (const std::string &given : names) {
+		// Both forms: the escaped name (ours, `status --names`) and the
+		// unescaped id proxmox-file-restore's `status` shows.
+		std::string name = given;
+		const std::vector<std::string> known = check(manager().names(deadline()));
+		if (std::find(known.begin(), known.end(), name) == known.end()) {
+			const std::string escaped = escapeUnitName(given);
+			if (std::find(known.begin(), known.end(), escaped) != known.end())
+				name = escaped;
+		}
+		const StopOutcome outcome = check(manager().stop(name, deadline()));
 		if (format() == OutputFormat::Text)
-			print("stopped " + name + "\n");
+			print(name + ": " + stopText(outcome) + "\n");
 		else
-			out.push_back({{"name", name}, {"stopped", true}});
+			out.push_back({{"name", name},
+				       {"result", stopJsonText(outcome)},
+				       {"stopped", outcome != StopOutcome::NotRunning}});
 	}
 	if (format() != OutputFormat::Text)
 		print(dumpJson(out, format()));
 	return kExitOk;
+}
+
+void addOutputFormat(CLI::App *command, Options &o)
+{
+	command->add_option("--output-format", o.outputFormat, "text, json or json-pretty")
+		->check(CLI::IsMember({"text", "json", "json-pretty"}));
 }
 
 void addTargetOptions(CLI::App *command, Target &t)
@@ -551,16 +764,21 @@ void addTargetOptions(CLI::App *command, Target &t)
 			    "a key file for the LUKS volumes (every byte, at most 4096)");
 	command->add_option("--luks-passphrase-fd", t.luksPassphraseFd,
 			    "read a LUKS passphrase from this file descriptor (up to a newline)");
+	command->add_option("--ns", t.ns, "the namespace in a PBS datastore");
+	command->add_option("--keyfile", t.keyFile, "the encryption key file of a PBS datastore's backup");
+	command->add_option("--keyfd", t.keyFd, "read the encryption key from this file descriptor");
+	command->add_option("--crypt-mode", t.cryptMode, "none, encrypt or sign-only (as proxmox-file-restore)");
+	command->add_option("--driver", t.driver, "the block driver: qemu (the only one)");
 }
 
-bool wantsJson(int argc, char **argv)
+bool wantsJson(const std::vector<std::string> &args)
 {
-	for (int i = 1; i < argc; ++i) {
-		const std::string_view arg(argv[i]);
+	for (std::size_t i = 1; i < args.size(); ++i) {
+		const std::string_view arg(args[i]);
 		if (arg == "--")
 			break;
-		if ((arg == "--output-format" && i + 1 < argc &&
-		     std::string_view(argv[i + 1]).starts_with("json")) ||
+		if ((arg == "--output-format" && i + 1 < args.size() &&
+		     std::string_view(args[i + 1]).starts_with("json")) ||
 		    arg.starts_with("--output-format=json"))
 			return true;
 	}
@@ -568,13 +786,13 @@ bool wantsJson(int argc, char **argv)
 }
 
 // JSON errors go to stdout, where JSON output is expected, except when
-// stdout carries extracted data: then to stderr.
+// stdout carries extracted data: then to stderr. The shape serves both
+// proxmox-file-restore's callers ("message", and "code" as an HTTP status:
+// 503 asks them to poll again) and ours ("error", "exit_code").
 void printError(bool asJson, int code, const std::string &message, int jsonFd = 1)
 {
 	if (asJson) {
-		const nlohmann::json doc = {{"error", message}, {"exit_code", code}};
-		const std::string text =
-			doc.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) + "\n";
+		const std::string text = dumpJson(errorJson(code, message), OutputFormat::Json);
 		(void)writeAll(jsonFd, text, "error output");
 	} else {
 		warn("error: " + message);
@@ -586,6 +804,8 @@ struct Subcommands {
 	CLI::App *list;
 	CLI::App *extract;
 	CLI::App *status;
+	CLI::App *mount;
+	CLI::App *umount;
 };
 
 Subcommands defineCommands(CLI::App &app, Options &o)
@@ -594,8 +814,7 @@ Subcommands defineCommands(CLI::App &app, Options &o)
 	app.require_subcommand(1);
 	app.fallthrough();
 	app.add_flag("-v,--verbose", o.verbose, "more detail, and the VM's log when it fails");
-	app.add_option("--output-format", o.outputFormat, "text, json or json-pretty")
-		->check(CLI::IsMember({"text", "json", "json-pretty"}));
+	addOutputFormat(&app, o);
 
 	CLI::App *list = app.add_subcommand("list", "list a directory of a snapshot or image");
 	list->add_option("args", o.positionals, "SNAPSHOT PATH (with --image: PATH)");
@@ -605,22 +824,37 @@ Subcommands defineCommands(CLI::App &app, Options &o)
 		"extract", "extract a file or directory into TARGET (a directory; '-': stdout)");
 	extract->add_option("args", o.positionals, "SNAPSHOT PATH [TARGET] (with --image: PATH [TARGET])");
 	addTargetOptions(extract, o.target);
-	extract->add_option("--format", o.format, "write a directory to stdout as tar or zip")
-		->check(CLI::IsMember({"tar", "zip"}));
-	extract->add_flag("--zstd", o.zstd, "compress the --format stream with zstd");
+	extract->add_option("--format", o.format,
+			    "to stdout: plain (a file's bytes), zip or tar (default: plain for a "
+			    "file, zip for a directory)")
+		->check(CLI::IsMember({"plain", "tar", "zip", "pxar"}));
+	extract->add_flag("--zstd", o.zstd, "compress what goes to stdout with zstd");
 	extract->add_flag("--symlinks", o.symlinks,
 			  "create symlinks found in a directory (default: skip them)");
+
+	CLI::App *mountCmd = app.add_subcommand(
+		"mount", "mount PATH read-only at MOUNTPOINT (FUSE); 'umount' or fusermount3 -u ends it");
+	mountCmd->add_option("args", o.positionals,
+			     "SNAPSHOT PATH MOUNTPOINT (with --image: PATH MOUNTPOINT)");
+	addTargetOptions(mountCmd, o.target);
+	mountCmd->add_flag("-f,--foreground", o.foreground, "stay in the foreground until unmounted");
+	mountCmd->add_option("-o", o.mountOptions, "FUSE mount options (e.g. allow_root)")
+		->allow_extra_args(false);
+
+	CLI::App *umountCmd = app.add_subcommand("umount", "unmount what 'mount' mounted");
+	umountCmd->add_option("args", o.positionals, "MOUNTPOINT");
 
 	CLI::App *status = app.add_subcommand("status", "show the VMs of this user");
 	status->add_flag("--names", o.namesOnly,
 			 "only the names, without contacting the VMs (for shell completion)");
 	status->add_option("--timeout", o.target.timeout, "seconds to wait (default 120)");
+	status->add_option("--driver", o.target.driver, "the block driver: qemu (the only one)");
 
 	CLI::App *stop = app.add_subcommand("stop", "stop VMs by name");
 	stop->add_option("names", o.positionals, "VM names (see status)");
 	stop->add_flag("--all", o.all, "stop every VM of this user");
 	stop->add_option("--timeout", o.target.timeout, "seconds to wait (default 120)");
-	return Subcommands{list, extract, status};
+	return Subcommands{list, extract, status, mountCmd, umountCmd};
 }
 
 // Runs the parsed command: the only place its failures are caught.
@@ -633,11 +867,23 @@ int runCommand(Commands &commands, const Subcommands &parsed, bool jsonErrors)
 			return commands.extract();
 		if (parsed.status->parsed())
 			return commands.status();
+		if (parsed.mount->parsed())
+			return commands.mount();
+		if (parsed.umount->parsed())
+			return commands.umount();
 		return commands.stop();
 	} catch (const Failure &failure) {
-		if (!failure.message.empty())
-			printError(jsonErrors, failure.code, failure.message,
-				   commands.stdoutIsData() ? 2 : 1);
+		if (failure.message.empty())
+			return failure.code;
+		// proxmox-file-restore answers a failed `list` in JSON with the
+		// error object and exit status 0: its callers read the object
+		// (503: the VM is still starting, poll again). Only while
+		// stdout holds nothing else.
+		if (jsonErrors && commands.listAnswersErrors()) {
+			printError(true, failure.code, failure.message, 1);
+			return kExitOk;
+		}
+		printError(jsonErrors, failure.code, failure.message, commands.stdoutIsData() ? 2 : 1);
 		return failure.code;
 	} catch (const std::exception &e) {
 		printError(jsonErrors, kExitFailure, e.what(), commands.stdoutIsData() ? 2 : 1);
@@ -649,14 +895,18 @@ int runCommand(Commands &commands, const Subcommands &parsed, bool jsonErrors)
 
 int runCli(int argc, char **argv, SessionFactory &sessions)
 {
+	// proxmox-file-restore's callers write booleans as values ("--base64
+	// 0"); CLI11 flags take none.
+	std::vector<std::string> args = normaliseBooleanOptions(argc, argv);
 	Options o;
 	CLI::App app{"file-restore: restore single files from VM disk backups, without mounting "
 		     "them on the host",
 		     "file-restore"};
 	const Subcommands commands = defineCommands(app, o);
-	const bool jsonErrors = wantsJson(argc, argv);
+	const bool jsonErrors = wantsJson(args);
 	try {
-		app.parse(argc, argv);
+		std::vector<std::string> reversed(args.rbegin(), args.rend() - 1);
+		app.parse(reversed);
 	} catch (const CLI::CallForHelp &e) {
 		return app.exit(e);
 	} catch (const CLI::CallForAllHelp &e) {

@@ -24,10 +24,11 @@ Result<UniqueFd> openLockFile(int dirFd, const std::string &name)
 	return fd;
 }
 
-Result<bool> tryLock(int fd, const std::string &name)
+Result<bool> tryLock(int fd, const std::string &name, FileLock::Mode mode)
 {
+	const int op = mode == FileLock::Mode::Shared ? LOCK_SH : LOCK_EX;
 	for (;;) {
-		if (::flock(fd, LOCK_EX | LOCK_NB) == 0)
+		if (::flock(fd, op | LOCK_NB) == 0)
 			return true;
 		if (errno == EWOULDBLOCK)
 			return false;
@@ -39,7 +40,7 @@ Result<bool> tryLock(int fd, const std::string &name)
 } // namespace
 
 Result<FileLock> FileLock::acquire(int dirFd, const std::string &name, Deadline deadline,
-				   const char *what)
+				   const char *what, Mode mode)
 {
 	Result<UniqueFd> fd = openLockFile(dirFd, name);
 	if (!fd)
@@ -48,7 +49,7 @@ Result<FileLock> FileLock::acquire(int dirFd, const std::string &name, Deadline 
 	// thread-safe, and the lock is rarely contended for long.
 	auto pause = std::chrono::milliseconds(5);
 	for (;;) {
-		Result<bool> locked = tryLock(fd->get(), name);
+		Result<bool> locked = tryLock(fd->get(), name, mode);
 		if (!locked)
 			return locked.error();
 		if (*locked)
@@ -62,17 +63,27 @@ Result<FileLock> FileLock::acquire(int dirFd, const std::string &name, Deadline 
 	}
 }
 
-Result<std::optional<FileLock>> FileLock::tryAcquire(int dirFd, const std::string &name)
+Result<std::optional<FileLock>> FileLock::tryAcquire(int dirFd, const std::string &name, Mode mode)
 {
 	Result<UniqueFd> fd = openLockFile(dirFd, name);
 	if (!fd)
 		return fd.error();
-	Result<bool> locked = tryLock(fd->get(), name);
+	Result<bool> locked = tryLock(fd->get(), name, mode);
 	if (!locked)
 		return locked.error();
 	if (!*locked)
 		return std::optional<FileLock>();
 	return std::optional<FileLock>(FileLock(std::move(*fd)));
+}
+
+Status FileLock::downgrade()
+{
+	for (;;) {
+		if (::flock(fd_.get(), LOCK_SH) == 0)
+			return {};
+		if (errno != EINTR)
+			return Error(errno, "flock", "downgrade");
+	}
 }
 
 } // namespace fr::client

@@ -16,15 +16,25 @@ namespace fr::client {
 
 class FileLock {
 public:
+	// Exclusive: one holder. Shared: any number of holders, none while
+	// an exclusive one holds it.
+	enum class Mode { Exclusive, Shared };
+
 	FileLock() = default;
 
 	// Opens (creating 0600) `name` under `dirFd` without following a
-	// symlink and waits until the exclusive lock is ours or `deadline`
-	// passes (ETIMEDOUT, naming `what`).
+	// symlink and waits until the lock is ours or `deadline` passes
+	// (ETIMEDOUT, naming `what`).
 	static Result<FileLock> acquire(int dirFd, const std::string &name, Deadline deadline,
-					const char *what);
+					const char *what, Mode mode = Mode::Exclusive);
 	// One try: nullopt when another process holds it.
-	static Result<std::optional<FileLock>> tryAcquire(int dirFd, const std::string &name);
+	static Result<std::optional<FileLock>> tryAcquire(int dirFd, const std::string &name,
+							  Mode mode = Mode::Exclusive);
+
+	// Exclusive to shared, on the same open file: holders waiting for a
+	// shared lock get theirs. (flock converts by releasing first: another
+	// exclusive holder may come in between; callers check the state again.)
+	Status downgrade();
 
 	void release() noexcept { fd_.reset(); }
 

@@ -21,9 +21,16 @@ nlohmann::json entryJson(const std::string &fullPath, const GuestEntry &entry)
 		{"text", escapeForDisplay(entry.name)},
 		{"type", std::string(1, static_cast<char>(entry.type))},
 		{"leaf", !isDir},
-		{"size", isVirtual ? nlohmann::json(nullptr) : nlohmann::json(entry.size)},
-		{"mtime", isVirtual ? nlohmann::json(nullptr) : nlohmann::json(entry.mtime)},
 	};
+	// As proxmox-file-restore's ArchiveEntry: a key that does not apply
+	// is left out (never null). Sizes: files, archives and volumes (a
+	// virtual entry without one has size 0); mtimes: whatever has one
+	// (upstream gives them for files only; more is our addition).
+	const bool hasSize = entry.type == EntryType::File || entry.volume || (isVirtual && entry.size > 0);
+	if (hasSize)
+		item["size"] = entry.size;
+	if (!isVirtual && !entry.volume)
+		item["mtime"] = entry.mtime;
 	// Only when there is something to say: the shape stays
 	// proxmox-file-restore's otherwise.
 	if (!entry.reason.empty())

@@ -18,11 +18,14 @@ namespace fr::client {
 
 enum class OutputFormat { Text, Json, JsonPretty };
 
-// {"filepath": base64(fullPath), "text": escaped name, "type": "d"|...,
-//  "leaf": not a directory, "size": N|null, "mtime": N|null}, plus
-// "reason" (a volume the guest cannot open) and "warning" (said about the
-// filesystem the entry is in) when there is one, escaped. Virtual entries
-// (archives, buckets) have null size and mtime.
+// proxmox-file-restore's ArchiveEntry: {"filepath": base64(fullPath),
+// "text": escaped name, "type": "d"|"f"|"l"|...|"v", "leaf": not a
+// directory, "size": N, "mtime": N}. "size" only where it means something
+// (files, archives, partitions), "mtime" not for virtual entries and
+// partitions: a key that does not apply is left out, as upstream does.
+// Ours besides: "reason" (a volume or archive that cannot be opened) and
+// "warning" (said about the filesystem the entry is in) when there is one,
+// escaped.
 nlohmann::json entryJson(const std::string &fullPath, const GuestEntry &entry);
 
 // "<type> <mode> <size> <mtime> <name>[ -> <target>][  [<reason>]]",

@@ -7,11 +7,13 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cmath>
 #include <cstdio>
 #include <cstring>
 #include <optional>
 
 #include "client/archives.h"
+#include "client/listing.h"
 #include "client/safe_writer.h"
 #include "shared/display.h"
 #include "shared/fd_io.h"
@@ -72,11 +74,16 @@ Status forUser(Status status, const char *operation, const std::string &userPath
 {
 	if (status || status.error().kind() != ErrorKind::Guest)
 		return status;
+	// Still the guest's error (the advice in nextStep depends on it).
 	return Error::invalid(status.error().errnum(), operation, escapeForDisplay(userPath), "%s",
-			      status.error().reason());
+			      status.error().reason())
+		.withKind(ErrorKind::Guest);
 }
 
-Progress::Progress(std::string what) : what_(std::move(what)), tty_(::isatty(2) == 1) {}
+Progress::Progress(std::string what, std::optional<bool> tty)
+	: what_(std::move(what)), tty_(tty.value_or(::isatty(2) == 1))
+{
+}
 
 Progress::~Progress()
 {
@@ -93,13 +100,28 @@ void Progress::add(std::size_t bytes) noexcept
 		return;
 	shown_ = now;
 	const double seconds = std::chrono::duration_cast<std::chrono::duration<double>>(now - start_).count();
-	char line[256];
-	const int n = std::snprintf(line, sizeof(line), "\r\033[K%s: %.1f MiB (%.1f MiB/s)", what_.c_str(),
-				    static_cast<double>(total_) / 1048576.0,
-				    static_cast<double>(total_) / 1048576.0 / seconds);
-	if (n > 0)
-		(void)writeAll(2, std::string_view(line, std::min<std::size_t>(n, sizeof(line) - 1)), "stderr");
+	const std::string text = "\r\033[K" + line(total_, seconds);
+	(void)writeAll(2, text, "stderr");
 	visible_ = true;
+}
+
+std::string Progress::line(std::uint64_t done, double seconds) const
+{
+	const double mib = static_cast<double>(done) / 1048576.0;
+	const double rate = seconds > 0 ? mib / seconds : 0;
+	char text[256];
+	int n = 0;
+	if (expected_ && *expected_ > 0 && done <= *expected_) {
+		const double share = 100.0 * static_cast<double>(done) / static_cast<double>(*expected_);
+		const double left = static_cast<double>(*expected_ - done) / 1048576.0;
+		const std::uint64_t eta = rate > 0 ? static_cast<std::uint64_t>(std::llround(left / rate)) : 0;
+		n = std::snprintf(text, sizeof(text), "%s: %.1f of %.1f MiB (%.0f%%), %.1f MiB/s, %s left",
+				  what_.c_str(), mib, static_cast<double>(*expected_) / 1048576.0, share, rate,
+				  rate > 0 ? durationText(eta).c_str() : "?");
+	} else {
+		n = std::snprintf(text, sizeof(text), "%s: %.1f MiB, %.1f MiB/s", what_.c_str(), mib, rate);
+	}
+	return std::string(text, n > 0 ? std::min<std::size_t>(static_cast<std::size_t>(n), sizeof(text) - 1) : 0);
 }
 
 void Progress::clear() noexcept
@@ -118,7 +140,13 @@ Status ExtractSink::receive(VmSession &session, const GuestTarget &target)
 	Progress progress(progress_);
 	const Status received = session.extract(
 		target.guestPath, format_, zstd_,
-		[&](const GuestEntry &object) noexcept { return start(object); },
+		[&](const GuestEntry &object) noexcept {
+			// A file's size is what a raw stream carries (compressed:
+			// an estimate, still a good one for the time left).
+			if (object.type == EntryType::File)
+				progress.expect(object.size);
+			return start(object);
+		},
 		[&](std::string_view chunk) noexcept {
 			progress.add(chunk.size());
 			if (Status ok = notInterrupted(); !ok)
@@ -148,7 +176,7 @@ protected:
 // A regular file's bytes, as they are.
 class RawStdoutSink final : public StdoutSink {
 public:
-	RawStdoutSink() : StdoutSink(ExtractFormat::Raw, false, "receiving") {}
+	explicit RawStdoutSink(bool zstd) : StdoutSink(ExtractFormat::Raw, zstd, "receiving") {}
 
 protected:
 	Status finish(const Status &received, const GuestTarget &) override
@@ -156,7 +184,7 @@ protected:
 		if (received || received.error().errnum() != EISDIR)
 			return received;
 		return Error::invalid(EISDIR, "extract", received.error().object(),
-				      "%.120s (a directory needs --format tar|zip, or a target directory)",
+				      "%.120s (a directory needs --format zip|tar, or a target directory)",
 				      received.error().reason())
 			.withKind(ErrorKind::Usage);
 	}
@@ -295,17 +323,32 @@ Status DirectorySink::commit(const GuestTarget &target)
 	if (object_->type == EntryType::Symlink && !o_.symlinks)
 		return Error::invalid(EINVAL, "extract", userPath, "is a symlink; --symlinks extracts it as one")
 			.withKind(ErrorKind::Usage);
-	if (tar_->report().singleFile)
-		return staging_->commit(*tar_->report().singleFile, o_.finalName);
-	return Error::invalid(EPROTO, "extract", userPath,
-			      "not a regular file, directory or symlink, or the guest sent something else");
+	const UnpackReport &report = tar_->report();
+	if (!report.singleFile)
+		return Error::invalid(EPROTO, "extract", userPath,
+				      "not a regular file, directory or symlink, or the guest sent something else");
+	// The stream must hold what the guest announced: a guest that says
+	// "file" and sends a symlink (or the reverse) would put a symlink
+	// where the user asked for a file's bytes.
+	const bool matches = (object_->type == EntryType::File && report.singleFileType == SingleFileType::Regular) ||
+			     (object_->type == EntryType::Symlink && report.singleFileType == SingleFileType::Symlink);
+	if (!matches)
+		return Error::invalid(EPROTO, "extract", userPath,
+				      "the guest announced %s but sent %s; nothing was extracted",
+				      object_->type == EntryType::File      ? "a regular file"
+				      : object_->type == EntryType::Symlink ? "a symlink"
+									    : "another type",
+				      report.singleFileType == SingleFileType::Regular   ? "a regular file"
+				      : report.singleFileType == SingleFileType::Symlink ? "a symlink"
+											  : "something else");
+	return staging_->commit(*report.singleFile, o_.finalName);
 }
 
 } // namespace
 
-std::unique_ptr<OutputSink> rawStdoutSink()
+std::unique_ptr<OutputSink> rawStdoutSink(bool zstd)
 {
-	return std::make_unique<RawStdoutSink>();
+	return std::make_unique<RawStdoutSink>(zstd);
 }
 
 std::unique_ptr<OutputSink> archiveStdoutSink(ExtractFormat format, bool zstd)

@@ -8,11 +8,10 @@
 //   rawStdoutSink       a file's bytes to stdout                extract PATH -
 //   archiveStdoutSink   a tar or zip stream (zstd) to stdout    extract --format tar|zip PATH
 //   directorySink       files unpacked beneath a directory      extract PATH [DIR]
-//   (a mount sink)      a read-only FUSE view of PATH           mount PATH MOUNTPOINT
 //
-// A mount is an OutputSink whose receive() serves the mount from the
-// session until it is unmounted; the three extract sinks share ExtractSink,
-// which runs one extract stream.
+// The three extract sinks share ExtractSink, which runs one extract
+// stream. The fourth way out of a VM, a read-only FUSE mount, serves many
+// requests over several sessions and lives in client/mount.h.
 //
 // Standard output is written through writeStdout() only: a reader that went
 // away (`| head`) becomes an Error of kind ErrorKind::OutputClosed there,
@@ -23,6 +22,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 
@@ -50,16 +50,24 @@ Status notInterrupted() noexcept;
 // etc"): this says `operation(userPath)` instead. Other statuses pass.
 Status forUser(Status status, const char *operation, const std::string &userPath);
 
-// Progress on stderr for long transfers, only when stderr is a terminal.
+// Progress on stderr for transfers longer than a second, only when stderr
+// is a terminal (never on a pipe or file): bytes, rate, and, when the size
+// is known, the share done and the time left.
 class Progress {
 public:
-	explicit Progress(std::string what);
+	// `tty`: whether to show anything (default: stderr is a terminal).
+	explicit Progress(std::string what, std::optional<bool> tty = std::nullopt);
 	~Progress();
 	Progress(const Progress &) = delete;
 	Progress &operator=(const Progress &) = delete;
 
+	// The bytes expected in all (a file's size), when known.
+	void expect(std::uint64_t bytes) noexcept { expected_ = bytes; }
 	void add(std::size_t bytes) noexcept;
 	void clear() noexcept;
+
+	// The line for `done` bytes after `seconds` (tests).
+	std::string line(std::uint64_t done, double seconds) const;
 
 private:
 	using Clock = std::chrono::steady_clock;
@@ -68,6 +76,7 @@ private:
 	bool tty_;
 	bool visible_ = false;
 	std::uint64_t total_ = 0;
+	std::optional<std::uint64_t> expected_;
 	Clock::time_point start_ = Clock::now();
 	Clock::time_point shown_ = start_;
 };
@@ -115,7 +124,8 @@ private:
 	const char *progress_;
 };
 
-std::unique_ptr<OutputSink> rawStdoutSink();
+// A file's bytes (zstd: compressed by the guest).
+std::unique_ptr<OutputSink> rawStdoutSink(bool zstd = false);
 std::unique_ptr<OutputSink> archiveStdoutSink(ExtractFormat format, bool zstd);
 
 struct DirectorySinkOptions {

@@ -85,16 +85,23 @@ GuestEntry toEntry(const proto::Entry &entry, bool isVirtual, const std::string 
 	return out;
 }
 
-// "/disk<N>" and "/disk<N>/part" list the virtual levels of the hierarchy
-// (buckets, partitions): shown as type 'v', as proxmox-file-restore does.
-// The guest flags every virtual entry (proto::Entry::isVirtual); this
-// covers a VM started by an earlier version that did not.
-bool listsVirtualLevel(std::string_view guestPath)
+// What a listing of a guest path holds, as proxmox-file-restore shows it:
+// "/disk<N>" the buckets (type 'v'), "/disk<N>/part" the partitions
+// (directories with the partition's size), anything else what the guest
+// says. The guest flags every virtual entry itself (proto::Entry::isVirtual);
+// the levels cover a VM started by an earlier version that did not.
+enum class Level { Buckets, Volumes, Files };
+
+Level levelOf(std::string_view guestPath)
 {
 	Result<std::vector<std::string>> components = splitUserPath(guestPath);
 	if (!components)
-		return false;
-	return components->size() == 1 || (components->size() == 2 && (*components)[1] == "part");
+		return Level::Files;
+	if (components->size() == 1)
+		return Level::Buckets;
+	if (components->size() == 2 && (*components)[1] == "part")
+		return Level::Volumes;
+	return Level::Files;
 }
 
 class ProtocolSession final : public VmSession {
@@ -123,9 +130,11 @@ public:
 
 	Status list(std::string_view guestPath, EntryCallback onEntry) override
 	{
-		const bool isVirtual = listsVirtualLevel(guestPath);
+		const Level level = levelOf(guestPath);
 		return session_.list(guestPath, [&](const proto::Entry &entry) noexcept {
-			return onEntry(toEntry(entry, isVirtual, session_.warning()));
+			GuestEntry out = toEntry(entry, level == Level::Buckets, session_.warning());
+			out.volume = level == Level::Volumes && out.type == EntryType::Directory;
+			return onEntry(out);
 		});
 	}
 
@@ -152,6 +161,33 @@ public:
 	}
 
 	std::string warning() const override { return session_.warning(); }
+
+	Result<GuestEntry> stat(std::string_view guestPath) override
+	{
+		Result<proto::Entry> entry = session_.stat(guestPath);
+		if (!entry)
+			return entry.error();
+		// The levels above a filesystem are virtual (as listed).
+		Result<std::vector<std::string>> components = splitUserPath(guestPath);
+		const bool isVirtual = components && (components->size() == 1 ||
+						      (components->size() == 2 && (*components)[1] == "part"));
+		return toEntry(*entry, isVirtual && entry->type == proto::EntryType::Directory, {});
+	}
+
+	Result<std::uint64_t> read(std::string_view guestPath, std::uint64_t offset, std::uint32_t length,
+				   DataCallback onData) override
+	{
+		return session_.read(guestPath, offset, length, [&](std::span<const std::uint8_t> bytes) noexcept {
+			return onData(std::string_view(reinterpret_cast<const char *>(bytes.data()), bytes.size()));
+		});
+	}
+
+	Status xattrs(std::string_view guestPath, XattrCallback onXattr) override
+	{
+		return session_.xattrs(guestPath, [&](const proto::Xattr &xattr) noexcept {
+			return onXattr(xattr.name, xattr.value);
+		});
+	}
 
 private:
 	fr::GuestSession session_;

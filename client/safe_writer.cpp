@@ -145,6 +145,7 @@ private:
 	std::vector<DirMeta> dirs_;
 	std::set<std::string> topNames_;
 	std::optional<std::string> fileAtTop_;
+	SingleFileType typeAtTop_ = SingleFileType::Other;
 };
 
 Result<std::vector<std::string>> Unpacker::memberPath(std::string_view name, bool &atRoot)
@@ -277,6 +278,12 @@ Status Unpacker::makeSymlink(const std::vector<std::string> &components, archive
 	// makes it fail with EEXIST.
 	if (::symlinkat(target, parent->get(), components.back().c_str()) != 0)
 		return Error(errno, "symlink", escapeForDisplay(path));
+	// The link's own mtime (never the target's: AT_SYMLINK_NOFOLLOW).
+	const timespec times[2] = {toTimespec(0, UTIME_OMIT),
+				   toTimespec(archive_entry_mtime(e), archive_entry_mtime_nsec(e))};
+	if (archive_entry_mtime_is_set(e) &&
+	    ::utimensat(parent->get(), components.back().c_str(), times, AT_SYMLINK_NOFOLLOW) != 0)
+		return Error(errno, "utimens", escapeForDisplay(path));
 	++report_.symlinks;
 	return {};
 }
@@ -356,8 +363,13 @@ Status Unpacker::entry(archive *a, archive_entry *e)
 				      "a non-directory at the top of the stream");
 	}
 	topNames_.insert(components->front());
-	if (components->size() == 1 && type != AE_IFDIR)
+	if (components->size() == 1 && type != AE_IFDIR) {
 		fileAtTop_ = components->front();
+		typeAtTop_ = isHardlink	       ? SingleFileType::Other
+			     : type == AE_IFREG ? SingleFileType::Regular
+			     : type == AE_IFLNK ? SingleFileType::Symlink
+						: SingleFileType::Other;
+	}
 
 	if (isHardlink)
 		return makeHardlinkCopy(*components, e);
@@ -436,8 +448,10 @@ Status Unpacker::run(int tarFd)
 		if (!done)
 			return done;
 	}
-	if (topNames_.size() == 1 && fileAtTop_ && *topNames_.begin() == *fileAtTop_)
+	if (topNames_.size() == 1 && fileAtTop_ && *topNames_.begin() == *fileAtTop_) {
 		report_.singleFile = fileAtTop_;
+		report_.singleFileType = typeAtTop_;
+	}
 	return applyDirectoryMetadata();
 }
 

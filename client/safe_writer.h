@@ -44,6 +44,9 @@ struct UnpackOptions {
 	mode_t umask = 022;
 };
 
+// What the single member at the top of a stream is (UnpackReport).
+enum class SingleFileType { Regular, Symlink, Other };
+
 struct UnpackReport {
 	std::uint64_t files = 0;
 	std::uint64_t directories = 0;
@@ -54,6 +57,8 @@ struct UnpackReport {
 	// The root member, when the stream holds a single non-directory at the
 	// top (a file extracted on its own): its name inside the root.
 	std::optional<std::string> singleFile;
+	// ... and its type in the stream (a hardlink counts as Other).
+	SingleFileType singleFileType = SingleFileType::Other;
 };
 
 // openat2() beneath `dirFd` with RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS |

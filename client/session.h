@@ -50,6 +50,8 @@ struct GuestEntry {
 	// What the guest said about the filesystem this listing is in
 	// ("journal not replayed: ..."), on every entry of it.
 	std::string warning;
+	// A volume (a partition): a directory whose size is the volume's.
+	bool volume = false;
 };
 
 enum class ExtractFormat { Raw, Tar, Zip };
@@ -99,7 +101,19 @@ public:
 	// The warning the guest attached to the last list or extract (empty:
 	// none). Hostile text: escape it to display.
 	virtual std::string warning() const { return {}; }
+	// The entry of the object itself (its name: the last component).
+	virtual Result<GuestEntry> stat(std::string_view guestPath) = 0;
+	// Bytes [offset, offset + length) of a regular file (length at most
+	// kMaxReadLength); fewer only at its end. Returns the count received.
+	virtual Result<std::uint64_t> read(std::string_view guestPath, std::uint64_t offset,
+					   std::uint32_t length, DataCallback onData) = 0;
+	// Extended attributes: name and value, bytes.
+	using XattrCallback = StatusCallback<const std::string &, const std::string &>;
+	virtual Status xattrs(std::string_view guestPath, XattrCallback onXattr) = 0;
 };
+
+// The most one read() asks for (the protocol's cap).
+inline constexpr std::uint32_t kMaxReadLength = 1U << 20;
 
 // Turns a connected socket into an authenticated session (the mutual
 // handshake with the VM's ticket). `handshakeTimeout` bounds the handshake

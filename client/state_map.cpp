@@ -209,6 +209,12 @@ Result<VmRecord> parseRecord(const json &item, const std::string &where)
 	if (!memory)
 		return memory.error();
 	record.memory = *memory;
+	// Absent in maps of earlier clients, whose VMs were all up.
+	if (const auto ready = item.find("ready"); ready != item.end()) {
+		if (!ready->is_boolean())
+			return bad(where + ".ready", "not a boolean");
+		record.ready = ready->get<bool>();
+	}
 
 	if (Status ok = parseArchives(item, where, record); !ok)
 		return ok.error();
@@ -297,6 +303,7 @@ std::string serializeStateMap(const StateMap &map)
 			{"started_at", record.startedAt},
 			{"idle_timeout", record.idleTimeout},
 			{"memory", record.memory ? json(*record.memory) : json(nullptr)},
+			{"ready", record.ready},
 			{"archives", std::move(archives)},
 		};
 		vms.push_back(std::move(item));

@@ -10,7 +10,7 @@
 //   {"version":1,"vms":[{"name":..., "pid":N, "start_time":T,
 //     "transport":"serial"|"vsock", "cid":null|M, "socket":PATH|null,
 //     "ticket":64 hex, "started_at":UNIX, "idle_timeout":S,
-//     "memory":MIB|null,
+//     "memory":MIB|null, "ready":BOOL (absent: true),
 //     "archives":[{"name":B64,"format":"raw"|...,"path":B64}, ...]}, ...]}
 // Archive names and paths are bytes (not necessarily UTF-8), so they are
 // stored base64-encoded. Unknown keys are ignored (a newer client's map
@@ -53,6 +53,9 @@ struct VmRecord {
 	std::int64_t startedAt = 0;
 	std::uint32_t idleTimeout = 0;
 	std::optional<std::uint32_t> memory;
+	// The guest answered once: false while the VM boots (a call whose
+	// --timeout ran out meanwhile leaves it booting for the next call).
+	bool ready = true;
 	// In disk order: archives[i] is the guest's "/disk<i>".
 	std::vector<Archive> archives;
 

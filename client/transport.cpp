@@ -8,6 +8,7 @@
 #include <cerrno>
 #include <cstring>
 
+#include "client/channel_broker.h"
 #include "shared/display.h"
 #include "shared/guest_abi.h"
 
@@ -67,14 +68,21 @@ Result<UniqueFd> SystemDialer::dial(const VmRecord &vm)
 			return Error(errno, "connect(vsock)", std::to_string(*vm.cid));
 		return fd;
 	}
-	Result<sockaddr_un> address = unixAddress(vm.socketPath);
+	// Serial: through the VM's channel broker, never QEMU's socket itself
+	// (it takes one connection at a time; the broker holds it).
+	const std::string path = channelSocketPath(vm.socketPath);
+	Result<sockaddr_un> address = unixAddress(path);
 	if (!address)
 		return address.error();
 	UniqueFd fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
 	if (!fd.isValid())
-		return Error(errno, "socket(AF_UNIX)", vm.socketPath);
-	if (::connect(fd.get(), reinterpret_cast<const sockaddr *>(&*address), sizeof(*address)) != 0)
-		return Error(errno, "connect", vm.socketPath);
+		return Error(errno, "socket(AF_UNIX)", path);
+	if (::connect(fd.get(), reinterpret_cast<const sockaddr *>(&*address), sizeof(*address)) != 0) {
+		if (errno == ENOENT || errno == ECONNREFUSED)
+			return Error::invalid(ENOTCONN, "channel broker", vm.name, "not running (%s)",
+					      errno == ENOENT ? "no socket" : "nobody listens");
+		return Error(errno, "connect", path);
+	}
 	return fd;
 }
 

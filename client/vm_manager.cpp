@@ -11,6 +11,7 @@
 #include <ctime>
 #include <thread>
 
+#include "client/channel_broker.h"
 #include "client/encoding.h"
 #include "client/process.h"
 #include "client/ticket.h"
@@ -151,7 +152,7 @@ Result<std::unique_ptr<VmSession>> VmManager::connect(const VmRecord &vm, Deadli
 					      ? Result<UniqueFd>(Error(EAGAIN, "exec", vm.name))
 					      : ctx_.dialer->dial(vm);
 		if (fd) {
-			// Serial: our hello waits in the socket until the guest opens
+			// Serial: our hello waits in the channel until the guest reads
 			// its port, so one attempt may wait out the whole boot. vsock:
 			// connect() fails until the daemon listens, then answers fast.
 			// The same timeout then bounds each wait for the guest.
@@ -168,12 +169,9 @@ Result<std::unique_ptr<VmSession>> VmManager::connect(const VmRecord &vm, Deadli
 				return session.error();
 		} else {
 			last = fd.error();
-			// A running serial VM's socket exists and accepts from the
-			// moment QEMU starts: if it cannot be connected, it never will.
-			// cppcheck-suppress knownConditionTrueFalse ; false while waiting for exec
-			if (!booting && vm.transport == Transport::Serial && !waitingForExec)
-				return Error::invalid(EHOSTDOWN, "VM", vm.name, "%s",
-						      last->message().c_str());
+			// The broker of a serial VM is missing: only a repair helps.
+			if (fd.error().errnum() == ENOTCONN)
+				return fd.error();
 		}
 		if (Clock::now() >= deadline)
 			break;
@@ -185,18 +183,126 @@ Result<std::unique_ptr<VmSession>> VmManager::connect(const VmRecord &vm, Deadli
 	return Error::invalid(ETIMEDOUT, "VM", vm.name, "did not answer in time");
 }
 
+Error VmManager::stillStarting(const VmRecord &vm) const
+{
+	const std::int64_t booting = static_cast<std::int64_t>(std::time(nullptr)) - vm.startedAt;
+	return Error::invalid(EINPROGRESS, "VM", vm.name,
+			      "the restore VM is still starting (for %lld s); it keeps booting: run the "
+			      "command again in a few seconds",
+			      static_cast<long long>(std::max<std::int64_t>(0, booting)));
+}
+
+void VmManager::markReady(const VmRecord &vm, Deadline deadline)
+{
+	if (vm.ready)
+		return;
+	Status marked = updateMap(std::max(deadline, Clock::now() + std::chrono::seconds(5)),
+				  [&](StateMap &map, bool &changed) {
+					  const VmRecord *current = map.find(vm.name);
+					  if (current != nullptr && current->pid == vm.pid &&
+					      current->startTime == vm.startTime && !current->ready) {
+						  VmRecord updated = *current;
+						  updated.ready = true;
+						  map.put(updated);
+						  changed = true;
+					  }
+					  return Status{};
+				  });
+	if (!marked)
+		ctx_.warn("could not update the state map: " + marked.error().message());
+}
+
+Result<std::unique_ptr<VmSession>> VmManager::useExisting(const VmRecord &vm, Deadline deadline)
+{
+	if (vm.ready)
+		return connect(vm, earlier(deadline, Clock::now() + ctx_.reuseTimeout), false);
+	// Booting (started by a call that gave up waiting): wait for it until
+	// our deadline, or until its boot took too long.
+	const auto bootEnd = Clock::now() +
+			     std::chrono::seconds(std::max<std::int64_t>(
+				     0, vm.startedAt + static_cast<std::int64_t>(
+							       std::chrono::duration_cast<std::chrono::seconds>(ctx_.bootLimit)
+								       .count()) -
+					static_cast<std::int64_t>(std::time(nullptr))));
+	Result<std::unique_ptr<VmSession>> session = connect(vm, earlier(deadline, bootEnd), true);
+	if (session) {
+		markReady(vm, deadline);
+		return session;
+	}
+	if (session.error().errnum() == ETIMEDOUT && Clock::now() < bootEnd)
+		return stillStarting(vm);
+	return session;
+}
+
+Result<FileLock> VmManager::takeSlot(const std::string &vmName, Deadline deadline)
+{
+	const std::string stem = vmFileStem(vmName);
+	auto pause = milliseconds(10);
+	for (;;) {
+		for (int i = 0; i < kMaxRequests; ++i) {
+			Result<std::optional<FileLock>> slot =
+				FileLock::tryAcquire(ctx_.dir->fd.get(), stem + ".slot" + std::to_string(i));
+			if (!slot)
+				return slot.error();
+			if (*slot)
+				return std::move(**slot);
+		}
+		if (Clock::now() >= deadline)
+			return Error::invalid(EBUSY, "VM", vmName,
+					      "busy: %d requests are running on it; try again when one has "
+					      "finished (or wait longer with --timeout)",
+					      kMaxRequests);
+		std::this_thread::sleep_for(std::min(pause, remaining(deadline)));
+		pause = std::min(pause * 2, milliseconds(200));
+	}
+}
+
+Status VmManager::startBroker(const VmRecord &vm)
+{
+	if (vm.transport != Transport::Serial)
+		return {};
+	return startChannelBroker(vm.socketPath, channelSocketPath(vm.socketPath), ctx_.brokerConnect);
+}
+
 Result<VmConnection> VmManager::acquire(const VmSpec &spec, Deadline deadline)
 {
 	const std::string stem = vmFileStem(spec.name);
-	Result<FileLock> lock = FileLock::acquire(ctx_.dir->fd.get(), stem + ".lock", deadline,
-						  "VM lock");
+	Result<FileLock> slot = takeSlot(spec.name, deadline);
+	if (!slot)
+		return slot.error();
+	// The common case: the VM runs; use it beside whoever else does.
+	Result<FileLock> shared = FileLock::acquire(ctx_.dir->fd.get(), stem + ".lock", deadline, "VM lock",
+						    FileLock::Mode::Shared);
+	if (!shared) {
+		if (shared.error().errnum() != ETIMEDOUT)
+			return shared.error();
+		// Held exclusively past our deadline: being started (or stopped).
+		return Error::invalid(EINPROGRESS, "VM", spec.name,
+				      "the restore VM is still starting; it keeps booting: run the command "
+				      "again in a few seconds");
+	}
+	Result<StateMap> map = readMap(deadline);
+	if (!map)
+		return map.error();
+	if (const VmRecord *found = map->find(spec.name); found != nullptr && found->archives == spec.archives) {
+		const VmRecord existing = *found;
+		Result<std::unique_ptr<VmSession>> session = useExisting(existing, deadline);
+		if (session)
+			return VmConnection(std::move(*shared), std::move(*slot), existing, std::move(*session), false);
+		if (session.error().errnum() == EINPROGRESS)
+			return session.error();
+	}
+
+	// Start, replace or repair it: alone.
+	shared->release();
+	Result<FileLock> lock = FileLock::acquire(ctx_.dir->fd.get(), stem + ".lock", deadline, "VM lock");
 	if (!lock) {
 		if (lock.error().errnum() != ETIMEDOUT)
 			return lock.error();
 		return Error::invalid(ETIMEDOUT, "VM", spec.name,
-				      "busy: another file-restore call kept it past --timeout");
+				      "busy: other file-restore calls kept it past --timeout");
 	}
-	Result<StateMap> map = readMap(deadline);
+	map = readMap(deadline);
 	if (!map)
 		return map.error();
 	if (const VmRecord *found = map->find(spec.name)) {
@@ -208,18 +314,71 @@ Result<VmConnection> VmManager::acquire(const VmSpec &spec, Deadline deadline)
 			ctx_.warn("VM " + spec.name + " serves other disk images; restarting it");
 			retire(existing, deadline);
 		} else {
-			Result<std::unique_ptr<VmSession>> session =
-				connect(existing, earlier(deadline, Clock::now() + ctx_.reuseTimeout),
-					false);
-			if (session)
-				return VmConnection(std::move(*lock), existing, std::move(*session), false);
+			Result<std::unique_ptr<VmSession>> session = useExisting(existing, deadline);
+			if (!session && session.error().errnum() == ENOTCONN) {
+				// Its channel broker is gone (killed): a new one, then again.
+				if (Status ok = startBroker(existing); !ok)
+					ctx_.warn("could not start the channel broker of VM " + spec.name + ": " +
+						  ok.error().message());
+				session = useExisting(existing, deadline);
+			}
+			if (session) {
+				if (Status ok = lock->downgrade(); !ok)
+					return ok.error();
+				return VmConnection(std::move(*lock), std::move(*slot), existing, std::move(*session),
+						    false);
+			}
+			if (session.error().errnum() == EINPROGRESS)
+				return session.error();
 			if (session.error().errnum() != EHOSTDOWN)
-				ctx_.warn("VM " + spec.name + " did not answer (" +
-					  session.error().message() + "); starting a new one");
+				ctx_.warn("VM " + spec.name + " did not answer (" + session.error().message() +
+					  "); starting a new one");
 			retire(existing, deadline);
 		}
 	}
-	return start(spec, std::move(*lock), deadline);
+	Result<VmRecord> fresh = start(spec, deadline);
+	if (!fresh)
+		return fresh.error();
+	return awaitBoot(spec, std::move(*fresh), std::move(*lock), std::move(*slot), deadline);
+}
+
+Result<VmConnection> VmManager::awaitBoot(const VmSpec &spec, VmRecord record, FileLock lock, FileLock slot,
+					  Deadline deadline)
+{
+	// The boot is waited for under the shared lock: calls that come
+	// meanwhile wait for the same boot instead of for this call.
+	if (Status ok = lock.downgrade(); !ok)
+		return ok.error();
+	const auto bootStart = Clock::now();
+	Result<std::unique_ptr<VmSession>> session = connect(record, deadline, true);
+	if (!session) {
+		if (session.error().errnum() == ETIMEDOUT) {
+			// Left booting: the next call finds it (proxmox-file-restore's
+			// callers poll on this answer).
+			return stillStarting(record);
+		}
+		ctx_.warn("VM " + spec.name + " did not come up within " +
+			  std::to_string(seconds(std::chrono::duration_cast<milliseconds>(Clock::now() - bootStart))) +
+			  " s");
+		showLog(spec.name);
+		retire(record, deadline);
+		return session.error();
+	}
+	markReady(record, deadline);
+	record.ready = true;
+	return VmConnection(std::move(lock), std::move(slot), std::move(record), std::move(*session), true);
+}
+
+Result<VmLease> VmManager::lease(const VmConnection &held, Deadline deadline)
+{
+	Result<FileLock> slot = takeSlot(held.record().name, deadline);
+	if (!slot)
+		return slot.error();
+	Result<std::unique_ptr<VmSession>> session =
+		connect(held.record(), earlier(deadline, Clock::now() + ctx_.reuseTimeout), false);
+	if (!session)
+		return session.error();
+	return VmLease(std::move(*slot), std::move(*session));
 }
 
 Result<std::string> VmManager::serialSocketPath(const std::string &stem)
@@ -234,7 +393,8 @@ Result<std::string> VmManager::serialSocketPath(const std::string &stem)
 		return Error::invalid(EINVAL, "runtime directory", escapeForDisplay(ctx_.dir->path),
 				      "the serial transport needs a path of [A-Za-z0-9/_.+@-] "
 				      "only; set XDG_RUNTIME_DIR to one");
-	Result<sockaddr_un> fits = unixAddress(path);
+	// The broker's socket beside it (".sock" -> ".chan") must fit too.
+	Result<sockaddr_un> fits = unixAddress(channelSocketPath(path));
 	if (!fits)
 		return Error::invalid(ENAMETOOLONG, "runtime directory", escapeForDisplay(ctx_.dir->path),
 				      "too long for a unix socket path");
@@ -281,6 +441,7 @@ VmRecord startedRecord(const VmSpec &spec, const HelperRequest &request, const H
 	record.idleTimeout = spec.idleTimeout.value_or(0);
 	record.memory = spec.memoryMib;
 	record.archives = spec.archives;
+	record.ready = false;
 	return record;
 }
 
@@ -307,7 +468,7 @@ Status VmManager::recordStarted(VmRecord &record, Deadline deadline)
 	return recorded;
 }
 
-Result<VmConnection> VmManager::start(const VmSpec &spec, FileLock lock, Deadline deadline)
+Result<VmRecord> VmManager::start(const VmSpec &spec, Deadline deadline)
 {
 	const std::string stem = vmFileStem(spec.name);
 	const int dirFd = ctx_.dir->fd.get();
@@ -329,6 +490,8 @@ Result<VmConnection> VmManager::start(const VmSpec &spec, FileLock lock, Deadlin
 	if (!logFd.isValid())
 		return Error(errno, "open", ctx_.dir->path + "/" + logName);
 
+	if (ctx_.note)
+		ctx_.note("starting restore VM\u2026");
 	const std::string ticket = newTicketHex();
 	Result<HelperOutput> started = ctx_.helper->start(request, ticket, logFd.get(), deadline);
 	passOnNotices();
@@ -342,22 +505,14 @@ Result<VmConnection> VmManager::start(const VmSpec &spec, FileLock lock, Deadlin
 	VmRecord record = startedRecord(spec, request, *started, ticket);
 	if (Status ok = recordStarted(record, deadline); !ok)
 		return ok.error();
-
-	const auto bootStart = Clock::now();
-	Result<std::unique_ptr<VmSession>> session = connect(record, deadline, true);
-	if (!session) {
-		ctx_.warn("VM " + spec.name + " did not come up within " +
-			  std::to_string(seconds(std::chrono::duration_cast<milliseconds>(
-				  Clock::now() - bootStart))) +
-			  " s");
-		showLog(spec.name);
+	if (Status ok = startBroker(record); !ok) {
 		retire(record, deadline);
-		return session.error();
+		return ok.error();
 	}
-	return VmConnection(std::move(lock), std::move(record), std::move(*session), true);
+	return record;
 }
 
-Status VmManager::stop(const std::string &name, Deadline deadline)
+Result<StopOutcome> VmManager::stop(const std::string &name, Deadline deadline)
 {
 	Result<StateMap> map = readMap(deadline);
 	if (!map)
@@ -365,27 +520,38 @@ Status VmManager::stop(const std::string &name, Deadline deadline)
 	const VmRecord *found = map->find(name);
 	if (found == nullptr)
 		return Error::invalid(ENOENT, "stop", escapeForDisplay(name),
-				      "no such VM (see 'file-restore status')");
+				      "no such VM; 'file-restore status' lists the running ones");
 	const VmRecord vm = *found;
-	// A call using the VM holds its lock for its whole request; `stop` does
-	// not wait for a long extract but kills the VM instead.
-	Result<FileLock> lock = FileLock::acquire(ctx_.dir->fd.get(), vmFileStem(name) + ".lock",
-						  earlier(deadline, Clock::now() + ctx_.stopGrace),
-						  "VM lock");
+	StopOutcome outcome = StopOutcome::PoweredOff;
 	Result<VerifiedProcess> process = verifyProcess(vm.pid, vm.startTime, vm.name);
-	if (lock && process && process->state == ProcessState::Ours) {
-		Result<std::unique_ptr<VmSession>> session =
-			connect(vm, earlier(deadline, Clock::now() + ctx_.stopGrace), false);
-		if (session)
-			(void)(*session)->stop();
-		if (!waitForExit(process->pidfd.get(), ctx_.stopGrace))
-			ctx_.warn("VM " + name + " did not power off; killing it");
-	} else if (!lock) {
-		ctx_.warn("VM " + name + " is in use by another file-restore call; killing it");
+	if (!process || process->state != ProcessState::Ours) {
+		outcome = StopOutcome::NotRunning;
+	} else {
+		// Calls using the VM hold its lock shared for their whole request;
+		// `stop` does not wait for a long extract (or a mount) but kills
+		// the VM instead.
+		Result<FileLock> lock = FileLock::acquire(ctx_.dir->fd.get(), vmFileStem(name) + ".lock",
+							  earlier(deadline, Clock::now() + ctx_.stopGrace),
+							  "VM lock");
+		if (lock) {
+			Result<std::unique_ptr<VmSession>> session =
+				connect(vm, earlier(deadline, Clock::now() + ctx_.stopGrace), false);
+			if (session)
+				(void)(*session)->stop();
+			if (!session || !waitForExit(process->pidfd.get(), ctx_.stopGrace)) {
+				ctx_.warn("VM " + name + " did not power off; killing it");
+				outcome = StopOutcome::Killed;
+			}
+		} else {
+			ctx_.warn("VM " + name + " is in use by another file-restore call; killing it");
+			outcome = StopOutcome::KilledInUse;
+		}
+		Status killed = terminateVerified(vm.pid, vm.startTime, vm.name, milliseconds(2000));
+		if (!killed && killed.error().errnum() != EPERM)
+			return killed.error();
+		if (lock)
+			removeSockets(vmFileStem(name));
 	}
-	Status killed = terminateVerified(vm.pid, vm.startTime, vm.name, milliseconds(2000));
-	if (!killed && killed.error().errnum() != EPERM)
-		return killed;
 	Status dropped = updateMap(deadline, [&](StateMap &current, bool &changed) {
 		const VmRecord *entry = current.find(name);
 		if (entry != nullptr && entry->pid == vm.pid && entry->startTime == vm.startTime)
@@ -393,10 +559,8 @@ Status VmManager::stop(const std::string &name, Deadline deadline)
 		return Status{};
 	});
 	if (!dropped)
-		return dropped;
-	if (lock)
-		removeSockets(vmFileStem(name));
-	return {};
+		return dropped.error();
+	return outcome;
 }
 
 Result<std::vector<std::string>> VmManager::names(Deadline deadline)
@@ -427,24 +591,35 @@ Result<std::vector<VmStatusRow>> VmManager::status(Deadline deadline)
 			retire(vm, deadline);
 			continue;
 		}
-		Result<std::optional<FileLock>> lock =
-			FileLock::tryAcquire(ctx_.dir->fd.get(), vmFileStem(vm.name) + ".lock");
+		// Shared: beside the calls that use it; refused only while a call
+		// starts, repairs or stops it.
+		Result<std::optional<FileLock>> lock = FileLock::tryAcquire(
+			ctx_.dir->fd.get(), vmFileStem(vm.name) + ".lock", FileLock::Mode::Shared);
 		if (!lock)
 			return lock.error();
 		if (!*lock) {
-			row.state = "busy";
+			row.state = "starting";
 			rows.push_back(std::move(row));
 			continue;
 		}
+		const bool booting = !vm.ready;
 		Result<std::unique_ptr<VmSession>> session =
-			connect(vm, earlier(deadline, Clock::now() + ctx_.reuseTimeout), false);
+			connect(vm, earlier(deadline, Clock::now() + (booting ? milliseconds(500) : ctx_.reuseTimeout)),
+				booting);
 		Result<GuestStatus> guest = session ? (*session)->status(true)
 						    : Result<GuestStatus>(session.error());
 		if (guest) {
 			row.guest = std::move(*guest);
+			markReady(vm, deadline);
+		} else if (booting && static_cast<std::int64_t>(std::time(nullptr)) - vm.startedAt <
+					      std::chrono::duration_cast<std::chrono::seconds>(ctx_.bootLimit).count()) {
+			row.state = "starting";
+		} else if (guest.error().errnum() == ENOTCONN) {
+			row.problem = guest.error().message(); // its broker is gone: the next call repairs it
 		} else {
 			row.state = "stopped";
 			row.problem = guest.error().message();
+			lock->reset();
 			retire(vm, deadline);
 		}
 		rows.push_back(std::move(row));
@@ -463,7 +638,7 @@ void VmManager::removeSockets(const std::string &stem)
 	std::vector<std::string> stale;
 	while (const dirent *entry = ::readdir(dir)) {
 		const std::string_view name(entry->d_name);
-		if (name.starts_with(stem + "-") && name.ends_with(".sock"))
+		if (name.starts_with(stem + "-") && (name.ends_with(".sock") || name.ends_with(".chan")))
 			stale.emplace_back(name);
 	}
 	::closedir(dir);

@@ -6,13 +6,20 @@
 // start one through the helper; stop VMs; report on them; clean up after
 // VMs that died, stopped answering or were orphaned by a corrupt map.
 //
-// Locking (docs/client.md):
+// Locking (docs/client.md, "Concurrency"):
 //  - the state map's lock is held only to read or change the map, never
 //    while a VM boots or a request runs;
-//  - each VM has a lock file (<stem>.lock) held for the whole call that uses
-//    it: starting it, or talking to it. That makes concurrent first calls
-//    on one snapshot start exactly one VM (the others wait, then reuse it),
-//    and serialises the serial transport's single connection.
+//  - each VM has a lock file (<stem>.lock): shared by every call that talks
+//    to the VM, for its whole use of it, exclusive for starting, repairing
+//    and stopping it. So concurrent first calls on one snapshot start
+//    exactly one VM (the others wait, then use it), and calls on a running
+//    VM run side by side;
+//  - at most kMaxRequests calls use one VM at once, each holding one of its
+//    slot lock files (<stem>.slot<N>); more wait for a slot until their
+//    --timeout, then fail with EBUSY ("busy");
+//  - a serial VM's one connection is shared through its channel broker
+//    (client/channel_broker.h), started with the VM (or again, when it is
+//    gone) under the exclusive lock.
 
 #include <chrono>
 #include <functional>
@@ -40,6 +47,18 @@ struct VmSpec {
 	std::optional<std::uint32_t> idleTimeout;
 };
 
+// Requests one VM serves at once (proxmox-file-restore's daemon allows 8
+// downloads).
+inline constexpr int kMaxRequests = 8;
+
+// How a stop went.
+enum class StopOutcome {
+	PoweredOff,  // the guest powered off when asked
+	Killed,      // it did not: its QEMU was killed
+	KilledInUse, // another call held it past the grace period: killed
+	NotRunning,  // its QEMU was gone already: only the entry was removed
+};
+
 // The seams and settings a manager works with.
 struct ManagerContext {
 	const RuntimeDir *dir = nullptr;
@@ -49,6 +68,9 @@ struct ManagerContext {
 	SessionFactory *sessions = nullptr;
 	// Warnings and notes for the user (stderr), one message per call.
 	std::function<void(const std::string &)> warn;
+	// Progress notes for a person at a terminal ("starting restore
+	// VM…"); unset for programs.
+	std::function<void(const std::string &)> note;
 	// -v: show the VM's log when it fails.
 	bool verbose = false;
 	bool vhostVsockUsable = false;
@@ -60,24 +82,54 @@ struct ManagerContext {
 	std::chrono::milliseconds ioTimeout = std::chrono::seconds(120);
 	// Time a VM gets to power off after a stop request.
 	std::chrono::milliseconds stopGrace = std::chrono::seconds(5);
+	// A VM that has not answered this long after its start is broken (a
+	// call whose --timeout ran out earlier leaves a booting VM for the
+	// next call, which waits for it until then).
+	std::chrono::milliseconds bootLimit = std::chrono::seconds(120);
+	// Time a channel broker gets to connect to QEMU's socket.
+	std::chrono::milliseconds brokerConnect = std::chrono::seconds(10);
 };
 
-// A VM this call holds: its lock, its record and an authenticated session.
+// One more session with a VM this call already holds (a mount's second
+// and third): its request slot and the session.
+class VmLease {
+public:
+	VmLease(FileLock slot, std::unique_ptr<VmSession> session)
+		: slot_(std::move(slot)), session_(std::move(session))
+	{
+	}
+	VmSession &session() { return *session_; }
+
+private:
+	FileLock slot_;
+	std::unique_ptr<VmSession> session_;
+};
+
+// A VM this call holds: its lock (shared), a request slot, its record and an
+// authenticated session.
 class VmConnection {
 public:
-	VmConnection(FileLock lock, VmRecord record, std::unique_ptr<VmSession> session,
+	VmConnection(FileLock lock, FileLock slot, VmRecord record, std::unique_ptr<VmSession> session,
 		     bool started)
-		: lock_(std::move(lock)), record_(std::move(record)), session_(std::move(session)),
-		  started_(started)
+		: lock_(std::move(lock)), slot_(std::move(slot)), record_(std::move(record)),
+		  session_(std::move(session)), started_(started)
 	{
 	}
 	VmSession &session() { return *session_; }
 	const VmRecord &record() const { return record_; }
 	// Whether this call booted the VM.
 	bool started() const { return started_; }
+	// Lets go of the VM's locks (a mount whose VM died: calls that start
+	// a new one must not wait for it). The session stays, unusable.
+	void releaseLocks()
+	{
+		slot_.release();
+		lock_.release();
+	}
 
 private:
 	FileLock lock_;
+	FileLock slot_;
 	VmRecord record_;
 	std::unique_ptr<VmSession> session_;
 	bool started_;
@@ -85,8 +137,8 @@ private:
 
 struct VmStatusRow {
 	VmRecord record;
-	// "running", "busy" (another call holds it), "stopped" (did not answer;
-	// killed and removed).
+	// "running", "starting" (booting, or held by a call that starts or
+	// stops it), "stopped" (did not answer; killed and removed).
 	std::string state;
 	std::optional<GuestStatus> guest;
 	std::string problem;
@@ -97,12 +149,18 @@ public:
 	explicit VmManager(ManagerContext context) : ctx_(std::move(context)) {}
 
 	// Reuses or starts the VM for `spec` and returns it connected.
+	// EINPROGRESS when the deadline passed while the VM boots (it keeps
+	// booting: the next call finds it), EBUSY when all its request slots
+	// stayed taken.
 	Result<VmConnection> acquire(const VmSpec &spec, Deadline deadline);
+
+	// Another session with the VM of `held` (counted against its slots).
+	Result<VmLease> lease(const VmConnection &held, Deadline deadline);
 
 	// Stops the named VM: a guest stop request, then SIGTERM/SIGKILL
 	// through a verified pidfd if it lingers (or at once when another call
 	// holds it past a short wait). ENOENT when the map has no such VM.
-	Status stop(const std::string &name, Deadline deadline);
+	Result<StopOutcome> stop(const std::string &name, Deadline deadline);
 
 	// Every VM in the map, asked for its status without resetting its
 	// idle timer. Entries whose QEMU is gone are dropped; VMs that do not
@@ -124,9 +182,23 @@ public:
 private:
 	Result<StateMap> readMap(Deadline deadline);
 	Status updateMap(Deadline deadline, const StateStore::Change &change);
+	// A session with the VM (its handshake retried while it boots).
+	// EHOSTDOWN: its QEMU is gone; ENOTCONN: its channel broker is (serial);
+	// ETIMEDOUT: no answer by the deadline.
 	Result<std::unique_ptr<VmSession>> connect(const VmRecord &vm, Deadline deadline,
 						       bool booting);
-	Result<VmConnection> start(const VmSpec &spec, FileLock lock, Deadline deadline);
+	// Connects to a VM found in the map, waiting for one that boots.
+	// EINPROGRESS: still booting at the deadline.
+	Result<std::unique_ptr<VmSession>> useExisting(const VmRecord &vm, Deadline deadline);
+	Result<FileLock> takeSlot(const std::string &vmName, Deadline deadline);
+	Result<VmRecord> start(const VmSpec &spec, Deadline deadline);
+	// Waits (under the VM's lock, downgraded to shared) for a VM this call
+	// started to answer; EINPROGRESS when the deadline passes first.
+	Result<VmConnection> awaitBoot(const VmSpec &spec, VmRecord record, FileLock lock, FileLock slot,
+				       Deadline deadline);
+	Status startBroker(const VmRecord &vm);
+	void markReady(const VmRecord &vm, Deadline deadline);
+	Error stillStarting(const VmRecord &vm) const;
 	// A fresh socket path for a serial VM (old ones of this stem removed).
 	Result<std::string> serialSocketPath(const std::string &stem);
 	// What the helper said on stderr while succeeding, as warnings.

@@ -34,6 +34,7 @@
 
 #include "fr_config.h"
 #include "guest/activity.h"
+#include "guest/channels.h"
 #include "guest/disks.h"
 #include "guest/modules.h"
 #include "guest/server.h"
@@ -211,18 +212,7 @@ Result<UniqueFd> openSerialPort()
 void serveSerial(UniqueFd port, const proto::Key &key, RequestHandler &handler)
 {
 	GuestStream stream(std::move(port), true);
-	// One Connection for the port's lifetime: bytes a new host sent while
-	// an old response was being abandoned stay buffered for its run().
-	ConnectionOptions options;
-	options.pipeSink = &stream;
-	Connection connection(stream, key, handler, options);
-	for (;;) {
-		const Connection::Outcome outcome = connection.run();
-		if (outcome == Connection::Outcome::Stopped)
-			return;
-		if (outcome == Connection::Outcome::StreamEnded)
-			::usleep(1000); // never spin if the port keeps failing
-	}
+	serveSerialPort(stream, &stream, key, handler, kPreAuthTimeoutMs);
 }
 
 Result<UniqueFd> listenVsock()

@@ -32,6 +32,7 @@ void Responder::reset(bool flowControlled) noexcept
 	out_.clear();
 	entries_ = 0;
 	bytes_ = 0;
+	xattrs_ = 0;
 	broken_ = false;
 }
 
@@ -81,6 +82,15 @@ Status Responder::entry(const proto::Entry &entry)
 		return abandoned();
 	proto::encode(out_, entry);
 	++entries_;
+	return maybeFlush();
+}
+
+Status Responder::xattr(const proto::Xattr &xattr)
+{
+	if (broken_)
+		return abandoned();
+	proto::encode(out_, xattr);
+	++xattrs_;
 	return maybeFlush();
 }
 

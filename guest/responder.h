@@ -50,6 +50,7 @@ public:
 	}
 
 	Status entry(const proto::Entry &entry);
+	Status xattr(const proto::Xattr &xattr);
 	// Sends `bytes` as Data frames of at most kDataChunkSize.
 	Status data(std::span<const std::uint8_t> bytes);
 	// Sends the regular file `fd` from its current offset to its end as
@@ -64,6 +65,7 @@ public:
 
 	std::uint64_t entries() const noexcept { return entries_; }
 	std::uint64_t bytes() const noexcept { return bytes_; }
+	std::uint64_t xattrs() const noexcept { return xattrs_; }
 	bool broken() const noexcept { return broken_; }
 
 	// Any other message (trailers, status) through the same buffer.
@@ -105,6 +107,7 @@ private:
 	std::vector<std::uint8_t> out_;
 	std::uint64_t entries_ = 0;
 	std::uint64_t bytes_ = 0;
+	std::uint64_t xattrs_ = 0;
 	bool broken_ = false;
 };
 

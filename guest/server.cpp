@@ -1,9 +1,11 @@
 // SPDX-License-Identifier: AGPL-3.0-or-later
 #include "guest/server.h"
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 
+#include "shared/channels.h"
 #include "shared/clock.h"
 #include "shared/log.h"
 
@@ -15,6 +17,21 @@ namespace {
 constexpr std::size_t kReadChunk = std::size_t{16} * 1024;
 
 } // namespace
+
+Status RequestHandler::stat(std::string_view, Responder &)
+{
+	return Error::invalid(EOPNOTSUPP, "stat", "daemon", "not supported");
+}
+
+Status RequestHandler::read(const proto::ReadRequest &, Responder &)
+{
+	return Error::invalid(EOPNOTSUPP, "read", "daemon", "not supported");
+}
+
+Status RequestHandler::xattrs(std::string_view, Responder &)
+{
+	return Error::invalid(EOPNOTSUPP, "xattrs", "daemon", "not supported");
+}
 
 Connection::Connection(ByteStream &stream, const proto::Key &ticket, RequestHandler &handler,
 		       const ConnectionOptions &options)
@@ -67,12 +84,27 @@ Connection::Outcome readFailed(const Status &read, int timeoutMs)
 
 Connection::Step Connection::takeHello(int timeoutMs)
 {
-	if (!reader_.seek(proto::kClientHelloMagic, proto::kClientHelloSize)) {
-		if (Status ok = reader_.fill(reader_.buffered().size() + 1, timeoutMs); !ok)
-			return readFailed(ok, timeoutMs);
-		return std::nullopt;
+	// Skip to the first hello, of either kind where channels are served
+	// (their magics share their first six bytes: a partial one at the end
+	// of the buffer is kept until it tells which).
+	const std::span<const std::uint8_t> all = reader_.buffered();
+	std::size_t at = proto::scanForMagic(all, proto::kClientHelloMagic);
+	if (options_.acceptChannels)
+		at = std::min(at, proto::scanForMagic(all, chan::kHelloMagic));
+	reader_.consume(at);
+	const std::span<const std::uint8_t> head = reader_.buffered();
+	if (head.size() >= proto::kMagicSize) {
+		if (options_.acceptChannels &&
+		    std::memcmp(head.data(), chan::kHelloMagic.data(), chan::kMagicSize) == 0) {
+			if (head.size() >= chan::kHelloSize)
+				return Outcome::Channels;
+		} else if (head.size() >= proto::kClientHelloSize) {
+			return answerHello();
+		}
 	}
-	return answerHello();
+	if (Status ok = reader_.fill(reader_.buffered().size() + 1, timeoutMs); !ok)
+		return readFailed(ok, timeoutMs);
+	return std::nullopt;
 }
 
 Connection::Step Connection::takeFrame(int timeoutMs)
@@ -81,7 +113,8 @@ Connection::Step Connection::takeFrame(int timeoutMs)
 	if (Status ok = reader_.fill(proto::kFrameHeaderSize, timeoutMs); !ok)
 		return readFailed(ok, timeoutMs);
 	const std::span<const std::uint8_t> at = reader_.buffered();
-	if (std::memcmp(at.data(), proto::kClientHelloMagic.data(), proto::kMagicSize) == 0) {
+	if (std::memcmp(at.data(), proto::kClientHelloMagic.data(), proto::kMagicSize) == 0 ||
+	    (options_.acceptChannels && std::memcmp(at.data(), chan::kHelloMagic.data(), chan::kMagicSize) == 0)) {
 		state_ = State::AwaitHello;
 		return std::nullopt;
 	}
@@ -172,7 +205,7 @@ Connection::Step Connection::dispatch(const FrameReader::Frame &frame)
 		serveStop();
 		return Outcome::Stopped;
 	case proto::FrameType::List:
-		done = serve<proto::ListRequest>(frame.body, true, [&](const proto::ListRequest &request) {
+		done = serve<proto::ListRequest>(frame.body, Count::Entries, [&](const proto::ListRequest &request) {
 			return handler_.list(request.path, out_);
 		});
 		break;
@@ -181,6 +214,15 @@ Connection::Step Connection::dispatch(const FrameReader::Frame &frame)
 		break;
 	case proto::FrameType::Unlock:
 		done = serveUnlock(frame.body);
+		break;
+	case proto::FrameType::Stat:
+		done = serveStat(frame.body);
+		break;
+	case proto::FrameType::Read:
+		done = serveRead(frame.body);
+		break;
+	case proto::FrameType::Xattrs:
+		done = serveXattrs(frame.body);
 		break;
 	default: // Auth again
 		done = sendFailure(proto::ErrorCode::BadRequest, EINVAL,
@@ -202,7 +244,7 @@ Status Connection::serveStatus(std::span<const std::uint8_t> body)
 {
 	const Result<proto::StatusRequest> request = proto::decode<proto::StatusRequest>(body);
 	if (!request)
-		return finish(request.error(), true);
+		return finish(request.error(), Count::Entries);
 	if (Status ok = out_.message(handler_.status(request->keepTimeout)); !ok)
 		return ok;
 	if (Status ok = out_.message(proto::End{1}); !ok)
@@ -219,7 +261,7 @@ void Connection::serveStop()
 
 Status Connection::serveExtract(std::span<const std::uint8_t> body)
 {
-	return serve<proto::ExtractRequest>(body, false, [&](const proto::ExtractRequest &request) {
+	return serve<proto::ExtractRequest>(body, Count::Bytes, [&](const proto::ExtractRequest &request) {
 		const std::int64_t start = monotonicMs();
 		Status result = handler_.extract(request, out_);
 		logf(LogLevel::Info, "extract: %llu bytes in %lld ms%s",
@@ -238,22 +280,54 @@ Status Connection::serveUnlock(std::span<const std::uint8_t> body)
 	// (`body` points into the reader's buffer and is not used again).
 	reader_.wipe();
 	if (!request)
-		return finish(request.error(), true);
+		return finish(request.error(), Count::Entries);
 	Result<std::uint64_t> opened = handler_.unlock(request->key);
 	if (!opened)
-		return finish(opened.error(), true);
+		return finish(opened.error(), Count::Entries);
 	if (Status ok = out_.message(proto::End{*opened}); !ok)
 		return ok;
 	return out_.flush();
 	// `request` wipes the key as it goes out of scope.
 }
 
-Status Connection::finish(const Status &result, bool countEntries)
+Status Connection::serveStat(std::span<const std::uint8_t> body)
+{
+	return serve<proto::StatRequest>(body, Count::Entries, [&](const proto::StatRequest &request) {
+		Status result = request.path == "/"
+					? Status(Error::invalid(EINVAL, "stat", "/", "the root has no entry"))
+					: handler_.stat(request.path, out_);
+		if (result && out_.entries() != 1)
+			result = Error(EIO, "stat", "handler sent no entry"); // a bug
+		return result;
+	});
+}
+
+Status Connection::serveRead(std::span<const std::uint8_t> body)
+{
+	return serve<proto::ReadRequest>(body, Count::Bytes, [&](const proto::ReadRequest &request) {
+		Status result = handler_.read(request, out_);
+		if (result && out_.bytes() > request.length)
+			result = Error(EIO, "read", "handler sent more than asked"); // a bug
+		return result;
+	});
+}
+
+Status Connection::serveXattrs(std::span<const std::uint8_t> body)
+{
+	return serve<proto::XattrsRequest>(body, Count::Xattrs, [&](const proto::XattrsRequest &request) {
+		return handler_.xattrs(request.path, out_);
+	});
+}
+
+Status Connection::finish(const Status &result, Count count)
 {
 	if (out_.broken())
 		return Error(EPIPE, "write", "response abandoned");
 	if (result) {
-		if (Status ok = out_.message(proto::End{countEntries ? out_.entries() : out_.bytes()}); !ok)
+		const std::uint64_t n = count == Count::Entries ? out_.entries()
+					: count == Count::Bytes ? out_.bytes()
+								: out_.xattrs();
+		if (Status ok = out_.message(proto::End{n}); !ok)
 			return ok;
 		return out_.flush();
 	}

@@ -41,6 +41,13 @@ public:
 	// Tries a LUKS key on every locked LUKS volume; the number opened.
 	// `key` is a secret: not to be logged or kept (the caller wipes it).
 	virtual Result<std::uint64_t> unlock(std::string_view key) = 0;
+	// Must send exactly one Entry: the object itself.
+	virtual Status stat(std::string_view path, Responder &out);
+	// Sends the byte range as data (out.data); fewer bytes only at the end
+	// of the file.
+	virtual Status read(const proto::ReadRequest &request, Responder &out);
+	// One Xattr message per extended attribute.
+	virtual Status xattrs(std::string_view path, Responder &out);
 };
 
 struct ConnectionOptions {
@@ -54,6 +61,9 @@ struct ConnectionOptions {
 	// Unacknowledged response bytes allowed (docs/protocol.md, "Flow
 	// control"); tests use a window their socket buffers can hold.
 	std::size_t ackWindow = proto::kAckWindow;
+	// Serial: a channel hello (shared/channels.h) at a frame boundary ends
+	// the conversation with Outcome::Channels, the hello still buffered.
+	bool acceptChannels = false;
 };
 
 // The daemon's end of one stream. run() serves one conversation and returns
@@ -61,15 +71,24 @@ struct ConnectionOptions {
 // could not be finished (the host went away, or sent something other than
 // an Ack mid-response: those bytes stay buffered for the next run()),
 // Closed when a vsock host failed to authenticate (in time), Stopped after
-// Stop. The serial port calls run() again on the same Connection for the
+// Stop, Channels when a host asked for channels (serial, acceptChannels). The serial port calls run() again on the same Connection for the
 // next host; every run() starts unauthenticated. Never aborts on input.
 class Connection final : private FlowControl {
 public:
 	Connection(ByteStream &stream, const proto::Key &ticket, RequestHandler &handler,
 		   const ConnectionOptions &options);
 
-	enum class Outcome { StreamEnded, Abandoned, Stopped, Closed };
+	enum class Outcome { StreamEnded, Abandoned, Stopped, Closed, Channels };
 	Outcome run();
+
+	// What was read and not handled (Outcome::Channels: starting with the
+	// channel hello); the next run() reads `bytes` before the stream.
+	std::vector<std::uint8_t> takeBuffered() { return reader_.take(); }
+	void prime(std::span<const std::uint8_t> bytes)
+	{
+		reader_.prime(bytes);
+		state_ = State::AwaitHello;
+	}
 
 private:
 	enum class State { AwaitHello, AwaitAuth, Ready };
@@ -93,18 +112,23 @@ private:
 	void serveStop();
 	Status serveExtract(std::span<const std::uint8_t> body);
 	Status serveUnlock(std::span<const std::uint8_t> body);
+	Status serveStat(std::span<const std::uint8_t> body);
+	Status serveRead(std::span<const std::uint8_t> body);
+	Status serveXattrs(std::span<const std::uint8_t> body);
+	// What a response's End trailer counts: entries, Data bytes or xattrs.
+	enum class Count { Entries, Bytes, Xattrs };
 	// The common shape of a request: decodes the body as a Request and
 	// hands it to `handle` (a body that does not decode is answered with
 	// Failure, as what `handle` returns is), then ends the response.
 	template <typename Request, typename Handle>
-	Status serve(std::span<const std::uint8_t> body, bool countEntries, Handle handle)
+	Status serve(std::span<const std::uint8_t> body, Count count, Handle handle)
 	{
 		const Result<Request> request = proto::decode<Request>(body);
-		return finish(request ? handle(*request) : Status(request.error()), countEntries);
+		return finish(request ? handle(*request) : Status(request.error()), count);
 	}
-	// Ends a response with its trailer: End with what was sent (entries,
-	// or Data bytes), or Failure from `result`.
-	Status finish(const Status &result, bool countEntries);
+	// Ends a response with its trailer: End with what was sent (as
+	// `count` says), or Failure from `result`.
+	Status finish(const Status &result, Count count);
 	Status sendFailure(proto::ErrorCode code, int err, std::string_view message);
 
 	// Flow control (FlowControl): Acks taken in while a response streams.

@@ -3,7 +3,9 @@
 
 #include <fcntl.h>
 #include <sys/stat.h>
+#include <sys/xattr.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cerrno>
@@ -279,6 +281,132 @@ Result<std::uint64_t> TreeHandler::unlock(std::string_view key)
 	if (!opened)
 		return opened.error();
 	return std::uint64_t{*opened};
+}
+
+Result<TreeHandler::Object> TreeHandler::openObject(const Resolved &resolved)
+{
+	Result<UniqueFd> fd = openBeneath(resolved.root, resolved.rest, O_PATH);
+	if (!fd)
+		return fd.error();
+	Object object;
+	object.fd = std::move(*fd);
+	if (::fstat(object.fd.get(), &object.st) != 0)
+		return Error(errno, "fstat", resolved.rest.substr(0, 200));
+	return object;
+}
+
+Status TreeHandler::stat(std::string_view path, Responder &out)
+{
+	activity_.touch();
+	Result<VirtualPath> vp = splitVirtualPath(path);
+	if (!vp)
+		return vp.error();
+	Result<Resolved> resolved = volumes_.resolve(vp->components);
+	if (!resolved)
+		return resolved.error();
+	if (!resolved->isFilesystem) {
+		VolumeEntry level;
+		level.name = vp->lastName;
+		return out.entry(virtualDir(level));
+	}
+	Result<Object> object = openObject(*resolved);
+	if (!object)
+		return object.error();
+	std::optional<proto::Entry> entry = entryFromStat(object->st, vp->lastName);
+	if (!entry)
+		return Error::invalid(EOPNOTSUPP, "stat", vp->lastName.substr(0, 64), "unknown file type");
+	if (entry->type == proto::EntryType::Symlink) {
+		Result<std::string> target = readLinkTarget(object->fd.get());
+		if (target)
+			entry->linkTarget = *target;
+	}
+	return out.entry(*entry);
+}
+
+Status TreeHandler::read(const proto::ReadRequest &request, Responder &out)
+{
+	Activity::Hold hold(activity_);
+	Result<VirtualPath> vp = splitVirtualPath(request.path);
+	if (!vp)
+		return vp.error();
+	Result<Resolved> resolved = volumes_.resolve(vp->components);
+	if (!resolved)
+		return resolved.error();
+	if (!resolved->isFilesystem || resolved->rest.empty())
+		return Error::invalid(EISDIR, "read", vp->lastName.substr(0, 64), "is a directory");
+	Result<Object> object = openObject(*resolved);
+	if (!object)
+		return object.error();
+	if (S_ISDIR(object->st.st_mode))
+		return Error::invalid(EISDIR, "read", vp->lastName.substr(0, 64), "is a directory");
+	if (!S_ISREG(object->st.st_mode))
+		return Error::invalid(EOPNOTSUPP, "read", vp->lastName.substr(0, 64), "not a regular file");
+	// Opened again for reading: a regular file (checked above on a
+	// read-only filesystem) never blocks the open.
+	Result<UniqueFd> file = openBeneath(resolved->root, resolved->rest, O_RDONLY | O_NONBLOCK);
+	if (!file)
+		return file.error();
+	std::vector<std::uint8_t> buf(request.length);
+	std::size_t got = 0;
+	while (got < buf.size()) {
+		const ssize_t n = ::pread(file->get(), buf.data() + got, buf.size() - got,
+					  static_cast<off_t>(request.offset + got));
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			return Error(errno, "read", vp->lastName.substr(0, 64));
+		if (n == 0)
+			break;
+		got += static_cast<std::size_t>(n);
+	}
+	return out.data(std::span<const std::uint8_t>(buf.data(), got));
+}
+
+Status TreeHandler::xattrs(std::string_view path, Responder &out)
+{
+	activity_.touch();
+	Result<VirtualPath> vp = splitVirtualPath(path);
+	if (!vp)
+		return vp.error();
+	Result<Resolved> resolved = volumes_.resolve(vp->components);
+	if (!resolved)
+		return resolved.error();
+	if (!resolved->isFilesystem)
+		return {}; // virtual directories have none
+	Result<Object> object = openObject(*resolved);
+	if (!object)
+		return object.error();
+	// fgetxattr needs a real fd: regular files and directories are opened
+	// for reading; the others (symlinks, devices) are reported without
+	// attributes rather than opened.
+	if (!S_ISREG(object->st.st_mode) && !S_ISDIR(object->st.st_mode))
+		return {};
+	Result<UniqueFd> fd = openBeneath(resolved->root, resolved->rest, O_RDONLY | O_NONBLOCK);
+	if (!fd)
+		return fd.error();
+	std::vector<char> names(proto::kXattrValueMax);
+	const ssize_t listed = ::flistxattr(fd->get(), names.data(), names.size());
+	if (listed < 0) {
+		if (errno == ENOTSUP || errno == EOPNOTSUPP)
+			return {}; // the filesystem has none
+		return Error(errno, "flistxattr", vp->lastName.substr(0, 64));
+	}
+	std::vector<char> value(proto::kXattrValueMax);
+	for (std::size_t at = 0; at < static_cast<std::size_t>(listed);) {
+		const std::string name(names.data() + at);
+		at += name.size() + 1;
+		if (name.empty() || name.size() > proto::kXattrNameMax)
+			continue;
+		const ssize_t n = ::fgetxattr(fd->get(), name.c_str(), value.data(), value.size());
+		if (n < 0)
+			continue; // removed meanwhile, or too large: left out
+		proto::Xattr xattr;
+		xattr.name = name;
+		xattr.value.assign(value.data(), static_cast<std::size_t>(n));
+		if (Status ok = out.xattr(xattr); !ok)
+			return ok;
+	}
+	return {};
 }
 
 } // namespace fr::guest

@@ -4,6 +4,8 @@
 // The daemon's answers: the virtual tree (vpath.h) over the Volumes, the
 // idle timer, the status.
 
+#include <sys/stat.h>
+
 #include "guest/activity.h"
 #include "guest/server.h"
 #include "guest/volumes.h"
@@ -22,8 +24,18 @@ public:
 	Status list(std::string_view path, Responder &out) override;
 	Status extract(const proto::ExtractRequest &request, Responder &out) override;
 	Result<std::uint64_t> unlock(std::string_view key) override;
+	Status stat(std::string_view path, Responder &out) override;
+	Status read(const proto::ReadRequest &request, Responder &out) override;
+	Status xattrs(std::string_view path, Responder &out) override;
 
 private:
+	// The object at a path inside a filesystem, opened O_PATH (the
+	// filesystem's root for an empty rest), and its stat.
+	struct Object {
+		UniqueFd fd;
+		struct stat st {};
+	};
+	Result<Object> openObject(const Resolved &resolved);
 	Status listFilesystem(int root, const std::string &rest, const std::string &lastName, Responder &out);
 
 	Volumes &volumes_;

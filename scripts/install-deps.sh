@@ -11,6 +11,8 @@ packages=(
   libseccomp-dev libcap-ng-dev nlohmann-json3-dev libcli11-dev
   libgtest-dev libgmock-dev
   libarchive-dev libblkid-dev libsodium-dev libzstd-dev zlib1g-dev
+  # file-restore mount: libfuse3 (fusermount3 is setuid in fuse3)
+  libfuse3-dev fuse3
   nettle-dev liblzma-dev libbz2-dev liblz4-dev libacl1-dev libxml2-dev
   # guest image: kernel download/extraction, module ordering, initramfs
   apt-utils dpkg-dev cpio xz-utils zstd kmod binutils squashfs-tools
@@ -22,6 +24,8 @@ packages=(
   busybox-static exfatprogs udftools genisoimage
   # test and analysis tools
   systemd hyperfine clang-tidy cppcheck procps psmisc
+  # the mount test (rsync --dry-run over a mounted tree)
+  rsync
   # shell completion checks
   bash-completion zsh
 )

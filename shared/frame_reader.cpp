@@ -41,6 +41,22 @@ Status FrameReader::fill(std::size_t want, int timeoutMs)
 	return {};
 }
 
+std::vector<std::uint8_t> FrameReader::take()
+{
+	std::vector<std::uint8_t> out(buffered().begin(), buffered().end());
+	in_.clear();
+	pos_ = 0;
+	return out;
+}
+
+void FrameReader::prime(std::span<const std::uint8_t> bytes)
+{
+	std::vector<std::uint8_t> rest(buffered().begin(), buffered().end());
+	in_.assign(bytes.begin(), bytes.end());
+	in_.insert(in_.end(), rest.begin(), rest.end());
+	pos_ = 0;
+}
+
 bool FrameReader::seek(const std::array<std::uint8_t, proto::kMagicSize> &magic, std::size_t size) noexcept
 {
 	pos_ += proto::scanForMagic(buffered(), magic);

@@ -41,6 +41,10 @@ public:
 		return std::span(in_).subspan(pos_);
 	}
 	void consume(std::size_t n) noexcept { pos_ += n; }
+	// Hands over what is buffered (another reader takes the stream on).
+	std::vector<std::uint8_t> take();
+	// Puts bytes in front of what is buffered (read by another reader).
+	void prime(std::span<const std::uint8_t> bytes);
 
 	// Reads until at least `want` bytes are buffered, each read waiting at
 	// most timeoutMs (< 0: no limit, 0: only what has arrived). Errors: the

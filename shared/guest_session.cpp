@@ -360,4 +360,88 @@ Status GuestSession::extract(std::string_view path, proto::ExtractFormat format,
 	return {};
 }
 
+Result<proto::Entry> GuestSession::stat(std::string_view path)
+{
+	if (Status ok = ready(); !ok)
+		return ok.error();
+	if (Status ok = proto::checkPath(path); !ok)
+		return ok.error();
+	std::vector<std::uint8_t> bytes;
+	proto::encode(bytes, proto::StatRequest{std::string(path)});
+	std::optional<proto::Entry> entry;
+	Result<std::uint64_t> count =
+		exchange(bytes, path, [&](const FrameReader::Frame &frame) noexcept -> Status {
+			if (frame.type != proto::FrameType::Entry || entry)
+				return unexpected(frame.type, "stat");
+			Result<proto::Entry> decoded = proto::decode<proto::Entry>(frame.body);
+			if (!decoded)
+				return decoded.error();
+			entry = std::move(*decoded);
+			return {};
+		});
+	if (!count)
+		return count.error();
+	if (!entry)
+		return broken(unexpected(proto::FrameType::End, "stat"));
+	if (*count != 1)
+		return broken(countMismatch("stat", *count, 1));
+	return std::move(*entry);
+}
+
+Result<std::uint64_t> GuestSession::read(std::string_view path, std::uint64_t offset, std::uint32_t length,
+					 DataCallback onData)
+{
+	if (Status ok = ready(); !ok)
+		return ok.error();
+	if (Status ok = proto::checkPath(path); !ok)
+		return ok.error();
+	if (length == 0 || length > proto::kMaxReadLength || offset > static_cast<std::uint64_t>(INT64_MAX))
+		return Error::invalid(EINVAL, "read", path.substr(0, 64), "length %u or offset out of range",
+				      static_cast<unsigned>(length));
+	std::vector<std::uint8_t> bytes;
+	proto::encode(bytes, proto::ReadRequest{offset, length, std::string(path)});
+	std::uint64_t received = 0;
+	Result<std::uint64_t> count =
+		exchange(bytes, path, [&](const FrameReader::Frame &frame) noexcept -> Status {
+			if (frame.type != proto::FrameType::Data)
+				return unexpected(frame.type, "read");
+			received += frame.body.size();
+			if (received > length)
+				return Error::invalid(EPROTO, "read", "guest", "sent more than the %u bytes asked for",
+						      static_cast<unsigned>(length));
+			return onData(frame.body);
+		});
+	if (!count)
+		return count.error();
+	if (*count != received)
+		return broken(countMismatch("read", *count, received));
+	return received;
+}
+
+Status GuestSession::xattrs(std::string_view path, XattrCallback onXattr)
+{
+	if (Status ok = ready(); !ok)
+		return ok;
+	if (Status ok = proto::checkPath(path); !ok)
+		return ok;
+	std::vector<std::uint8_t> bytes;
+	proto::encode(bytes, proto::XattrsRequest{std::string(path)});
+	std::uint64_t received = 0;
+	Result<std::uint64_t> count =
+		exchange(bytes, path, [&](const FrameReader::Frame &frame) noexcept -> Status {
+			if (frame.type != proto::FrameType::Xattr)
+				return unexpected(frame.type, "xattrs");
+			Result<proto::Xattr> xattr = proto::decode<proto::Xattr>(frame.body);
+			if (!xattr)
+				return xattr.error();
+			++received;
+			return onXattr(*xattr);
+		});
+	if (!count)
+		return count.error();
+	if (*count != received)
+		return broken(countMismatch("xattrs", *count, received));
+	return {};
+}
+
 } // namespace fr

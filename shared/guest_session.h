@@ -106,6 +106,20 @@ public:
 	// ("journal not replayed: ..."), empty when none. Hostile text: escape
 	// it to display.
 	const std::string &warning() const noexcept { return warning_; }
+	// The entry of the object at `path` itself (name: its last component;
+	// a symlink's target included). "/" has none.
+	Result<proto::Entry> stat(std::string_view path);
+
+	// Bytes [offset, offset + length) of the regular file at `path`
+	// (length 1..proto::kMaxReadLength): onData per chunk; fewer bytes
+	// than asked only at the end of the file. Returns the bytes received,
+	// confirmed by the trailer; more than asked is a protocol violation.
+	Result<std::uint64_t> read(std::string_view path, std::uint64_t offset, std::uint32_t length,
+				   DataCallback onData);
+
+	// The extended attributes of the object at `path`, one call each.
+	using XattrCallback = StatusCallback<const proto::Xattr &>;
+	Status xattrs(std::string_view path, XattrCallback onXattr);
 
 	// Any request: a proto:: message of a request type in proto::kFrames,
 	// for requests without a method of their own above. Every frame of the

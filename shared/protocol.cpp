@@ -275,6 +275,14 @@ std::size_t FieldWriter::length16(const std::string &field, std::size_t min, std
 	return length;
 }
 
+std::size_t FieldWriter::length32(const std::string &field, std::size_t min, std::size_t max, const char *)
+{
+	const std::size_t length = field.size();
+	require(length >= min && length <= max && length <= 0xffffffffU, "length");
+	out_.u32(static_cast<std::uint32_t>(length));
+	return length;
+}
+
 void FieldWriter::text(const std::string &field, std::size_t n)
 {
 	out_.bytes(std::string_view(field).substr(0, n));
@@ -311,6 +319,14 @@ std::size_t FieldReader::length16(const std::string &, std::size_t min, std::siz
 				  const char *what, Overlong) noexcept
 {
 	const std::size_t length = in_.u16();
+	require(in_.overrun() || (length >= min && length <= max), "%s of %zu bytes", what, length);
+	return status_ ? length : 0;
+}
+
+std::size_t FieldReader::length32(const std::string &, std::size_t min, std::size_t max,
+				  const char *what) noexcept
+{
+	const std::size_t length = in_.u32();
 	require(in_.overrun() || (length >= min && length <= max), "%s of %zu bytes", what, length);
 	return status_ ? length : 0;
 }

@@ -99,6 +99,16 @@ inline constexpr std::size_t kUnlockFixed = 8; // length, reserved, end mark
 // padding completed (kSyncPaddingSize) ends in zeros and is refused, as
 // every other request ends in bytes that may not be zero.
 inline constexpr std::array<std::uint8_t, 4> kUnlockEndMark = {'K', 'E', 'Y', '.'};
+inline constexpr std::size_t kReadRequestFixed = 16;
+inline constexpr std::size_t kXattrFixed = 8;
+
+// Read: the most bytes one request may ask for (a FUSE mount reads in
+// chunks of this size, with read-ahead).
+inline constexpr std::size_t kMaxReadLength = std::size_t{1} << 20;
+// Xattr: a name's and a value's caps (the kernel's XATTR_NAME_MAX and
+// XATTR_SIZE_MAX).
+inline constexpr std::size_t kXattrNameMax = 255;
+inline constexpr std::size_t kXattrValueMax = std::size_t{64} << 10;
 
 // The daemon sends file contents in Data frames of at most this size.
 inline constexpr std::size_t kDataChunkSize = std::size_t{256} << 10;
@@ -126,6 +136,9 @@ enum class FrameType : std::uint8_t {
 	Extract = 0x05,
 	Ack = 0x06, // flow control, only while a response is streaming
 	Unlock = 0x07, // a LUKS key for the locked volumes
+	Stat = 0x08,   // the entry of one object (a FUSE getattr)
+	Read = 0x09,   // a byte range of a regular file (a FUSE read)
+	Xattrs = 0x0a, // the extended attributes of one object
 	// guest -> host
 	AuthOk = 0x41,
 	StatusInfo = 0x42,
@@ -134,6 +147,7 @@ enum class FrameType : std::uint8_t {
 	End = 0x45,    // success trailer
 	Failure = 0x46, // error trailer
 	Warning = 0x47, // said about the filesystem a response is about
+	Xattr = 0x48,   // one extended attribute (answers Xattrs)
 };
 
 // The end that receives a frame: each end accepts only the other end's types.
@@ -162,6 +176,9 @@ inline constexpr FrameSpec kFrames[] = {
 	{FrameType::Extract, Direction::ToGuest, 0, kExtractRequestFixed + kPathMax, "extract request"},
 	{FrameType::Ack, Direction::ToGuest, kAckSize, kAckSize, "ack"},
 	{FrameType::Unlock, Direction::ToGuest, 0, kUnlockFixed + kKeyMax, "unlock request"},
+	{FrameType::Stat, Direction::ToGuest, 0, kPathMax, "stat request"},
+	{FrameType::Read, Direction::ToGuest, 0, kReadRequestFixed + kPathMax, "read request"},
+	{FrameType::Xattrs, Direction::ToGuest, 0, kPathMax, "xattrs request"},
 	{FrameType::AuthOk, Direction::ToHost, 0, 0, "auth ok"},
 	{FrameType::StatusInfo, Direction::ToHost, kStatusInfoSize, kStatusInfoSize, "status"},
 	// A link target (symlinks only) and a reason (virtual directories only)
@@ -172,6 +189,8 @@ inline constexpr FrameSpec kFrames[] = {
 	{FrameType::End, Direction::ToHost, kEndSize, kEndSize, "end"},
 	{FrameType::Failure, Direction::ToHost, kErrorFixed, kErrorFixed + kMessageMax, "failure"},
 	{FrameType::Warning, Direction::ToHost, kWarningFixed + 1, kWarningFixed + kMessageMax, "warning"},
+	{FrameType::Xattr, Direction::ToHost, kXattrFixed + 1, kXattrFixed + kXattrNameMax + kXattrValueMax,
+	 "xattr"},
 };
 
 // The row of `type` (a byte off the wire), or nullptr for an unknown type.
@@ -275,6 +294,7 @@ enum class Overlong { Trap, Truncate };
 //   flag(f)                      one byte, 0 or 1
 //   reserved(n)                  n bytes that must be zero
 //   length16(s, min, max, what)  a u16 length of s (checked), returned
+//   length32(s, min, max, what)  the same as a u32
 //   text(s, n)                   the n bytes of s announced by length16
 //   rest(s)                      the remaining bytes of the body
 //   array(a), padded(s, n)       fixed-size bytes; NUL-padded printable text
@@ -339,6 +359,57 @@ struct ExtractRequest {
 		io.enumeration(m.format, ExtractFormat::Raw, ExtractFormat::Zip, "format");
 		io.enumeration(m.compression, Compression::None, Compression::Zstd, "compression");
 		io.reserved(2);
+		io.rest(m.path);
+		io.check(checkPath(m.path));
+	}
+};
+
+// The entry of the object at `path` itself (the name is its last
+// component): answered with Entry, End(1). "/" has no entry (BadRequest).
+struct StatRequest {
+	static constexpr FrameType kType = FrameType::Stat;
+	std::string path;
+
+	template <typename Io, typename M>
+	static void fields(Io &io, M &m)
+	{
+		io.rest(m.path);
+		io.check(checkPath(m.path));
+	}
+};
+
+// Bytes [offset, offset + length) of the regular file at `path`: answered
+// with Data frames and End(bytes sent), fewer than `length` only at the
+// end of the file. Not a regular file: IsDirectory or Unsupported.
+struct ReadRequest {
+	static constexpr FrameType kType = FrameType::Read;
+	std::uint64_t offset = 0;
+	std::uint32_t length = 0; // 1..kMaxReadLength
+	std::string path;
+
+	template <typename Io, typename M>
+	static void fields(Io &io, M &m)
+	{
+		io.number(m.offset);
+		io.number(m.length);
+		io.reserved(4);
+		io.rest(m.path);
+		io.require(m.length >= 1 && m.length <= kMaxReadLength, "read length %u out of range",
+			   static_cast<unsigned>(m.length));
+		io.require(m.offset <= static_cast<std::uint64_t>(INT64_MAX), "read offset out of range");
+		io.check(checkPath(m.path));
+	}
+};
+
+// The extended attributes of the object at `path` (not following a
+// symlink): answered with Xattr frames, End(count).
+struct XattrsRequest {
+	static constexpr FrameType kType = FrameType::Xattrs;
+	std::string path;
+
+	template <typename Io, typename M>
+	static void fields(Io &io, M &m)
+	{
 		io.rest(m.path);
 		io.check(checkPath(m.path));
 	}
@@ -471,6 +542,25 @@ struct Entry {
 
 // Data frames carry raw bytes: no struct, see encodeDataHeader.
 
+// One extended attribute: its full name ("user.comment",
+// "security.selinux"), bytes without NUL, and its value, any bytes.
+struct Xattr {
+	static constexpr FrameType kType = FrameType::Xattr;
+	std::string name;  // 1..kXattrNameMax bytes, no NUL
+	std::string value; // 0..kXattrValueMax bytes
+
+	template <typename Io, typename M>
+	static void fields(Io &io, M &m)
+	{
+		const std::size_t name = io.length16(m.name, 1, kXattrNameMax, "xattr name");
+		io.reserved(2);
+		const std::size_t value = io.length32(m.value, 0, kXattrValueMax, "xattr value");
+		io.text(m.name, name);
+		io.text(m.value, value);
+		io.require(m.name.find('\0') == std::string::npos, "xattr name holds a NUL byte");
+	}
+};
+
 struct End {
 	static constexpr FrameType kType = FrameType::End;
 	// Entries (list), Data bytes (extract), 1 (status) or 0 (stop).
@@ -544,6 +634,7 @@ public:
 	void reserved(std::size_t n) { out_.zeros(n); }
 	std::size_t length16(const std::string &field, std::size_t min, std::size_t max, const char *,
 			     Overlong overlong = Overlong::Trap);
+	std::size_t length32(const std::string &field, std::size_t min, std::size_t max, const char *);
 	void text(const std::string &field, std::size_t n);
 	void rest(const std::string &field) { out_.bytes(field); }
 	template <std::size_t N>
@@ -600,6 +691,8 @@ public:
 	void reserved(std::size_t n) noexcept;
 	std::size_t length16(const std::string &field, std::size_t min, std::size_t max, const char *what,
 			     Overlong = Overlong::Trap) noexcept;
+	std::size_t length32(const std::string &field, std::size_t min, std::size_t max,
+			     const char *what) noexcept;
 	void text(std::string &field, std::size_t n);
 	void rest(std::string &field);
 	template <std::size_t N>

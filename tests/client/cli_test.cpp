@@ -17,6 +17,7 @@
 #include <nlohmann/json.hpp>
 
 #include "client/encoding.h"
+#include "client/output.h"
 #include "client/process.h"
 #include "fake_session.h"
 #include "reaper.h"
@@ -160,11 +161,24 @@ protected:
 				if (format == ExtractFormat::Tar &&
 				    guest_.data.count(key + "#tar") != 0)
 					key += "#tar";
+				if (format == ExtractFormat::Zip &&
+				    guest_.data.count(key + "#zip") != 0)
+					key += "#zip";
 				if (format == ExtractFormat::Raw && guest_.dirs.count(key) != 0 &&
 				    guest_.data.count(key) == 0)
 					return Error::invalid(EISDIR, "guest", key,
 							      "IsDirectory: is a directory").withKind(ErrorKind::Guest);
 				return inner_->extract(key, format, zstd, onStart, cb);
+			}
+			Result<GuestEntry> stat(std::string_view path) override { return inner_->stat(path); }
+			Result<std::uint64_t> read(std::string_view path, std::uint64_t offset, std::uint32_t length,
+						   DataCallback cb) override
+			{
+				return inner_->read(path, offset, length, cb);
+			}
+			Status xattrs(std::string_view path, XattrCallback cb) override
+			{
+				return inner_->xattrs(path, cb);
 			}
 
 		private:
@@ -436,15 +450,23 @@ TEST_F(CliTest, MissingThingsExitThreeWithClearErrors)
 	EXPECT_NE(r.err.find("nosuch.img"), std::string::npos);
 	r = run({"list", "--repository", repo_.path(), "vm/100/other", "/"});
 	EXPECT_EQ(r.code, kExitNotFound);
-	// JSON mode: the error is JSON too.
+	// JSON mode: the error is JSON too, as proxmox-file-restore answers a
+	// failed list: the object on stdout and exit status 0 (its callers
+	// read the object); our exit code is in it.
 	r = run(cmd({"--output-format", "json", "list"}, {"/drive-scsi0.img/part/1/nope"}));
-	EXPECT_EQ(r.code, kExitNotFound);
+	EXPECT_EQ(r.code, 0);
 	const json doc = json::parse(r.out);
 	EXPECT_EQ(doc["exit_code"], kExitNotFound);
-	EXPECT_NE(doc["error"].get<std::string>().find("No such file"), std::string::npos);
+	EXPECT_EQ(doc["code"], 404);
+	EXPECT_NE(doc["message"].get<std::string>().find("No such file"), std::string::npos);
+	EXPECT_EQ(doc["error"], doc["message"]);
+	// Every error says what to do next.
+	EXPECT_NE(doc["message"].get<std::string>().find("list the parent directory"), std::string::npos);
+	// A usage error stays one (exit 2), in JSON too.
 	r = run({"--output-format", "json", "list", "--bogus"});
 	EXPECT_EQ(r.code, kExitUsage);
 	EXPECT_EQ(json::parse(r.out)["exit_code"], kExitUsage);
+	EXPECT_EQ(json::parse(r.out)["code"], 400);
 }
 
 TEST_F(CliTest, ExtractsAFileIntoADirectoryWithoutReplacing)
@@ -524,9 +546,19 @@ TEST_F(CliTest, ExtractsToStdout)
 	r = run(cmd({"extract", "--format", "tar"}, {"/drive-scsi0.img/part/1/etc/ssh"}));
 	ASSERT_EQ(r.code, 0) << r.err;
 	EXPECT_EQ(r.out, guest_.data["/disk0/part/1/etc/ssh"]);
+	// A directory to stdout: a zip, as proxmox-file-restore does.
+	guest_.data["/disk0/part/1/etc#zip"] = "PK-the-zip";
 	r = run(cmd({"extract"}, {"/drive-scsi0.img/part/1/etc", "-"}));
+	ASSERT_EQ(r.code, 0) << r.err;
+	EXPECT_EQ(r.out, "PK-the-zip");
+	// --format plain of a directory: what cannot be done, and how.
+	r = run(cmd({"extract", "--format", "plain"}, {"/drive-scsi0.img/part/1/etc", "-"}));
 	EXPECT_EQ(r.code, kExitUsage);
-	EXPECT_NE(r.err.find("--format"), std::string::npos);
+	EXPECT_NE(r.err.find("--format zip|tar"), std::string::npos) << r.err;
+	// pxar: said why not.
+	r = run(cmd({"extract", "--format", "pxar"}, {"/drive-scsi0.img/part/1/etc", "-"}));
+	EXPECT_EQ(r.code, kExitUsage);
+	EXPECT_NE(r.err.find("pxar"), std::string::npos) << r.err;
 	// JSON errors of an extraction to stdout go to stderr, not into the data.
 	r = run(cmd({"--output-format", "json", "extract"}, {"/drive-scsi0.img/part/1/etc/nope", "-"}));
 	EXPECT_EQ(r.code, kExitNotFound);
@@ -534,7 +566,10 @@ TEST_F(CliTest, ExtractsToStdout)
 	EXPECT_EQ(json::parse(r.err, nullptr, false)["exit_code"], kExitNotFound) << r.err;
 	r = run(cmd({"extract", "--format", "zip"}, {"/drive-scsi0.img/part/1/etc/ssh", target_.path()}));
 	EXPECT_EQ(r.code, kExitUsage);
-	r = run(cmd({"extract", "--zstd"}, {"/drive-scsi0.img/part/1/etc/ssh", "-"}));
+	// --zstd goes with anything written to stdout (the guest compresses).
+	r = run(cmd({"extract", "--zstd"}, {"/drive-scsi0.img/part/1/etc/hostname", "-"}));
+	EXPECT_EQ(r.code, 0) << r.err;
+	r = run(cmd({"extract", "--zstd"}, {"/drive-scsi0.img/part/1/etc/ssh", target_.path()}));
 	EXPECT_EQ(r.code, kExitUsage);
 }
 
@@ -547,6 +582,7 @@ TEST_F(CliTest, AReaderThatWentAwayEndsTheOutputQuietly)
 	ASSERT_EQ(::pipe(fds), 0);
 	::close(fds[0]);
 	guest_.data["/disk0/part/1/etc/big"] = std::string(200000, 'b');
+	guest_.objects["/disk0/part/1/etc/big"] = {.name = "big", .type = EntryType::File, .size = 200000, .mode = 0644};
 	for (const std::vector<std::string> &args :
 	     {cmd({"list"}, {"/drive-scsi0.img/part/1/etc"}), cmd({"list"}, {"/"}),
 	      cmd({"extract"}, {"/drive-scsi0.img/part/1/etc/big", "-"}),
@@ -562,9 +598,9 @@ TEST_F(CliTest, AReaderThatWentAwayEndsTheOutputQuietly)
 TEST_F(CliTest, EachOutputModeSaysWhatItCannotDo)
 {
 	// Raw to stdout: a directory needs an archive format or a directory.
-	Outcome r = run(cmd({"extract"}, {"/drive-scsi0.img/part/1/etc", "-"}));
+	Outcome r = run(cmd({"extract", "--format", "plain"}, {"/drive-scsi0.img/part/1/etc", "-"}));
 	EXPECT_EQ(r.code, kExitUsage);
-	EXPECT_NE(r.err.find("a directory needs --format tar|zip"), std::string::npos) << r.err;
+	EXPECT_NE(r.err.find("a directory needs --format zip|tar"), std::string::npos) << r.err;
 	// Into a directory: a symlink only with --symlinks; nothing is left.
 	guest_.data["/disk0/part/1/etc/mtab#tar"] = test::buildTar(
 		{{.name = "mtab", .type = AE_IFLNK, .perm = 0777, .link = "/proc/mounts"}});
@@ -588,26 +624,56 @@ TEST_F(CliTest, StatusAndStop)
 	ASSERT_EQ(run(cmd({"list"}, {"/drive-scsi0.img/part/1/etc"})).code, 0);
 	r = run({"status", "--output-format", "json"});
 	ASSERT_EQ(r.code, 0) << r.err;
+	// proxmox-file-restore's shape: {"Qemu": {"ids": {ID: {...}}}}, the ID
+	// the unescaped name, with pid, cid, uptime and timeout (ours adds).
 	const json doc = json::parse(r.out);
-	ASSERT_EQ(doc.size(), 1U);
-	const std::string name = doc[0]["name"];
+	ASSERT_TRUE(doc["Qemu"]["ids"].is_object()) << r.out;
+	ASSERT_EQ(doc["Qemu"]["ids"].size(), 1U);
+	const std::string id = doc["Qemu"]["ids"].begin().key();
+	const json vm = doc["Qemu"]["ids"].begin().value();
+	const std::string name = vm["name"];
 	EXPECT_EQ(name.substr(0, 6), "qemu_-");
-	EXPECT_GT(doc[0]["pid"].get<int>(), 1);
-	EXPECT_EQ(doc[0]["transport"], "serial");
-	EXPECT_EQ(doc[0]["state"], "running");
-	EXPECT_EQ(doc[0]["idle_left"], 595);
+	EXPECT_EQ(id, "qemu_" + repo_.path() + "/vm/100/snap");
+	EXPECT_GT(vm["pid"].get<int>(), 1);
+	EXPECT_TRUE(vm["cid"].is_null());
+	EXPECT_EQ(vm["timeout"], 595);
+	EXPECT_EQ(vm["uptime"], 5);
+	EXPECT_EQ(vm["transport"], "serial");
+	EXPECT_EQ(vm["state"], "running");
+	EXPECT_EQ(vm["idle_left"], 595);
 	r = run({"status", "--names"});
 	EXPECT_EQ(r.out, name + "\n");
 	r = run({"status"});
 	EXPECT_NE(r.out.find(name + "\n  pid "), std::string::npos) << r.out;
 
-	r = run({"stop", name});
+	// Stopped by the unescaped ID, as proxmox-file-restore's stop takes it;
+	// it says what happened.
+	r = run({"stop", id});
 	ASSERT_EQ(r.code, 0) << r.err;
-	EXPECT_EQ(r.out, "stopped " + name + "\n");
+	EXPECT_EQ(r.out, name + ": powered off\n");
 	EXPECT_EQ(run({"status"}).out, "no VMs running\n");
+	EXPECT_EQ(json::parse(run({"status", "--output-format", "json"}).out), json::parse("{\"Qemu\":{}}"));
 	r = run({"stop", name});
 	EXPECT_EQ(r.code, kExitNotFound);
+	EXPECT_NE(r.err.find("file-restore status"), std::string::npos) << r.err;
 	EXPECT_EQ(run({"stop"}).code, kExitUsage);
+
+	// A VM whose QEMU is gone: "was not running", not "stopped".
+	ASSERT_EQ(run(cmd({"list"}, {"/drive-scsi0.img/part/1/etc"})).code, 0);
+	const json again = json::parse(run({"status", "--output-format", "json"}).out);
+	const pid_t pid = again["Qemu"]["ids"].begin().value()["pid"];
+	ASSERT_EQ(::kill(pid, SIGKILL), 0);
+	for (int i = 0; i < 100 && ::kill(pid, 0) == 0; ++i) {
+		test::reapExited();
+		::usleep(20000);
+	}
+	r = run({"stop", "--output-format", "json", name});
+	ASSERT_EQ(r.code, 0) << r.err;
+	const json stopped = json::parse(r.out);
+	ASSERT_EQ(stopped.size(), 1U);
+	EXPECT_EQ(stopped[0]["name"], name);
+	EXPECT_EQ(stopped[0]["result"], "not-running");
+	EXPECT_EQ(stopped[0]["stopped"], false);
 }
 
 TEST_F(CliTest, HelperRefusalAndUsageErrors)
@@ -616,6 +682,11 @@ TEST_F(CliTest, HelperRefusalAndUsageErrors)
 	Outcome r = run(cmd({"list"}, {"/drive-scsi0.img/part"}));
 	EXPECT_EQ(r.code, kExitRefused);
 	EXPECT_NE(r.err.find("user not allowed"), std::string::npos);
+	// The cause once, with what to do, and no helper exit status in an
+	// error with another exit status.
+	EXPECT_NE(r.err.find("ask the administrator"), std::string::npos) << r.err;
+	EXPECT_EQ(r.err.find("exit 3"), std::string::npos) << r.err;
+	EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << r.err;
 	::setenv("FAKE_HELPER_MODE", "broken", 1);
 	EXPECT_EQ(run(cmd({"list"}, {"/drive-scsi0.img/part"})).code, kExitVmFailed);
 	EXPECT_EQ(run({"list"}).code, kExitUsage);
@@ -638,6 +709,166 @@ TEST_F(CliTest, MemoryAndIdleTimeoutReachTheHelper)
 	EXPECT_NE(calls.find("\x1f--image\x1fraw:" + repo_ / "vm/100/snap/drive-scsi0.img"), std::string::npos);
 	EXPECT_NE(calls.find("\x1f--image\x1fqcow2:" + repo_ / "vm/100/snap/drive-scsi1.qcow2"),
 		  std::string::npos);
+}
+
+TEST_F(CliTest, CallsAsTheProxmoxVeApiMakesThem)
+{
+	// PVE::PBSClient's file_restore_list: booleans as values, options after
+	// the positionals, crypt mode none, the repository last.
+	Outcome r = run({"list", "vm/100/snap", base64Encode("/drive-scsi0.img/part/1/etc"), "--base64", "1",
+			 "--timeout", "25", "--crypt-mode=none", "--output-format=json", "--repository", repo_.path()});
+	ASSERT_EQ(r.code, 0) << r.err;
+	json doc = json::parse(r.out);
+	ASSERT_TRUE(doc.is_array()) << r.out;
+	EXPECT_EQ(doc.size(), 4U);
+	// The root ("/", --base64 0): the archives, with their sizes.
+	r = run({"list", "vm/100/snap", "/", "--base64", "0", "--crypt-mode=none", "--output-format=json",
+		 "--repository", repo_.path()});
+	ASSERT_EQ(r.code, 0) << r.err;
+	doc = json::parse(r.out);
+	ASSERT_EQ(doc.size(), 2U);
+	EXPECT_EQ(doc[0]["text"], "drive-scsi0.img");
+	EXPECT_EQ(doc[0]["type"], "v");
+	EXPECT_EQ(doc[0]["leaf"], false);
+	EXPECT_EQ(doc[0]["size"], 1024);
+	EXPECT_FALSE(doc[0].contains("mtime")); // left out, never null
+	// A failed list: {"message", "code"} on stdout, exit 0.
+	r = run({"list", "vm/100/snap", base64Encode("/drive-scsi0.img/part/1/nope"), "--base64", "1",
+		 "--output-format=json", "--repository", repo_.path()});
+	EXPECT_EQ(r.code, 0);
+	doc = json::parse(r.out);
+	EXPECT_TRUE(doc.is_object());
+	EXPECT_EQ(doc["code"], 404);
+	EXPECT_TRUE(doc["message"].is_string());
+	// file_restore_extract: a file to stdout, a directory as tar with
+	// zstd ("--zstd 1").
+	r = run({"extract", "vm/100/snap", base64Encode("/drive-scsi0.img/part/1/etc/hostname"), "-", "--base64",
+		 "1", "--crypt-mode=none", "--repository", repo_.path()});
+	ASSERT_EQ(r.code, 0) << r.err;
+	EXPECT_EQ(r.out, "guest\n");
+	r = run({"extract", "vm/100/snap", base64Encode("/drive-scsi0.img/part/1/etc/ssh"), "-", "--base64", "1",
+		 "--format", "tar", "--zstd", "1", "--crypt-mode=none", "--repository", repo_.path()});
+	ASSERT_EQ(r.code, 0) << r.err;
+	EXPECT_EQ(r.out, guest_.data["/disk0/part/1/etc/ssh"]);
+	// A key (a PBS datastore's) with a directory repository: a clear error,
+	// before any VM.
+	const std::string callsBefore = readFile(scratch_ / "calls");
+	const int keyFd = ::open("/dev/null", O_RDONLY);
+	r = run({"list", "vm/100/snap", "/", "--crypt-mode=encrypt", "--keyfd=" + std::to_string(keyFd),
+		 "--repository", repo_.path()});
+	::close(keyFd);
+	EXPECT_EQ(r.code, kExitUsage);
+	EXPECT_NE(r.err.find("not a PBS datastore"), std::string::npos) << r.err;
+	r = run({"list", "--ns", "team/a", "--repository", repo_.path(), "vm/100/snap", "/"});
+	EXPECT_EQ(r.code, kExitUsage);
+	EXPECT_NE(r.err.find("not a PBS datastore"), std::string::npos) << r.err;
+	r = run({"list", "--ns", "../x", "--repository", repo_.path(), "vm/100/snap", "/"});
+	EXPECT_EQ(r.code, kExitUsage);
+	EXPECT_NE(r.err.find("--ns"), std::string::npos) << r.err;
+	// A remote repository (user@host:store) is said to be one.
+	r = run({"list", "--repository", "root@pam@pbs.example:store1", "vm/100/snap", "/"});
+	EXPECT_EQ(r.code, kExitUsage);
+	EXPECT_NE(r.err.find("remote"), std::string::npos) << r.err;
+	EXPECT_EQ(readFile(scratch_ / "calls"), callsBefore);
+}
+
+TEST_F(CliTest, ListingAFileShowsItsEntry)
+{
+	// As proxmox-file-restore: a list of a file answers its own entry.
+	guest_.data.erase("/disk0/part/1/etc/hostname#tar");
+	Outcome r = run(cmd({"list", "--output-format", "json"}, {"/drive-scsi0.img/part/1/etc/hostname"}));
+	ASSERT_EQ(r.code, 0) << r.err << r.out;
+	const json doc = json::parse(r.out);
+	ASSERT_EQ(doc.size(), 1U) << r.out;
+	EXPECT_EQ(doc[0]["filepath"], base64Encode("/drive-scsi0.img/part/1/etc/hostname"));
+	EXPECT_EQ(doc[0]["text"], "hostname");
+	EXPECT_EQ(doc[0]["size"], 6);
+}
+
+TEST_F(CliTest, AStillStartingVmAnswers503AndKeepsBooting)
+{
+	::setenv("FAKE_HELPER_MODE", "mute", 1);
+	Outcome r = run(cmd({"list", "--output-format", "json", "--timeout", "2"}, {"/drive-scsi0.img/part/1/etc"}));
+	EXPECT_EQ(r.code, 0) << r.err;
+	json doc = json::parse(r.out);
+	EXPECT_EQ(doc["code"], 503) << r.out;
+	EXPECT_EQ(doc["exit_code"], kExitVmFailed);
+	EXPECT_NE(doc["message"].get<std::string>().find("still starting"), std::string::npos) << r.out;
+	// The VM was left booting: the next call waits for the same one.
+	r = run(cmd({"list", "--timeout", "1"}, {"/drive-scsi0.img/part/1/etc"}));
+	EXPECT_EQ(r.code, kExitVmFailed);
+	EXPECT_NE(r.err.find("still starting"), std::string::npos) << r.err;
+	const std::string calls = readFile(scratch_ / "calls");
+	EXPECT_EQ(std::count(calls.begin(), calls.end(), '\n'), 1);
+}
+
+TEST_F(CliTest, TheGuestMustSendTheTypeItAnnounced)
+{
+	// Issue 11: with --symlinks, a guest that announces a regular file but
+	// sends a symlink (or the reverse) must not get a symlink created where
+	// a file was asked for. Nothing is left behind.
+	guest_.objects["/disk0/part/1/etc/passwd"] = {.name = "passwd", .type = EntryType::File, .size = 5,
+						      .mode = 0644};
+	guest_.data["/disk0/part/1/etc/passwd#tar"] =
+		test::buildTar({{.name = "passwd", .type = AE_IFLNK, .perm = 0777, .link = "/etc/shadow"}});
+	Outcome r = run(cmd({"extract", "--symlinks"}, {"/drive-scsi0.img/part/1/etc/passwd", target_.path()}));
+	EXPECT_NE(r.code, 0);
+	EXPECT_NE(r.err.find("announced a regular file but sent a symlink"), std::string::npos) << r.err;
+	struct stat st {};
+	EXPECT_NE(::lstat((target_ / "passwd").c_str(), &st), 0);
+
+	guest_.objects["/disk0/part/1/etc/link"] = {.name = "link", .type = EntryType::Symlink, .mode = 0777};
+	guest_.data["/disk0/part/1/etc/link#tar"] = test::buildTar({{.name = "link", .content = "bytes"}});
+	r = run(cmd({"extract", "--symlinks"}, {"/drive-scsi0.img/part/1/etc/link", target_.path()}));
+	EXPECT_NE(r.code, 0);
+	EXPECT_NE(r.err.find("announced a symlink but sent a regular file"), std::string::npos) << r.err;
+	EXPECT_NE(::lstat((target_ / "link").c_str(), &st), 0);
+	DIR *d = ::opendir(target_.path().c_str());
+	int entries = 0;
+	while (const dirent *e = ::readdir(d))
+		entries += std::string_view(e->d_name) != "." && std::string_view(e->d_name) != "..";
+	::closedir(d);
+	EXPECT_EQ(entries, 0);
+}
+
+TEST(ProgressLine, SaysBytesRateAndTimeLeft)
+{
+	Progress known("receiving", false);
+	known.expect(100U << 20);
+	const std::string line = known.line(25U << 20, 5.0);
+	EXPECT_NE(line.find("25.0 of 100.0 MiB (25%)"), std::string::npos) << line;
+	EXPECT_NE(line.find("5.0 MiB/s"), std::string::npos) << line;
+	EXPECT_NE(line.find("15s left"), std::string::npos) << line;
+	Progress unknown("extracting", false);
+	const std::string open = unknown.line(10U << 20, 2.0);
+	EXPECT_NE(open.find("10.0 MiB, 5.0 MiB/s"), std::string::npos) << open;
+	EXPECT_EQ(open.find("left"), std::string::npos) << open;
+}
+
+TEST_F(CliTest, NoProgressOnAPipe)
+{
+	// stderr is a file here, never a terminal: even a transfer longer than
+	// a second prints no progress line.
+	const int saved = ::dup(2);
+	const int file = ::open((scratch_ / "progress").c_str(), O_RDWR | O_CREAT | O_TRUNC, 0600);
+	::dup2(file, 2);
+	{
+		Progress progress("receiving");
+		progress.expect(10U << 20);
+		progress.add(1 << 20);
+		::usleep(1100 * 1000);
+		progress.add(1 << 20);
+		::usleep(600 * 1000);
+		progress.add(1 << 20);
+	}
+	::dup2(saved, 2);
+	::close(saved);
+	::close(file);
+	EXPECT_EQ(readFile(scratch_ / "progress"), "");
+	// Nor "starting restore VM" (a note for people at a terminal).
+	Outcome r = run(cmd({"list"}, {"/drive-scsi0.img/part/1/etc"}));
+	ASSERT_EQ(r.code, 0) << r.err;
+	EXPECT_EQ(r.err.find("starting restore VM"), std::string::npos) << r.err;
 }
 
 // Issue 11: an ad-hoc image's format is its name's, or what the user says

@@ -17,7 +17,9 @@
 // "|log=" and whether fd 4 was a writable file.
 // The fake QEMU runs as "<self> -name guest=file-restore:<NAME> --socket
 // PATH", stdout/stderr on fd 4 (like the real helper), listens on the
-// --socket path and greets every connection with the ticket it was given.
+// --socket path and greets every connection with the ticket it was given;
+// after a channel hello (the client's channel broker, shared/channels.h),
+// every channel.
 #include <fcntl.h>
 #include <signal.h>
 #include <sys/socket.h>
@@ -30,8 +32,12 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <map>
+#include <span>
 #include <string>
 #include <vector>
+
+#include "shared/channels.h"
 
 namespace {
 
@@ -77,15 +83,65 @@ int runQemu(int argc, char **argv)
 			continue;
 		(void)!::write(conn, ticket.data(), ticket.size());
 		// One connection at a time, like QEMU's socket chardev: serve it
-		// until the client hangs up. "stop" powers the fake VM off.
-		char buf[256];
+		// until the client hangs up. "stop" powers the fake VM off. A
+		// channel hello (the client's channel broker) switches to
+		// channels: each one greeted with the ticket, as a connection.
+		char buf[4096];
 		std::string got;
 		ssize_t n;
+		bool channels = false;
+		std::map<std::uint32_t, std::string> streams;
 		while ((n = ::read(conn, buf, sizeof(buf))) > 0) {
 			got.append(buf, static_cast<std::size_t>(n));
-			if (got.find("stop") != std::string::npos) {
-				std::printf("fake qemu: powering off\n");
-				return 0;
+			if (!channels) {
+				const std::string magic(fr::chan::kHelloMagic.begin(), fr::chan::kHelloMagic.end());
+				const std::size_t at = got.find(magic);
+				if (at == std::string::npos || got.size() < at + fr::chan::kHelloSize) {
+					if (got.find("stop") != std::string::npos) {
+						std::printf("fake qemu: powering off\n");
+						return 0;
+					}
+					continue;
+				}
+				std::uint64_t nonce = 0;
+				std::memcpy(&nonce, got.data() + at + fr::chan::kMagicSize, 8);
+				const fr::chan::HelloBytes ack = fr::chan::encodeAck(nonce);
+				(void)!::write(conn, ack.data(), ack.size());
+				got.erase(0, at + fr::chan::kHelloSize);
+				channels = true;
+			}
+			while (got.size() >= fr::chan::kHeaderSize) {
+				const auto *bytes = reinterpret_cast<const std::uint8_t *>(got.data());
+				const fr::Result<fr::chan::Header> header = fr::chan::decodeHeader(
+					std::span<const std::uint8_t, fr::chan::kHeaderSize>(bytes, fr::chan::kHeaderSize),
+					fr::proto::Direction::ToGuest);
+				if (!header) {
+					std::printf("fake qemu: bad channel frame\n");
+					return 1;
+				}
+				if (got.size() < fr::chan::kHeaderSize + header->length)
+					break;
+				std::vector<std::uint8_t> out;
+				if (header->kind == fr::chan::Kind::Open) {
+					fr::chan::encodeData(out, header->channel,
+							     std::span(reinterpret_cast<const std::uint8_t *>(ticket.data()),
+								       ticket.size()),
+							     fr::proto::Direction::ToHost);
+				} else if (header->kind == fr::chan::Kind::Data) {
+					std::string &stream = streams[header->channel];
+					stream.append(got, fr::chan::kHeaderSize, header->length);
+					if (stream.find("stop") != std::string::npos) {
+						std::printf("fake qemu: powering off\n");
+						return 0;
+					}
+				} else {
+					streams.erase(header->channel);
+					fr::chan::encodeHeader(out, fr::chan::Kind::Close, header->channel, 0,
+							       fr::proto::Direction::ToHost);
+				}
+				if (!out.empty())
+					(void)!::write(conn, out.data(), out.size());
+				got.erase(0, fr::chan::kHeaderSize + header->length);
 			}
 		}
 		::close(conn);

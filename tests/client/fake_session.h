@@ -37,6 +37,12 @@ struct FakeGuest {
 	std::size_t listFailAfter = SIZE_MAX;
 	// Raises this signal after the first chunk of an extract (0: none).
 	int signalAfterFirstChunk = 0;
+	// guest path -> extended attributes
+	std::map<std::string, std::vector<std::pair<std::string, std::string>>> xattrs;
+	// Read requests served (the mount's cache and read-ahead).
+	int reads = 0;
+	// Every request fails as if the VM died (the session breaks).
+	bool dead = false;
 	int handshakes = 0;
 	int failHandshakes = 0; // the first N handshakes fail (as if mid-boot)
 	// guest path -> the warning the guest attaches to answers about it
@@ -74,9 +80,14 @@ public:
 	{
 		warning_ = warningFor(path);
 		const auto it = guest_.dirs.find(std::string(path));
-		if (it == guest_.dirs.end())
+		if (it == guest_.dirs.end()) {
+			// A file: list answers NotDirectory, as the daemon does.
+			if (Result<GuestEntry> object = stat(path); object && object->type != EntryType::Directory)
+				return Error::invalid(ENOTDIR, "guest", std::string(path), "NotDirectory: not a directory")
+					.withKind(ErrorKind::Guest);
 			return Error::invalid(ENOENT, "guest", std::string(path),
 					      "NotFound: No such file or directory").withKind(ErrorKind::Guest);
+		}
 		std::size_t sent = 0;
 		for (const GuestEntry &entry : it->second) {
 			if (sent++ == guest_.listFailAfter)
@@ -119,6 +130,57 @@ public:
 			if (at == 0 && guest_.signalAfterFirstChunk != 0)
 				::raise(guest_.signalAfterFirstChunk);
 		}
+		return {};
+	}
+
+	// The entry of `path`: objects[path], else the parent's listing, else
+	// a directory when dirs has it.
+	Result<GuestEntry> stat(std::string_view path) override
+	{
+		if (guest_.dead)
+			return Error::invalid(ECONNRESET, "read", "guest", "connection reset");
+		const std::string p(path);
+		if (auto it = guest_.objects.find(p); it != guest_.objects.end())
+			return it->second;
+		const std::size_t slash = p.rfind('/');
+		const std::string parent = slash == 0 ? "/" : p.substr(0, slash);
+		const std::string name = p.substr(slash + 1);
+		if (auto dir = guest_.dirs.find(parent); dir != guest_.dirs.end())
+			for (const GuestEntry &entry : dir->second)
+				if (entry.name == name)
+					return entry;
+		if (guest_.dirs.count(p) != 0)
+			return GuestEntry{.name = name, .type = EntryType::Directory, .mode = 0755};
+		return Error::invalid(ENOENT, "guest", p, "NotFound: No such file or directory")
+			.withKind(ErrorKind::Guest);
+	}
+	Result<std::uint64_t> read(std::string_view path, std::uint64_t offset, std::uint32_t length,
+				   DataCallback onData) override
+	{
+		if (guest_.dead)
+			return Error::invalid(ECONNRESET, "read", "guest", "connection reset");
+		++guest_.reads;
+		const auto it = guest_.data.find(std::string(path));
+		if (it == guest_.data.end())
+			return Error::invalid(ENOENT, "guest", std::string(path), "NotFound: No such file")
+				.withKind(ErrorKind::Guest);
+		const std::string &bytes = it->second;
+		if (offset >= bytes.size())
+			return std::uint64_t{0};
+		const std::string_view part = std::string_view(bytes).substr(offset, length);
+		for (std::size_t at = 0; at < part.size(); at += 65536)
+			if (Status ok = onData(part.substr(at, 65536)); !ok)
+				return ok.error();
+		return static_cast<std::uint64_t>(part.size());
+	}
+	Status xattrs(std::string_view path, XattrCallback onXattr) override
+	{
+		if (guest_.dead)
+			return Error::invalid(ECONNRESET, "read", "guest", "connection reset");
+		if (auto it = guest_.xattrs.find(std::string(path)); it != guest_.xattrs.end())
+			for (const auto &[name, value] : it->second)
+				if (Status ok = onXattr(name, value); !ok)
+					return ok;
 		return {};
 	}
 

@@ -6,7 +6,8 @@
 //   fr-test-hostile-guest -name guest=file-restore:NAME --socket PATH --ticket HEX
 //
 // It listens on the serial socket and speaks the real protocol (the daemon's
-// own Connection, so the handshake is genuine), then answers each request
+// own serial loop and Connection, so the channels and the handshake are
+// genuine), then answers each request
 // with what the path asks for:
 //
 //   list .../names-slash      an Entry named "a/b" (raw frame: no encoder writes it)
@@ -34,7 +35,9 @@
 #include <string>
 #include <vector>
 
+#include "guest/channels.h"
 #include "guest/server.h"
+#include "guest/stream.h"
 #include "shared/byte_stream.h"
 #include "shared/protocol.h"
 #include "tar_builder.h"
@@ -59,15 +62,17 @@ bool endsWith(std::string_view text, std::string_view tail)
 }
 
 // A frame written by hand, bypassing the encoder's checks, as a
-// compromised guest kernel would.
-void rawFrame(int fd, proto::FrameType type, const std::string &body, std::uint32_t length)
+// compromised guest kernel would (through the connection's stream: on a
+// channel of the serial port's channel layer when the host uses one).
+void rawFrame(guest::Responder &out, proto::FrameType type, const std::string &body, std::uint32_t length)
 {
 	std::string frame(8, '\0');
 	for (int i = 0; i < 4; ++i)
 		frame[static_cast<std::size_t>(i)] = static_cast<char>((length >> (8 * i)) & 0xff);
 	frame[4] = static_cast<char>(type);
 	frame += body;
-	(void)!::write(fd, frame.data(), frame.size());
+	(void)out.raw({reinterpret_cast<const std::uint8_t *>(frame.data()), frame.size()});
+	(void)out.flush();
 }
 
 std::string rawEntry(const std::string &name)
@@ -83,8 +88,6 @@ std::string rawEntry(const std::string &name)
 
 class Hostile final : public guest::RequestHandler {
 public:
-	explicit Hostile(int fd) : fd_(fd) {}
-
 	proto::StatusInfo status(bool) override { return {}; }
 	// Powers the whole "VM" off, as the daemon does after Stop.
 	void stop() override
@@ -99,10 +102,10 @@ public:
 		    endsWith(path, "/oversize")) {
 			(void)out.flush();
 			if (endsWith(path, "/oversize")) {
-				rawFrame(fd_, proto::FrameType::Entry, "", 0x7ffffff0U);
+				rawFrame(out, proto::FrameType::Entry, "", 0x7ffffff0U);
 			} else {
 				const std::string body = rawEntry(endsWith(path, "/names-slash") ? "a/b" : "..");
-				rawFrame(fd_, proto::FrameType::Entry, body, static_cast<std::uint32_t>(body.size()));
+				rawFrame(out, proto::FrameType::Entry, body, static_cast<std::uint32_t>(body.size()));
 			}
 			// Then play dead: the host must give up on its own.
 			::sleep(3600);
@@ -155,9 +158,6 @@ public:
 			return ok;
 		return out.data({reinterpret_cast<const std::uint8_t *>(tar.data()), tar.size()});
 	}
-
-private:
-	int fd_;
 };
 
 } // namespace
@@ -192,11 +192,11 @@ int main(int argc, char **argv)
 		}
 		::close(listener);
 		::prctl(PR_SET_PDEATHSIG, SIGKILL); // stopped with its "QEMU"
-		FdStream stream{UniqueFd(conn)};
-		Hostile handler(conn);
-		guest::ConnectionOptions options;
-		guest::Connection connection(stream, *key, handler, options);
-		connection.run();
+		// The daemon's own serial loop: a host speaking to the port
+		// directly, or the client's channel broker (shared/channels.h).
+		guest::GuestStream stream(UniqueFd(conn), false);
+		Hostile handler;
+		guest::serveSerialPort(stream, &stream, *key, handler, 10000);
 		::_exit(0);
 	}
 }

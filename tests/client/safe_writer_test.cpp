@@ -195,6 +195,25 @@ TEST_F(UnpackTest, SymlinksOnlyWhenAskedFor)
 	EXPECT_STREQ(buf, "target");
 }
 
+TEST_F(UnpackTest, SymlinksKeepTheirMtime)
+{
+	// docs/client.md: modification times are kept, a symlink's too (it got
+	// the time of the extraction).
+	UnpackOptions withSymlinks;
+	withSymlinks.symlinks = true;
+	ASSERT_TRUE(unpack(buildTar({{.name = "dir", .type = AE_IFDIR, .perm = 0755, .mtime = 1500000000},
+				     {.name = "dir/link", .type = AE_IFLNK, .perm = 0777, .link = "../nowhere",
+				      .mtime = 1600000000}}),
+			   withSymlinks));
+	struct stat st {};
+	ASSERT_EQ(::lstat(root("dir/link").c_str(), &st), 0);
+	ASSERT_TRUE(S_ISLNK(st.st_mode));
+	EXPECT_EQ(st.st_mtime, 1600000000);
+	// The directory keeps its own (set after the link was created in it).
+	ASSERT_EQ(::lstat(root("dir").c_str(), &st), 0);
+	EXPECT_EQ(st.st_mtime, 1500000000);
+}
+
 TEST_F(UnpackTest, HardlinksBecomeCopiesAndCannotEscape)
 {
 	ASSERT_TRUE(unpack(buildTar({

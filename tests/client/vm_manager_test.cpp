@@ -9,8 +9,13 @@
 #include <sys/wait.h>
 
 #include <cstdlib>
+#include <filesystem>
+#include <set>
+#include <thread>
 
 #include <gtest/gtest.h>
+
+#include "client/channel_broker.h"
 
 #include "client/process.h"
 #include "shared/guest_abi.h"
@@ -308,18 +313,47 @@ TEST_F(ManagerTest, OtherDisksMeanAnotherVm)
 	EXPECT_EQ(vm->record().archives.size(), 2U);
 }
 
-TEST_F(ManagerTest, VmThatNeverAnswersIsKilledAfterTheBootTimeout)
+TEST_F(ManagerTest, AVmStillBootingAtTheDeadlineKeepsBootingForTheNextCall)
 {
 	::setenv("FAKE_HELPER_MODE", "mute", 1);
+	// proxmox-file-restore's callers poll with a short --timeout: each
+	// call says "still starting" and the VM boots on.
 	Result<VmConnection> vm = client_->manager->acquire(spec_, Clock::now() + std::chrono::milliseconds(1500));
 	ASSERT_FALSE(vm);
-	EXPECT_EQ(vm.error().errnum(), ETIMEDOUT);
-	EXPECT_TRUE(client_->map().vms.empty());
-	// Its log was shown (verbose), and its QEMU is gone.
-	EXPECT_NE(client_->warnings.find("fake qemu: booting"), std::string::npos);
-	for (const QemuProcess &q : findOurQemus())
-		if (fdTarget(q.pid, 1).starts_with(client_->dir.path + "/"))
-			ADD_FAILURE() << "pid " << q.pid << " still runs";
+	EXPECT_EQ(vm.error().errnum(), EINPROGRESS);
+	EXPECT_NE(vm.error().message().find("still starting"), std::string::npos) << vm.error().message();
+	ASSERT_EQ(client_->map().vms.size(), 1U);
+	EXPECT_FALSE(client_->map().vms[0].ready);
+	const pid_t pid = client_->map().vms[0].pid;
+	vm = client_->manager->acquire(spec_, Clock::now() + std::chrono::milliseconds(800));
+	ASSERT_FALSE(vm);
+	EXPECT_EQ(vm.error().errnum(), EINPROGRESS);
+	EXPECT_EQ(starts(), 1);
+	EXPECT_EQ(verifyProcess(pid, *readStartTime(pid), spec_.name)->state, ProcessState::Ours);
+}
+
+TEST_F(ManagerTest, AVmThatNeverAnswersIsReplacedAfterTheBootLimit)
+{
+	::setenv("FAKE_HELPER_MODE", "mute", 1);
+	Result<VmConnection> vm = client_->manager->acquire(spec_, Clock::now() + std::chrono::milliseconds(1000));
+	ASSERT_FALSE(vm);
+	ASSERT_EQ(client_->map().vms.size(), 1U);
+	const pid_t first = client_->map().vms[0].pid;
+	// Past the boot limit it is broken: killed, and another one started.
+	std::optional<CorruptMap> corrupt;
+	ASSERT_TRUE(client_->store.update(in(5),
+		[](StateMap &map, bool &changed) {
+			map.vms[0].startedAt -= 3600;
+			changed = true;
+			return Status{};
+		},
+		corrupt));
+	::setenv("FAKE_HELPER_MODE", "ok", 1);
+	vm = client_->manager->acquire(spec_, in(10));
+	ASSERT_TRUE(vm) << vm.error().message();
+	EXPECT_TRUE(vm->started());
+	EXPECT_TRUE(gone(first));
+	EXPECT_EQ(starts(), 2);
 }
 
 TEST_F(ManagerTest, QemuDyingAtOnceIsReportedWithItsLog)
@@ -382,13 +416,15 @@ TEST_F(ManagerTest, StatusShowsRunningAndBusyAndForgetsExited)
 		otherPid = vm->record().pid;
 	}
 	{
-		// A call holding the first VM makes it "busy", not stale.
+		// A call using the first VM does not keep status from asking it
+		// (through its channel broker, beside the call).
 		Result<VmConnection> held = client_->manager->acquire(spec_, in(10));
 		ASSERT_TRUE(held);
 		Result<std::vector<VmStatusRow>> rows = client_->manager->status(in(10));
 		ASSERT_TRUE(rows) << rows.error().message();
 		ASSERT_EQ(rows->size(), 2U);
-		EXPECT_EQ((*rows)[0].state, "busy");
+		EXPECT_EQ((*rows)[0].state, "running");
+		ASSERT_TRUE((*rows)[0].guest);
 		EXPECT_EQ((*rows)[1].state, "running");
 		ASSERT_TRUE((*rows)[1].guest);
 		EXPECT_EQ(*(*rows)[1].guest->idleLeftSeconds, 595U);
@@ -410,28 +446,79 @@ TEST_F(ManagerTest, StopPowersOffAndForgets)
 		ASSERT_TRUE(vm);
 		pid = vm->record().pid;
 	}
-	ASSERT_TRUE(client_->manager->stop(spec_.name, in(10)));
+	Result<StopOutcome> stopped = client_->manager->stop(spec_.name, in(10));
+	ASSERT_TRUE(stopped) << stopped.error().message();
+	// The fake guest powered itself off on request (no kill needed).
+	EXPECT_EQ(*stopped, StopOutcome::PoweredOff);
 	EXPECT_TRUE(gone(pid));
 	EXPECT_TRUE(client_->map().vms.empty());
-	// The fake guest powered itself off on request (no kill needed).
 	EXPECT_EQ(client_->warnings.find("did not power off"), std::string::npos);
-	Status unknown = client_->manager->stop(spec_.name, in(10));
+	Result<StopOutcome> unknown = client_->manager->stop(spec_.name, in(10));
 	ASSERT_FALSE(unknown);
 	EXPECT_EQ(unknown.error().errnum(), ENOENT);
 }
 
-TEST_F(ManagerTest, AVmInUseMakesOthersWaitUntilTheirDeadline)
+TEST_F(ManagerTest, StopOfAVmThatIsGoneSaysSo)
+{
+	pid_t pid = 0;
+	{
+		Result<VmConnection> vm = client_->manager->acquire(spec_, in(10));
+		ASSERT_TRUE(vm);
+		pid = vm->record().pid;
+	}
+	::kill(pid, SIGKILL);
+	ASSERT_TRUE(gone(pid));
+	// Without the fix it said "stopped" as if it had powered it off.
+	Result<StopOutcome> stopped = client_->manager->stop(spec_.name, in(10));
+	ASSERT_TRUE(stopped) << stopped.error().message();
+	EXPECT_EQ(*stopped, StopOutcome::NotRunning);
+	EXPECT_TRUE(client_->map().vms.empty());
+}
+
+TEST_F(ManagerTest, CallsShareARunningVm)
 {
 	Result<VmConnection> held = client_->manager->acquire(spec_, in(10));
 	ASSERT_TRUE(held);
+	// Another call uses the same VM while the first still holds it, at
+	// once (no waiting for the first) and without a second start.
 	Client other(base_.path(), guest_);
 	const auto before = Clock::now();
-	Result<VmConnection> waited =
-		other.manager->acquire(spec_, Clock::now() + std::chrono::milliseconds(400));
-	ASSERT_FALSE(waited);
-	EXPECT_EQ(waited.error().errnum(), ETIMEDOUT);
-	EXPECT_NE(waited.error().message().find("busy"), std::string::npos);
+	Result<VmConnection> beside = other.manager->acquire(spec_, in(10));
+	ASSERT_TRUE(beside) << beside.error().message();
+	EXPECT_LT(Clock::now() - before, std::chrono::seconds(2));
+	EXPECT_FALSE(beside->started());
+	EXPECT_EQ(beside->record().pid, held->record().pid);
+	std::vector<std::string> names;
+	ASSERT_TRUE(beside->session().list("/disk0", [&](const GuestEntry &e) noexcept {
+		names.push_back(e.name);
+		return Status{};
+	}));
+	EXPECT_EQ(names, std::vector<std::string>{"part"});
+	EXPECT_EQ(starts(), 1);
+}
+
+TEST_F(ManagerTest, MoreRequestsThanSlotsWaitThenAreBusy)
+{
+	std::vector<VmConnection> held;
+	for (int i = 0; i < kMaxRequests; ++i) {
+		Result<VmConnection> vm = client_->manager->acquire(spec_, in(10));
+		ASSERT_TRUE(vm) << i << ": " << vm.error().message();
+		held.push_back(std::move(*vm));
+	}
+	const auto before = Clock::now();
+	Result<VmConnection> extra = client_->manager->acquire(spec_, Clock::now() + std::chrono::milliseconds(400));
+	ASSERT_FALSE(extra);
+	EXPECT_EQ(extra.error().errnum(), EBUSY);
+	EXPECT_NE(extra.error().message().find("busy"), std::string::npos) << extra.error().message();
 	EXPECT_GE(Clock::now() - before, std::chrono::milliseconds(390));
+	// One finishes: the waiting call gets its slot.
+	std::thread release([&] {
+		std::this_thread::sleep_for(std::chrono::milliseconds(200));
+		held.pop_back();
+	});
+	Result<VmConnection> waited = client_->manager->acquire(spec_, in(10));
+	release.join();
+	ASSERT_TRUE(waited) << waited.error().message();
 	EXPECT_EQ(starts(), 1);
 }
 
@@ -441,9 +528,53 @@ TEST_F(ManagerTest, StopKillsAVmInUse)
 	ASSERT_TRUE(held);
 	const pid_t pid = held->record().pid;
 	Client other(base_.path(), guest_);
-	ASSERT_TRUE(other.manager->stop(spec_.name, in(10)));
+	Result<StopOutcome> stopped = other.manager->stop(spec_.name, in(10));
+	ASSERT_TRUE(stopped);
+	EXPECT_EQ(*stopped, StopOutcome::KilledInUse);
 	EXPECT_TRUE(gone(pid));
 	EXPECT_NE(other.warnings.find("in use"), std::string::npos);
+}
+
+// Channel brokers that are our children (this test process is their
+// subreaper: the broker double-forks).
+std::set<pid_t> brokers()
+{
+	std::set<pid_t> out;
+	for (const auto &entry : std::filesystem::directory_iterator("/proc")) {
+		const pid_t pid = std::atoi(entry.path().filename().c_str());
+		if (pid <= 0 || readFile(entry.path() / "comm") != "fr-channels\n")
+			continue;
+		const std::string stat = readFile(entry.path() / "stat");
+		const std::size_t close = stat.rfind(')');
+		if (close != std::string::npos && std::atoi(stat.c_str() + close + 4) == ::getpid() &&
+		    stat[close + 2] != 'Z')
+			out.insert(pid);
+	}
+	return out;
+}
+
+TEST_F(ManagerTest, AKilledChannelBrokerIsReplaced)
+{
+	const std::set<pid_t> before = brokers();
+	pid_t pid = 0;
+	{
+		Result<VmConnection> vm = client_->manager->acquire(spec_, in(10));
+		ASSERT_TRUE(vm);
+		pid = vm->record().pid;
+	}
+	std::set<pid_t> started;
+	for (pid_t b : brokers())
+		if (before.count(b) == 0)
+			started.insert(b);
+	ASSERT_EQ(started.size(), 1U);
+	const pid_t broker = *started.begin();
+	::kill(broker, SIGKILL);
+	ASSERT_TRUE(gone(broker));
+	Result<VmConnection> vm = client_->manager->acquire(spec_, in(10));
+	ASSERT_TRUE(vm) << vm.error().message();
+	EXPECT_FALSE(vm->started());
+	EXPECT_EQ(vm->record().pid, pid);
+	EXPECT_EQ(starts(), 1);
 }
 
 TEST_F(ManagerTest, CorruptMapIsReportedAndItsOrphansStopped)

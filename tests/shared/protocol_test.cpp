@@ -646,8 +646,58 @@ TEST(Protocol, TheFrameTableMatchesTheMessages)
 		EXPECT_LE(spec.minBody, spec.maxBody) << spec.name;
 		EXPECT_EQ(findFrame(static_cast<std::uint8_t>(spec.type)), &spec);
 	}
-	EXPECT_EQ(findFrame(0x08), nullptr);
-	EXPECT_EQ(findFrame(0x48), nullptr);
+	EXPECT_EQ(bodySize(encoded(StatRequest{longestValidPath})), row(FrameType::Stat).maxBody);
+	EXPECT_EQ(bodySize(encoded(ReadRequest{0, 1, longestValidPath})), row(FrameType::Read).maxBody);
+	EXPECT_EQ(bodySize(encoded(XattrsRequest{longestValidPath})), row(FrameType::Xattrs).maxBody);
+	EXPECT_EQ(bodySize(encoded(Xattr{"u", ""})), row(FrameType::Xattr).minBody);
+	EXPECT_EQ(bodySize(encoded(Xattr{std::string(kXattrNameMax, 'n'), std::string(kXattrValueMax, 'v')})),
+		  row(FrameType::Xattr).maxBody);
+	EXPECT_EQ(findFrame(0x0b), nullptr);
+	EXPECT_EQ(findFrame(0x49), nullptr);
+}
+
+TEST(Protocol, ReadStatAndXattrMessagesRoundTripAndAreChecked)
+{
+	const Bytes read = encoded(ReadRequest{4096, 1 << 20, "/disk0/part/1/file"});
+	Result<ReadRequest> back = decode<ReadRequest>(std::span(read).subspan(kFrameHeaderSize));
+	ASSERT_TRUE(back) << back.error().message();
+	EXPECT_EQ(back->offset, 4096U);
+	EXPECT_EQ(back->length, 1U << 20);
+	EXPECT_EQ(back->path, "/disk0/part/1/file");
+	// A length of 0 or beyond the cap, a path that breaks the rules.
+	for (std::uint32_t length : {0U, static_cast<std::uint32_t>(kMaxReadLength + 1)}) {
+		Bytes bad = read;
+		bad[kFrameHeaderSize + 8] = static_cast<std::uint8_t>(length);
+		bad[kFrameHeaderSize + 9] = static_cast<std::uint8_t>(length >> 8);
+		bad[kFrameHeaderSize + 10] = static_cast<std::uint8_t>(length >> 16);
+		bad[kFrameHeaderSize + 11] = static_cast<std::uint8_t>(length >> 24);
+		EXPECT_FALSE(decode<ReadRequest>(std::span(bad).subspan(kFrameHeaderSize))) << length;
+	}
+	Bytes reserved = read;
+	reserved[kFrameHeaderSize + 12] = 1;
+	EXPECT_FALSE(decode<ReadRequest>(std::span(reserved).subspan(kFrameHeaderSize)));
+
+	const Bytes stat = encoded(StatRequest{"/disk0/part/1/etc"});
+	EXPECT_TRUE(decode<StatRequest>(std::span(stat).subspan(kFrameHeaderSize)));
+	const std::string dotdot = "/disk0/../x";
+	EXPECT_FALSE(decode<StatRequest>(std::span(reinterpret_cast<const std::uint8_t *>(dotdot.data()), dotdot.size())));
+
+	const Xattr attr{"user.comment", std::string("\0binary\xff", 8)};
+	const Bytes xattr = encoded(attr);
+	Result<Xattr> decoded = decode<Xattr>(std::span(xattr).subspan(kFrameHeaderSize));
+	ASSERT_TRUE(decoded) << decoded.error().message();
+	EXPECT_EQ(decoded->name, attr.name);
+	EXPECT_EQ(decoded->value, attr.value);
+	// A NUL in the name, a value longer than announced.
+	Bytes nul = xattr;
+	nul[kFrameHeaderSize + kXattrFixed + 2] = 0;
+	EXPECT_FALSE(decode<Xattr>(std::span(nul).subspan(kFrameHeaderSize)));
+	Bytes longer = xattr;
+	longer.push_back('x');
+	EXPECT_FALSE(decode<Xattr>(std::span(longer).subspan(kFrameHeaderSize)));
+	Bytes hugeValue = xattr;
+	hugeValue[kFrameHeaderSize + 6] = 0x02; // value length 0x00020008
+	EXPECT_FALSE(decode<Xattr>(std::span(hugeValue).subspan(kFrameHeaderSize)));
 }
 
 TEST(Protocol, DecodersNeverReadPastTheBody)
