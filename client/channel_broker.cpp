@@ -273,8 +273,8 @@ Result<UniqueFd> connectUnix(const std::string &path)
 	return fd;
 }
 
-[[noreturn]] void brokerProcess(int listener, const std::string &qemuSocket, const std::string &brokerSocket,
-				std::chrono::milliseconds connectTimeout)
+[[noreturn]] void brokerProcess(int listener, int qemuPidfd, const std::string &qemuSocket,
+				const std::string &brokerSocket, std::chrono::milliseconds connectTimeout)
 {
 	// A daemon of its own: no terminal, no signal handlers of the
 	// client's, nothing inherited but its sockets.
@@ -287,19 +287,28 @@ Result<UniqueFd> connectUnix(const std::string &path)
 	sigset_t none;
 	sigemptyset(&none);
 	::sigprocmask(SIG_SETMASK, &none, nullptr);
+	// The listener becomes fd 3, QEMU's pidfd (if any) fd 4.
+	const int pidfd = qemuPidfd >= 0 ? ::fcntl(qemuPidfd, F_DUPFD_CLOEXEC, 10) : -1;
 	if (listener != 3 && ::dup2(listener, 3) != 3)
+		_exit(1);
+	if (pidfd >= 0 && ::dup2(pidfd, 4) != 4)
 		_exit(1);
 	const int null = ::open("/dev/null", O_RDWR | O_CLOEXEC);
 	for (int fd = 0; fd < 3; ++fd)
 		if (null >= 0)
 			::dup2(null, fd);
-	::syscall(SYS_close_range, 4U, ~0U, 0U);
+	::syscall(SYS_close_range, pidfd >= 0 ? 5U : 4U, ~0U, 0U);
 	::fcntl(3, F_SETFD, FD_CLOEXEC);
 
+	// Until QEMU listens; given up when QEMU exits first (its pidfd turns
+	// readable): the clients queued on the listener then see it close at
+	// once instead of waiting out the timeout.
 	const auto deadline = Clock::now() + connectTimeout;
 	Result<UniqueFd> guest = connectUnix(qemuSocket);
 	while (!guest && Clock::now() < deadline) {
-		std::this_thread::sleep_for(std::chrono::milliseconds(20));
+		pollfd exited{pidfd >= 0 ? 4 : -1, POLLIN, 0};
+		if (::poll(&exited, 1, 20) > 0)
+			break;
 		guest = connectUnix(qemuSocket);
 	}
 	int rc = 1;
@@ -325,7 +334,7 @@ int runChannelBroker(UniqueFd guest, UniqueFd listener)
 }
 
 Status startChannelBroker(const std::string &qemuSocket, const std::string &brokerSocket,
-			  std::chrono::milliseconds connectTimeout)
+			  std::chrono::milliseconds connectTimeout, int qemuPidfd)
 {
 	Result<sockaddr_un> address = unixAddress(brokerSocket);
 	if (!address)
@@ -356,7 +365,7 @@ Status startChannelBroker(const std::string &qemuSocket, const std::string &brok
 		return Error(errno, "fork", "channel broker");
 	if (child == 0) {
 		if (::fork() == 0)
-			brokerProcess(listener.get(), qemuSocket, brokerSocket, connectTimeout);
+			brokerProcess(listener.get(), qemuPidfd, qemuSocket, brokerSocket, connectTimeout);
 		_exit(0);
 	}
 	int status = 0;

@@ -32,11 +32,12 @@ std::string channelSocketPath(const std::string &qemuSocketPath);
 // Starts a broker (a daemon process: double fork, setsid, stdio on
 // /dev/null, nothing inherited but its sockets) that connects to
 // `qemuSocket`, retrying for up to `connectTimeout` (QEMU may still be
-// setting up), and serves `brokerSocket`. Returns once `brokerSocket`
-// accepts connections. A stale socket file there is replaced; only a
-// socket is ever removed.
+// setting up) or until QEMU exits (`qemuPidfd`, a pidfd of QEMU, when not
+// -1), and serves `brokerSocket`. Returns once `brokerSocket` accepts
+// connections. A stale socket file there is replaced; only a socket is
+// ever removed.
 Status startChannelBroker(const std::string &qemuSocket, const std::string &brokerSocket,
-			  std::chrono::milliseconds connectTimeout);
+			  std::chrono::milliseconds connectTimeout, int qemuPidfd = -1);
 
 // The broker's loop on a connected guest socket and a listening socket
 // (both non-blocking afterwards): returns when the guest side closes (0) or

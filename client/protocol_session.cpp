@@ -133,7 +133,13 @@ public:
 		const Level level = levelOf(guestPath);
 		return session_.list(guestPath, [&](const proto::Entry &entry) noexcept {
 			GuestEntry out = toEntry(entry, level == Level::Buckets, session_.warning());
-			out.volume = level == Level::Volumes && out.type == EntryType::Directory;
+			// Partitions are directories with a size, as upstream shows
+			// them, even where the guest flags them virtual (a volume
+			// with layers below, or one it cannot open: its reason stays).
+			if (level == Level::Volumes && entry.type == proto::EntryType::Directory) {
+				out.type = EntryType::Directory;
+				out.volume = true;
+			}
 			return onEntry(out);
 		});
 	}

@@ -5,6 +5,7 @@
 #include <fcntl.h>
 #include <sodium.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -261,7 +262,15 @@ Status VmManager::startBroker(const VmRecord &vm)
 {
 	if (vm.transport != Transport::Serial)
 		return {};
-	return startChannelBroker(vm.socketPath, channelSocketPath(vm.socketPath), ctx_.brokerConnect);
+	// The broker stops waiting for QEMU's socket when this QEMU exits
+	// (a QEMU that died at once must not leave callers waiting on the
+	// broker's queue). Its pidfd pins the process; the start time proves
+	// it is still the QEMU of the record.
+	UniqueFd pidfd(static_cast<int>(::syscall(SYS_pidfd_open, vm.pid, 0)));
+	Result<std::uint64_t> started = readStartTime(vm.pid);
+	if (!pidfd.isValid() || !started || *started != vm.startTime)
+		pidfd.reset();
+	return startChannelBroker(vm.socketPath, channelSocketPath(vm.socketPath), ctx_.brokerConnect, pidfd.get());
 }
 
 Result<VmConnection> VmManager::acquire(const VmSpec &spec, Deadline deadline)

@@ -402,13 +402,16 @@ bool mounted(const std::string &mountpoint)
 }
 
 // upstream's ArchiveEntry (pbs-datastore catalog.rs): these keys only, of
-// these types; size and mtime left out when they do not apply.
+// these types; size and mtime left out when they do not apply. Ours
+// besides, only when there is something to say (docs/client.md): "reason"
+// (a volume or archive that cannot be opened) and "warning".
 void expectArchiveEntry(const json &entry)
 {
 	ASSERT_TRUE(entry.is_object()) << entry.dump();
 	for (const auto &[key, value] : entry.items())
 		EXPECT_TRUE(key == "filepath" || key == "text" || key == "type" || key == "leaf" || key == "size" ||
-			    key == "mtime")
+			    key == "mtime" || (key == "reason" && value.is_string() && !value.get<std::string>().empty()) ||
+			    (key == "warning" && value.is_string() && !value.get<std::string>().empty()))
 			<< "unexpected key " << key << " in " << entry.dump();
 	ASSERT_TRUE(entry["filepath"].is_string()) << entry.dump();
 	EXPECT_TRUE(base64Decode(entry["filepath"].get<std::string>())) << entry.dump();
