@@ -1,0 +1,32 @@
+// SPDX-License-Identifier: AGPL-3.0-or-later
+#pragma once
+
+// Confinement of the NBD server process (the nbdkit plugin enters it once
+// its files are open and before it serves a byte): what a hostile guest
+// could reach through a bug in nbdkit or in our chunk decoding is the
+// datastore, read-only, and a short list of system calls.
+
+#include <string>
+#include <vector>
+
+#include "shared/result.h"
+
+namespace fr::pbs {
+
+// Landlock: from now on this thread and the threads and processes it
+// creates may only read files and list directories beneath `readable`
+// (nothing else: no writes, no execution, no other file; and, where the
+// kernel supports it, no TCP and no abstract unix sockets or signals out of
+// the domain). Call it before any thread that must be confined exists.
+// ENOSYS/EOPNOTSUPP when the kernel has no Landlock (the caller decides).
+Status restrictToReadOnly(const std::vector<std::string> &readable);
+
+// The Landlock ABI version the kernel offers (0 when none).
+int landlockAbi();
+
+// seccomp (all threads, TSYNC): the system calls an nbdkit serving one
+// connection and our chunk reader make, nothing else; any other call kills
+// the process. openat may not ask for write access.
+Status loadServerSeccomp();
+
+} // namespace fr::pbs
