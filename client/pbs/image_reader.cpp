@@ -206,8 +206,15 @@ Status ImageReader::read(std::uint64_t offset, std::size_t length, std::uint8_t 
 		const std::size_t index = static_cast<std::size_t>(pos / chunkSize);
 		const std::size_t within = static_cast<std::size_t>(pos % chunkSize);
 		Result<std::shared_ptr<const Bytes>> data = chunk(index, false);
-		if (!data)
-			return data.error();
+		if (!data) {
+			const std::uint64_t start = static_cast<std::uint64_t>(index) * chunkSize;
+			return Error::invalid(data.error().errnum(), "chunk", data.error().object(),
+					      "#%zu, bytes %llu-%llu of the disk: %s", index,
+					      static_cast<unsigned long long>(start),
+					      static_cast<unsigned long long>(
+						      start + index_.chunkLength(index) - 1),
+					      data.error().reason());
+		}
 		noteAccess(index);
 		const std::size_t n = std::min(length - done, (*data)->size() - within);
 		std::memcpy(out + done, (*data)->data() + within, n);

@@ -68,7 +68,9 @@ public:
 	const FixedIndex &index() const { return index_; }
 
 	// Copies [offset, offset + length) into `out`. Thread-safe. EINVAL
-	// beyond the end; a chunk's error (see loadChunk) for a bad chunk.
+	// beyond the end; for a bad chunk, loadChunk's error (object: the
+	// digest) with the chunk's number and byte range put in front of the
+	// reason.
 	Status read(std::uint64_t offset, std::size_t length, std::uint8_t *out);
 
 	// Starts the read-ahead thread (no-op when readAhead is 0). Separate

@@ -65,7 +65,7 @@ Config config;
 UniqueFd snapshotLock;
 std::unique_ptr<ImageReader> reader;
 std::mutex reportedMutex;
-std::set<std::size_t> reported;
+std::set<std::string> reported; // digests of the chunks reported bad
 
 int fail(const Error &error)
 {
@@ -253,7 +253,10 @@ int pbsGetReady()
 {
 	// Landlock first (it needs open(O_PATH) on the datastore), then
 	// seccomp, which forbids creating any more rulesets.
-	if (Status s = restrictToReadOnly({*config.datastore}); !s)
+	// nbdkit -s reopens its stdin and stdout on /dev/null once it has
+	// moved the socket elsewhere. Without Landlock the server does not
+	// start: seccomp alone cannot tell /dev/null from any other file.
+	if (Status s = restrictFilesystem({*config.datastore, "/dev/null"}, {"/dev/null"}); !s)
 		return fail(s.error());
 	if (Status s = loadServerSeccomp(); !s)
 		return fail(s.error());
@@ -301,20 +304,15 @@ int pbsPread(void * /*handle*/, void *buf, uint32_t count, uint64_t offset, uint
 	Status s = reader->read(offset, count, static_cast<std::uint8_t *>(buf));
 	if (s)
 		return 0;
-	const std::uint64_t chunkSize = reader->index().header.chunkSize;
-	const std::size_t first = static_cast<std::size_t>(offset / chunkSize);
 	bool firstReport = false;
 	{
 		std::lock_guard lock(reportedMutex);
-		firstReport = reported.insert(first).second;
+		firstReport = reported.insert(s.error().object()).second;
 	}
 	// Once per chunk: a guest retries failed reads, and the user needs
 	// the chunk's name, not a flood.
 	if (firstReport)
-		nbdkit_error("bytes %llu-%llu of the disk: %s",
-			     static_cast<unsigned long long>(offset),
-			     static_cast<unsigned long long>(offset + count - 1),
-			     s.error().message().c_str());
+		nbdkit_error("%s", s.error().message().c_str());
 	nbdkit_set_error(s.error().errnum() == EINVAL ? EINVAL : EIO);
 	return -1;
 }

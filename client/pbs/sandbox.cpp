@@ -5,7 +5,9 @@
 #include <linux/landlock.h>
 #include <sched.h>
 #include <seccomp.h>
+#include <sys/ioctl.h>
 #include <sys/prctl.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -22,6 +24,7 @@ namespace {
 // Landlock's values, spelled out: Debian 12's headers predate some of them
 // and the kernel tells at run time which it knows.
 constexpr std::uint64_t kFsExecute = 1ULL << 0;
+constexpr std::uint64_t kFsWriteFile = 1ULL << 1;
 constexpr std::uint64_t kFsReadFile = 1ULL << 2;
 constexpr std::uint64_t kFsReadDir = 1ULL << 3;
 constexpr std::uint64_t kFsAbi1 = (1ULL << 13) - 1; // execute .. make_sym
@@ -57,7 +60,8 @@ int landlockAbi()
 	return abi < 0 ? 0 : static_cast<int>(abi);
 }
 
-Status restrictToReadOnly(const std::vector<std::string> &readable)
+Status restrictFilesystem(const std::vector<std::string> &readable,
+			  const std::vector<std::string> &writableFiles)
 {
 	const int abi = landlockAbi();
 	if (abi <= 0)
@@ -81,15 +85,32 @@ Status restrictToReadOnly(const std::vector<std::string> &readable)
 	UniqueFd ruleset(static_cast<int>(landlockCreateRuleset(&attr, attrSize, 0)));
 	if (!ruleset.isValid())
 		return Error(errno, "landlock_create_ruleset");
-	for (const std::string &path : readable) {
-		UniqueFd dir(::open(path.c_str(), O_PATH | O_CLOEXEC | O_DIRECTORY));
-		if (!dir.isValid())
+	const auto addRule = [&](const std::string &path, bool writable) -> Status {
+		UniqueFd object(::open(path.c_str(), O_PATH | O_CLOEXEC));
+		struct stat st {};
+		if (!object.isValid() || ::fstat(object.get(), &st) != 0)
 			return Error(errno, "landlock", escapeForDisplay(path));
-		const PathBeneathAttr rule{kFsReadFile | kFsReadDir, dir.get()};
+		// A file gets file rights only (the kernel refuses directory
+		// rights on a file).
+		std::uint64_t access = S_ISDIR(st.st_mode) ? kFsReadFile | kFsReadDir : kFsReadFile;
+		if (writable) {
+			if (S_ISDIR(st.st_mode))
+				return Error::invalid(EINVAL, "landlock", escapeForDisplay(path),
+						      "only files may be writable");
+			access |= kFsWriteFile;
+		}
+		const PathBeneathAttr rule{access, object.get()};
 		if (::syscall(SYS_landlock_add_rule, ruleset.get(), LANDLOCK_RULE_PATH_BENEATH, &rule,
 			      0) != 0)
 			return Error(errno, "landlock_add_rule", escapeForDisplay(path));
-	}
+		return {};
+	};
+	for (const std::string &path : readable)
+		if (Status s = addRule(path, false); !s)
+			return s;
+	for (const std::string &path : writableFiles)
+		if (Status s = addRule(path, true); !s)
+			return s;
 	static_assert(kFsExecute == 1, "execution is among the handled (denied) rights");
 	if (::prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0)
 		return Error(errno, "prctl(PR_SET_NO_NEW_PRIVS)");
@@ -116,8 +137,10 @@ Status loadServerSeccomp()
 		SCMP_SYS(read), SCMP_SYS(write), SCMP_SYS(readv), SCMP_SYS(writev),
 		SCMP_SYS(recvfrom), SCMP_SYS(sendto), SCMP_SYS(recvmsg), SCMP_SYS(sendmsg),
 		SCMP_SYS(getsockopt), SCMP_SYS(shutdown), SCMP_SYS(poll), SCMP_SYS(ppoll),
-		// nbdkit's per-connection quit pipe and fd flags
-		SCMP_SYS(pipe2), SCMP_SYS(fcntl),
+		// nbdkit's per-connection quit pipe and fd flags; nbdkit -s
+		// moves the socket off fds 0 and 1 and fills them with copies
+		// of stderr when /dev/null cannot be opened (it cannot here)
+		SCMP_SYS(pipe2), SCMP_SYS(fcntl), SCMP_SYS(dup), SCMP_SYS(dup2), SCMP_SYS(dup3),
 		// chunk files: open read-only (filtered below), stat, read, close
 		SCMP_SYS(pread64), SCMP_SYS(lseek), SCMP_SYS(close), SCMP_SYS(fstat),
 		SCMP_SYS(newfstatat), SCMP_SYS(statx), SCMP_SYS(fadvise64),
@@ -140,11 +163,19 @@ Status loadServerSeccomp()
 	for (const int call : kAllowed)
 		if (rc == 0)
 			rc = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, call, 0);
-	// openat: read-only opens only (Landlock confines where).
+	// openat: read-only, or write-only to an existing file; Landlock
+	// confines which files (the datastore to read; /dev/null, which
+	// nbdkit -s reopens its stdout on, to write). Creating, truncating,
+	// appending or read-write answers EACCES.
+	constexpr unsigned kWriteFlags[] = {O_RDWR, O_CREAT, O_TRUNC, O_APPEND};
+	constexpr unsigned kAnyWrite = O_RDWR | O_CREAT | O_TRUNC | O_APPEND;
 	if (rc == 0)
 		rc = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(openat), 1,
-				      SCMP_A2(SCMP_CMP_MASKED_EQ,
-					      O_ACCMODE | O_CREAT | O_TRUNC | O_APPEND, 0));
+				      SCMP_A2(SCMP_CMP_MASKED_EQ, kAnyWrite, 0));
+	for (const unsigned flag : kWriteFlags)
+		if (rc == 0)
+			rc = seccomp_rule_add(ctx, SCMP_ACT_ERRNO(EACCES), SCMP_SYS(openat), 1,
+					      SCMP_A2(SCMP_CMP_MASKED_EQ, flag, flag));
 	// Threads only: clone with CLONE_THREAD. clone3 passes its flags in
 	// memory that a filter cannot read, so it answers ENOSYS and glibc
 	// falls back to clone.
@@ -153,6 +184,10 @@ Status loadServerSeccomp()
 				      SCMP_A0(SCMP_CMP_MASKED_EQ, CLONE_THREAD, CLONE_THREAD));
 	if (rc == 0)
 		rc = seccomp_rule_add(ctx, SCMP_ACT_ERRNO(ENOSYS), SCMP_SYS(clone3), 0);
+	// nbdkit's error messages ask isatty(2) (whether to colour them).
+	if (rc == 0)
+		rc = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(ioctl), 1,
+				      SCMP_A1(SCMP_CMP_EQ, TCGETS));
 	if (rc != 0)
 		return Error(-rc, "seccomp_rule_add");
 	if (::prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0)
