@@ -89,7 +89,8 @@ Result<FixedIndex> parseFixedIndex(ByteView file)
 	FixedIndex index;
 	index.header = *header;
 	index.digests.resize(count);
-	std::memcpy(index.digests.data(), file.data() + kFixedIndexHeaderSize, count * 32);
+	if (count > 0) // an empty image has no digests (and memcpy no null pointers)
+		std::memcpy(index.digests.data(), file.data() + kFixedIndexHeaderSize, count * 32);
 	if (index.computeCsum() != index.header.indexCsum)
 		return Error::invalid(EBADMSG, "fixed index", "",
 				      "its digests do not match the header's index checksum");
