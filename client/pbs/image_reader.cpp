@@ -93,7 +93,7 @@ void ImageReader::evictLocked()
 	// The most recent entry always stays: the reader that just loaded it
 	// holds it anyway, and a cache smaller than a chunk still works.
 	while (cachedBytes_ > options_.cacheBytes && lru_.size() > 1) {
-		const std::size_t victim = lru_.back();
+		const Digest victim = lru_.back();
 		lru_.pop_back();
 		auto it = entries_.find(victim);
 		cachedBytes_ -= it->second.data->size();
@@ -103,9 +103,10 @@ void ImageReader::evictLocked()
 
 Result<std::shared_ptr<const Bytes>> ImageReader::chunk(std::size_t index, bool forReadAhead)
 {
+	const Digest &digest = index_.digests[index];
 	std::unique_lock lock(mutex_);
 	for (;;) {
-		auto it = entries_.find(index);
+		auto it = entries_.find(digest);
 		if (it == entries_.end())
 			break;
 		if (!it->second.loading) {
@@ -120,15 +121,15 @@ Result<std::shared_ptr<const Bytes>> ImageReader::chunk(std::size_t index, bool 
 		// rather than decoding it twice.
 		loaded_.wait(lock);
 	}
-	entries_.emplace(index, Entry{});
+	entries_.emplace(digest, Entry{});
 	lock.unlock();
 
-	Result<Bytes> data = loadChunk(chunksDir_.get(), index_.digests[index],
+	Result<Bytes> data = loadChunk(chunksDir_.get(), digest,
 				       static_cast<std::size_t>(index_.chunkLength(index)), encrypted_,
 				       crypt_ ? &*crypt_ : nullptr);
 
 	lock.lock();
-	auto it = entries_.find(index);
+	auto it = entries_.find(digest);
 	if (!data) {
 		// Failures are not cached: the next read tries again (and
 		// reports again), which also covers a chunk restored meanwhile.
@@ -141,7 +142,7 @@ Result<std::shared_ptr<const Bytes>> ImageReader::chunk(std::size_t index, bool 
 	auto shared = std::make_shared<const Bytes>(std::move(*data));
 	it->second.loading = false;
 	it->second.data = shared;
-	lru_.push_front(index);
+	lru_.push_front(digest);
 	it->second.lru = lru_.begin();
 	cachedBytes_ += shared->size();
 	++(forReadAhead ? stats_.readAheadLoads : stats_.loads);
@@ -167,7 +168,7 @@ void ImageReader::noteAccess(std::size_t index)
 		const std::size_t next = index + i;
 		if (next >= index_.digests.size())
 			break;
-		if (entries_.count(next) == 0)
+		if (entries_.count(index_.digests[next]) == 0)
 			queue_.push_back(next);
 	}
 	if (!queue_.empty())

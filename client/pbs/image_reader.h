@@ -7,8 +7,10 @@
 // bad or missing chunk fails the reads that touch it, with an error naming
 // the chunk, and nothing else.
 //
-// Decoded chunks are cached (LRU, bounded in bytes); sequential reads make
-// a background thread decode the next chunks ahead of the reader.
+// Decoded chunks are cached by digest (LRU, bounded in bytes): a chunk that
+// appears at several places of a disk (zeros, above all) is decoded once.
+// Sequential reads make a background thread decode the next chunks ahead
+// of the reader.
 
 #include <condition_variable>
 #include <cstdint>
@@ -83,10 +85,12 @@ private:
 	struct Entry {
 		bool loading = true;
 		std::shared_ptr<const Bytes> data;
-		std::list<std::size_t>::iterator lru;
+		std::list<Digest>::iterator lru;
 	};
 
 	Result<std::shared_ptr<const Bytes>> chunk(std::size_t index, bool forReadAhead);
+	// The cache's key: the digest, with the length (only the last chunk
+	// may be short, and a short chunk has another digest anyway).
 	void noteAccess(std::size_t index);
 	void evictLocked();
 	void readAheadLoop();
@@ -99,8 +103,8 @@ private:
 
 	mutable std::mutex mutex_;
 	std::condition_variable loaded_;
-	std::map<std::size_t, Entry> entries_;
-	std::list<std::size_t> lru_; // front: most recently used, ready entries only
+	std::map<Digest, Entry> entries_;
+	std::list<Digest> lru_; // front: most recently used, ready entries only
 	std::size_t cachedBytes_ = 0;
 	ImageReaderStats stats_;
 

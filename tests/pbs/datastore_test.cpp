@@ -330,6 +330,36 @@ TEST(ImageReader, CacheStaysWithinItsBoundAndServesRepeats)
 	EXPECT_EQ((*r)->stats().hits, stats.hits + 1);
 }
 
+TEST(ImageReader, RepeatedChunksAreDecodedOnce)
+{
+	// Four chunks of zeros and one of data: as a mostly empty disk.
+	test::TempDir dir;
+	const std::string root = dir / "store";
+	Result<test::DatastoreWriter> writer = test::DatastoreWriter::create(root);
+	ASSERT_TRUE(writer);
+	Bytes disk(5 * kChunk, 0);
+	const Bytes data = test::patternBytes(kChunk, 7);
+	std::copy(data.begin(), data.end(), disk.begin() + 2 * kChunk);
+	const SnapshotId id = snap("vm/1/2026-11-25T10:00:00Z");
+	Result<ManifestFile> file = writer->addImage(id, "drive-scsi0.img.fidx", disk, {kChunk, true, nullptr});
+	ASSERT_TRUE(file);
+	ASSERT_TRUE(writer->finishSnapshot(id, {*file}, nullptr));
+	EXPECT_EQ(writer->chunksWritten(), 2u);
+	UniqueFd snapDir(::open((root + "/" + id.path()).c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+	Result<FixedIndex> index = readFixedIndex(snapDir.get(), "drive-scsi0.img.fidx", "index");
+	ASSERT_TRUE(index);
+	ImageReaderOptions options;
+	options.readAhead = 0;
+	ImageReader reader(std::move(*index),
+			   UniqueFd(::open((root + "/.chunks").c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC)),
+			   std::nullopt, false, options);
+	Bytes out(disk.size());
+	ASSERT_TRUE(reader.read(0, out.size(), out.data()));
+	EXPECT_EQ(out, disk);
+	EXPECT_EQ(reader.stats().loads, 2u);
+	EXPECT_EQ(reader.stats().hits, 3u);
+}
+
 TEST(ImageReader, SequentialReadsAreReadAhead)
 {
 	auto b = build();
