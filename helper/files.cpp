@@ -17,6 +17,7 @@
 #include <cstring>
 
 #include "shared/guest_abi.h"
+#include "shared/image_check.h"
 #include "shared/policy.h"
 #include "shared/validate.h"
 
@@ -42,34 +43,6 @@ Status trustedByRoot(int fd, std::string_view what)
 	if ((st.st_mode & (S_IWGRP | S_IWOTH)) != 0)
 		return Error::invalid(EPERM, "policy", what, "writable by group or others");
 	return {};
-}
-
-// fstat the fd: a regular file, else EPERM. Then clear O_NONBLOCK, which
-// was only there so that opening a FIFO or device could not hang.
-Status requireRegularFile(int fd, std::string_view what)
-{
-	struct stat st {};
-	if (::fstat(fd, &st) != 0)
-		return Error(errno, "fstat", what);
-	if (!S_ISREG(st.st_mode))
-		return Error::invalid(EPERM, "open", what, "not a regular file");
-	const int flags = ::fcntl(fd, F_GETFL);
-	if (flags < 0 || ::fcntl(fd, F_SETFL, flags & ~O_NONBLOCK) != 0)
-		return Error(errno, "fcntl(F_SETFL)", what);
-	return {};
-}
-
-constexpr int kImageFlags = O_RDONLY | O_NOCTTY | O_NONBLOCK | O_CLOEXEC;
-
-Result<UniqueFd> openRegular(int dirfd, const char *path, std::uint64_t resolve,
-			     std::string_view what)
-{
-	UniqueFd fd(static_cast<int>(openat2(dirfd, path, kImageFlags, resolve)));
-	if (!fd.isValid())
-		return Error(errno, "open", what);
-	if (Status ok = requireRegularFile(fd.get(), what); !ok)
-		return ok.error();
-	return fd;
 }
 
 } // namespace
@@ -132,8 +105,8 @@ Result<std::optional<std::string>> readPolicyFile(std::string_view path)
 	}
 }
 
-Result<UniqueFd> openImage(const std::string &path, const std::vector<std::string> &grantedDirs,
-			   const Identity &caller)
+std::optional<Result<UniqueFd>> openGrantedImage(const std::string &path,
+						 const std::vector<std::string> &grantedDirs)
 {
 	for (const std::string &granted : grantedDirs) {
 		const std::optional<std::string_view> rest = pathBelow(path, granted);
@@ -146,59 +119,48 @@ Result<UniqueFd> openImage(const std::string &path, const std::vector<std::strin
 						      O_PATH | O_DIRECTORY | O_CLOEXEC,
 						      RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS)));
 		if (!dir.isValid())
-			return Error(errno, "open", granted);
-		const std::string relative(*rest);
-		return openRegular(dir.get(), relative.c_str(),
-				   RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS |
-					   RESOLVE_NO_XDEV,
-				   path);
+			return Result<UniqueFd>(Error(errno, "open", granted));
+		UniqueFd fd(static_cast<int>(openat2(dir.get(), std::string(*rest).c_str(),
+						     O_RDONLY | O_NOCTTY | O_NONBLOCK | O_CLOEXEC,
+						     RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS |
+							     RESOLVE_NO_MAGICLINKS | RESOLVE_NO_XDEV)));
+		if (!fd.isValid())
+			return Result<UniqueFd>(Error(errno, "open", path));
+		return Result<UniqueFd>(std::move(fd));
 	}
-	ScopedFsIdentity as(caller);
-	if (!as.status())
-		return as.status().error();
-	return openRegular(AT_FDCWD, path.c_str(), RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS, path);
+	return std::nullopt;
 }
 
-Result<UniqueFd> openAsCaller(const std::string &path, const Identity &caller)
+Status checkImageFd(int fd, contract::ImageFormat format, std::string_view what)
 {
-	ScopedFsIdentity as(caller);
-	if (!as.status())
-		return as.status().error();
-	return openRegular(AT_FDCWD, path.c_str(), RESOLVE_NO_MAGICLINKS, path);
+	if (Status ok = checkImageFile(fd, what); !ok)
+		return ok;
+	if (Status ok = checkImageHeader(fd, format, what); !ok)
+		return ok;
+	const int flags = ::fcntl(fd, F_GETFL);
+	if (flags < 0 || ::fcntl(fd, F_SETFL, flags & ~O_NONBLOCK) != 0)
+		return Error(errno, "fcntl(F_SETFL)", what);
+	return {};
 }
 
-Result<UniqueFd> createSerialSocket(const std::string &path, const Identity &caller)
+Status checkNbdSocket(int fd)
 {
-	sockaddr_un addr{};
-	addr.sun_family = AF_UNIX;
-	if (path.size() >= sizeof(addr.sun_path))
-		return Error(ENAMETOOLONG, "bind", path);
-	std::memcpy(addr.sun_path, path.c_str(), path.size() + 1);
-	UniqueFd fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
-	if (!fd.isValid())
-		return Error(errno, "socket", path);
-	ScopedFsIdentity as(caller);
-	if (!as.status())
-		return as.status().error();
-	const mode_t old = ::umask(0177);
-	const int rc = ::bind(fd.get(), reinterpret_cast<const sockaddr *>(&addr), sizeof(addr));
-	const int bindErrno = errno;
-	::umask(old);
-	if (rc != 0)
-		return Error(bindErrno, "bind", path);
-	if (::listen(fd.get(), 4) != 0) {
-		const int listenErrno = errno;
-		::unlink(path.c_str());
-		return Error(listenErrno, "listen", path);
-	}
-	return fd;
-}
-
-void removeSerialSocket(const std::string &path, const Identity &caller) noexcept
-{
-	ScopedFsIdentity as(caller);
-	if (as.status())
-		::unlink(path.c_str());
+	const std::string what = "nbd:" + std::to_string(fd);
+	struct stat st {};
+	int domain = 0, type = 0, listening = 1;
+	socklen_t len = sizeof(int);
+	sockaddr_un peer{};
+	socklen_t peerLen = sizeof(peer);
+	if (::fstat(fd, &st) != 0)
+		return Error(errno, "--image", what);
+	const bool ok = S_ISSOCK(st.st_mode) &&
+			::getsockopt(fd, SOL_SOCKET, SO_DOMAIN, &domain, &len) == 0 && domain == AF_UNIX &&
+			::getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &len) == 0 && type == SOCK_STREAM &&
+			::getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &listening, &len) == 0 && listening == 0 &&
+			::getpeername(fd, reinterpret_cast<sockaddr *>(&peer), &peerLen) == 0;
+	if (!ok)
+		return Error::invalid(EINVAL, "--image", what, "not a connected unix stream socket");
+	return {};
 }
 
 Result<std::string> readTicket(int fd, int timeoutMs)
@@ -254,7 +216,6 @@ std::uint32_t countRunningVms(uid_t uid, std::string_view qemuBinary)
 	DIR *proc = ::opendir("/proc");
 	if (proc == nullptr)
 		return 0;
-	const std::string marker = std::string("guest=") + abi::kQemuNamePrefix;
 	while (const dirent *entry = ::readdir(proc)) {
 		if (!CharSet(false, "0123456789").containsAll(entry->d_name))
 			continue;
@@ -278,11 +239,7 @@ std::uint32_t countRunningVms(uid_t uid, std::string_view qemuBinary)
 		if (n <= 0)
 			continue;
 		const std::string_view args(buf, static_cast<std::size_t>(n));
-		if (args.substr(0, args.find('\0')) != qemuBinary)
-			continue;
-		// "-name" "guest=file-restore:..." as two arguments.
-		const std::string needle = std::string("\0-name\0", 7) + marker;
-		if (args.find(needle) != std::string_view::npos)
+		if (args.substr(0, args.find('\0')) == qemuBinary && contract::markedVmName(args))
 			++count;
 	}
 	::closedir(proc);

@@ -1,8 +1,10 @@
 // SPDX-License-Identifier: AGPL-3.0-or-later
 #pragma once
 
-// Everything the helper opens or creates. Each function says with whose
-// identity it opens; the caller keeps owning any fd passed in.
+// What the helper opens or reads as root (the policy, granted images, the
+// ticket pipe, /proc for the VM count, the TSC frequency) and the checks of
+// every image fd; the caller's own paths are opened by the caller agent
+// (helper/caller_agent.h). The caller keeps owning any fd passed in.
 
 #include <cstdint>
 #include <optional>
@@ -10,7 +12,7 @@
 #include <string_view>
 #include <vector>
 
-#include "helper/identity.h"
+#include "shared/helper_contract.h"
 #include "shared/result.h"
 #include "shared/unique_fd.h"
 
@@ -24,28 +26,25 @@ namespace fr::helper {
 // does not exist. Error: anything else; the helper then denies everything.
 Result<std::optional<std::string>> readPolicyFile(std::string_view path);
 
-// Opens an image read-only (O_RDONLY|O_NOCTTY|O_NONBLOCK, O_NONBLOCK cleared
-// afterwards) and proves it is a regular file by fstat on the fd:
-//  - below one of `grantedDirs` (policy image-dir lines for this caller):
-//    as root, the directory opened without following symlinks, the rest
-//    with openat2(RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS |
-//    RESOLVE_NO_MAGICLINKS | RESOLVE_NO_XDEV);
-//  - anywhere else: with the caller's fsuid/fsgid (so exactly what the caller
-//    could open), openat2(RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS).
-// Error: openat2's errno, or EPERM "not a regular file".
-Result<UniqueFd> openImage(const std::string &path, const std::vector<std::string> &grantedDirs,
-			   const Identity &caller);
+// Opens an image below a directory the policy grants this caller, as root:
+// the directory reached without symlinks, the rest with openat2
+// (RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS |
+// RESOLVE_NO_XDEV), O_RDONLY | O_NOCTTY | O_NONBLOCK. nullopt: the path is
+// below none of `grantedDirs` (the caller agent opens it, as the caller).
+// Error: openat2's errno.
+std::optional<Result<UniqueFd>> openGrantedImage(const std::string &path,
+						 const std::vector<std::string> &grantedDirs);
 
-// Opens a file of the image directory (kernel, base initramfs) read-only
-// with the caller's identity, no magic links, regular files only.
-Result<UniqueFd> openAsCaller(const std::string &path, const Identity &caller);
+// Everything an image fd must be before QEMU gets it: a regular file on a
+// disk filesystem whose header agrees with `format` and names no other
+// file (shared/image_check.h); then O_NONBLOCK (only there so that opening
+// a FIFO or device could not hang) is cleared. Error: EPERM (refused) or
+// the failing call's errno.
+Status checkImageFd(int fd, contract::ImageFormat format, std::string_view what);
 
-// Creates the serial transport's listening socket at `path` with the
-// caller's fsuid/fsgid (never as root), mode 0600 (umask 0177 around bind).
-// bind() refuses an existing path (EADDRINUSE), symlinks included.
-Result<UniqueFd> createSerialSocket(const std::string &path, const Identity &caller);
-// Removes it again (as the caller) when a later step fails.
-void removeSerialSocket(const std::string &path, const Identity &caller) noexcept;
+// An nbd image: `fd` must be a connected AF_UNIX stream socket (the
+// client's end of its NBD server), nothing else. Error: EINVAL naming it.
+Status checkNbdSocket(int fd);
 
 // Reads the ticket from `fd` (a pipe): exactly abi::kTicketHexLength
 // lowercase hex digits, waiting at most `timeoutMs` for them; more bytes
@@ -55,7 +54,7 @@ Result<std::string> readTicket(int fd, int timeoutMs);
 
 // The number of running QEMUs started by this helper for `uid`: processes
 // whose real uid is `uid`, whose argv[0] is `qemuBinary` and which carry
-// the "-name guest=file-restore:" marker. Read from /proc as root.
+// the marker (contract::qemuNameArgument). Read from /proc as root.
 std::uint32_t countRunningVms(uid_t uid, std::string_view qemuBinary);
 
 // The host's TSC frequency in kHz (under TCG the guest sees the host's

@@ -7,7 +7,8 @@
 #include <linux/capability.h>
 #include <linux/kvm.h>
 #include <pwd.h>
-#include <sys/fsuid.h>
+#include <sys/mman.h>
+#include <sys/time.h>
 #include <sys/ioctl.h>
 #include <sys/prctl.h>
 #include <sys/syscall.h>
@@ -16,6 +17,7 @@
 
 #include <cerrno>
 #include <cstdint>
+#include <cstring>
 #include <string>
 
 #include "shared/validate.h"
@@ -66,23 +68,6 @@ Result<Identity> accountIdentity(std::string_view name)
 	return who;
 }
 
-ScopedFsIdentity::ScopedFsIdentity(const Identity &who) noexcept
-{
-	::setfsgid(who.gid);
-	::setfsuid(who.uid);
-	// Each call returns the previous value: asking again for the same id
-	// reads back what is in effect.
-	if (static_cast<uid_t>(::setfsuid(who.uid)) != who.uid ||
-	    static_cast<gid_t>(::setfsgid(who.gid)) != who.gid)
-		status_ = Error(EPERM, "setfsuid", "caller");
-}
-
-ScopedFsIdentity::~ScopedFsIdentity()
-{
-	::setfsuid(0);
-	::setfsgid(0);
-}
-
 Status dropPrivileges(const Identity &who) noexcept
 {
 	// The bounding set needs CAP_SETPCAP to shrink, so it goes first, while
@@ -131,22 +116,98 @@ Status dropPrivileges(const Identity &who) noexcept
 	return {};
 }
 
-bool kvmUsable(const Identity &who) noexcept
+namespace {
+
+// Guest code, 32-bit protected mode, flat segments: fill 4 MiB from 1 MiB
+// with zeros, then halt (mov edi, 0x100000; mov ecx, 0x400000;
+// xor eax, eax; rep stosb; hlt).
+constexpr unsigned char kFillCode[] = {0xbf, 0x00, 0x00, 0x10, 0x00, 0xb9, 0x00, 0x00,
+				       0x40, 0x00, 0x31, 0xc0, 0xf3, 0xaa, 0xf4};
+constexpr std::size_t kGuestBytes = std::size_t{8} << 20;
+constexpr std::uint64_t kCodeAddress = 0x1000;
+constexpr long kVcpuBudgetUs = 500000;
+
+// In the throw-away child: nullptr when the test vCPU ran, else why not.
+const char *probeKvm() noexcept
 {
+	const int kvm = ::open("/dev/kvm", O_RDWR | O_CLOEXEC | O_NOCTTY);
+	if (kvm < 0)
+		return errno == ENOENT ? "no /dev/kvm" : "/dev/kvm cannot be opened by QEMU's user";
+	if (::ioctl(kvm, KVM_GET_API_VERSION, 0) != KVM_API_VERSION)
+		return "unexpected KVM API version";
+	const int vm = ::ioctl(kvm, KVM_CREATE_VM, 0);
+	void *mem = ::mmap(nullptr, kGuestBytes, PROT_READ | PROT_WRITE,
+			   MAP_SHARED | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	if (vm < 0 || mem == MAP_FAILED)
+		return "KVM_CREATE_VM failed";
+	std::memcpy(static_cast<char *>(mem) + kCodeAddress, kFillCode, sizeof(kFillCode));
+	kvm_userspace_memory_region region{};
+	region.memory_size = kGuestBytes;
+	region.userspace_addr = reinterpret_cast<std::uint64_t>(mem);
+	const int vcpu = ::ioctl(vm, KVM_CREATE_VCPU, 0);
+	const int runSize = ::ioctl(kvm, KVM_GET_VCPU_MMAP_SIZE, 0);
+	if (::ioctl(vm, KVM_SET_USER_MEMORY_REGION, &region) != 0 || vcpu < 0 || runSize <= 0)
+		return "KVM_CREATE_VCPU failed";
+	auto *run = static_cast<kvm_run *>(
+		::mmap(nullptr, static_cast<std::size_t>(runSize), PROT_READ | PROT_WRITE, MAP_SHARED, vcpu, 0));
+	kvm_sregs sregs{};
+	kvm_regs regs{};
+	if (run == MAP_FAILED || ::ioctl(vcpu, KVM_GET_SREGS, &sregs) != 0)
+		return "KVM_GET_SREGS failed";
+	kvm_segment flat{};
+	flat.limit = 0xffffffff;
+	flat.present = 1;
+	flat.s = 1;
+	flat.db = 1;
+	flat.g = 1;
+	flat.type = 3; // data, read/write
+	flat.selector = 16;
+	sregs.ds = sregs.es = sregs.fs = sregs.gs = sregs.ss = flat;
+	flat.type = 11; // code, execute/read
+	flat.selector = 8;
+	sregs.cs = flat;
+	sregs.cr0 |= 1; // protected mode, no paging
+	regs.rip = kCodeAddress;
+	regs.rflags = 2;
+	if (::ioctl(vcpu, KVM_SET_SREGS, &sregs) != 0 || ::ioctl(vcpu, KVM_SET_REGS, &regs) != 0)
+		return "KVM_SET_REGS failed";
+	// SIGALRM's default action ends this child: the parent reports it.
+	const itimerval budget{{0, 0}, {0, kVcpuBudgetUs}};
+	::setitimer(ITIMER_REAL, &budget, nullptr);
+	const bool ran = ::ioctl(vcpu, KVM_RUN, 0) == 0;
+	const itimerval off{};
+	::setitimer(ITIMER_REAL, &off, nullptr);
+	if (!ran || run->exit_reason != KVM_EXIT_HLT || ::ioctl(vcpu, KVM_GET_REGS, &regs) != 0 ||
+	    regs.rcx != 0)
+		return "the test vCPU did not run its code to the end";
+	return nullptr;
+}
+
+} // namespace
+
+const char *kvmUnusableReason(const Identity &who) noexcept
+{
+	int pipeFds[2];
+	if (::pipe2(pipeFds, O_CLOEXEC) != 0)
+		return "pipe2 failed";
 	const pid_t pid = ::fork();
-	if (pid < 0)
-		return false;
 	if (pid == 0) {
-		if (!dropPrivileges(who))
-			::_exit(1);
-		const int fd = ::open("/dev/kvm", O_RDWR | O_CLOEXEC | O_NOCTTY);
-		::_exit(fd >= 0 && ::ioctl(fd, KVM_GET_API_VERSION, 0) == KVM_API_VERSION ? 0 : 1);
+		::close(pipeFds[0]);
+		// Static texts: the child's pointer is valid in the parent too
+		// (the same program image).
+		const char *reason = dropPrivileges(who) ? probeKvm() : "cannot drop to QEMU's user";
+		(void)!::write(pipeFds[1], &reason, sizeof(reason));
+		::_exit(0);
 	}
-	int status = 0;
-	while (::waitpid(pid, &status, 0) < 0)
-		if (errno != EINTR)
-			return false;
-	return WIFEXITED(status) && WEXITSTATUS(status) == 0;
+	::close(pipeFds[1]);
+	const char *reason = "fork failed";
+	if (pid > 0 && ::read(pipeFds[0], &reason, sizeof(reason)) != sizeof(reason))
+		reason = "a test vCPU did not fill 4 MiB of guest memory within 500 ms (nested "
+			 "virtualisation without VMX?)";
+	::close(pipeFds[0]);
+	while (pid > 0 && ::waitpid(pid, nullptr, 0) < 0 && errno == EINTR) {
+	}
+	return reason;
 }
 
 } // namespace fr::helper

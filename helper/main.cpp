@@ -3,14 +3,15 @@
 //
 // main() is the ordered list of steps that helper/README.md documents one by
 // one; docs/security.md says which attack each step stops. Any failure: one
-// line "what(object): reason" on stderr, nothing on stdout, exit 2 (usage),
-// 3 (denied), 4 (limit) or 1 (anything else), and nothing left behind.
+// line "what(object): reason" on stderr, nothing on stdout, an exit code
+// from contract::HelperExit, and nothing left behind.
 #include <fcntl.h>
 #include <grp.h>
-#include <signal.h>
 #include <pwd.h>
+#include <signal.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -18,19 +19,20 @@
 #include <cerrno>
 #include <cstdio>
 #include <cstdlib>
-#include <cstring>
 
-#include "helper/args.h"
+#include "helper/caller_agent.h"
 #include "helper/files.h"
 #include "helper/identity.h"
 #include "helper/initramfs.h"
+#include "helper/landlock.h"
 #include "helper/process.h"
 #include "helper/qemu_command.h"
 #include "helper/vsock.h"
 #include "seccomp-profiles/qemu_seccomp_bpf.h"
+#include "shared/helper_contract.h"
+#include "shared/image_check.h"
 #include "shared/log.h"
 #include "shared/policy.h"
-#include "shared/qcow2.h"
 
 #if defined(FR_TEST_BUILD)
 // tests/support/meson.build compiles test-only variants with other paths.
@@ -41,38 +43,36 @@
 namespace fr::helper {
 namespace {
 
-enum Exit { kOk = 0, kFailed = 1, kUsage = 2, kDenied = 3, kLimit = 4 };
+using contract::HelperExit;
 
-// Undone on failure: the only thing the helper creates on the filesystem.
-struct Cleanup {
-	std::string socketPath;
-	Identity caller;
-} gCleanup;
+// Undoes the start on failure: the caller agent removes the socket it
+// created and kills the QEMU it watches.
+CallerAgent *gAgent = nullptr;
 
-[[noreturn]] void die(Exit code, const Error &error)
+[[noreturn]] void die(HelperExit code, const Error &error)
 {
-	if (!gCleanup.socketPath.empty())
-		removeSerialSocket(gCleanup.socketPath, gCleanup.caller);
+	if (gAgent != nullptr)
+		gAgent->finish(false);
 	logError(error);
-	std::exit(code);
+	std::exit(static_cast<int>(code));
 }
 
 template <typename T>
-T check(Result<T> result, Exit code)
+T check(Result<T> result, HelperExit code)
 {
 	if (!result)
 		die(code, result.error());
 	return std::move(*result);
 }
 
-void check(const Status &status, Exit code)
+void check(const Status &status, HelperExit code)
 {
 	if (!status)
 		die(code, status.error());
 }
 
 // An image that cannot be opened is refused (3) unless the system failed.
-Exit imageExit(const Error &error)
+HelperExit imageExit(const Error &error)
 {
 	switch (error.errnum()) {
 	case ENOENT:
@@ -80,9 +80,10 @@ Exit imageExit(const Error &error)
 	case ENFILE:
 	case ENOMEM:
 	case EIO:
-		return kFailed;
+	case ETIMEDOUT:
+		return HelperExit::Failed;
 	default:
-		return kDenied;
+		return HelperExit::Denied;
 	}
 }
 
@@ -103,87 +104,123 @@ std::optional<std::uint32_t> lookupName(Principal::Kind kind, const std::string 
 	return std::nullopt;
 }
 
+// Step 4: the policy's grant for this caller, or exit.
+Grant grantFor(const Identity &caller, Policy &policy)
+{
+	const std::optional<std::string> text = check(readPolicyFile(FR_HELPER_CONFIG), HelperExit::Denied);
+	if (!text && caller.uid != 0)
+		die(HelperExit::Denied, Error::invalid(EPERM, "policy", FR_HELPER_CONFIG,
+						       "missing: only root may use the helper without "
+						       "one (see docs/helper-policy.md)"));
+	policy = text ? check(parsePolicy(*text), HelperExit::Denied) : defaultPolicy();
+	check(resolvePolicyNames(policy, lookupName), HelperExit::Denied);
+	Caller who{caller.uid, {caller.gid}};
+	who.gids.insert(who.gids.end(), caller.groups.begin(), caller.groups.end());
+	const Grant grant = decide(policy, who);
+	if (!grant.allowed)
+		die(HelperExit::Denied, Error::invalid(EPERM, "policy", FR_HELPER_CONFIG,
+						       "uid %u may not use file-restore-helper", caller.uid));
+	return grant;
+}
+
+// Step 5: one image's fd, opened as the caller unless the policy grants its
+// directory (then as root), and checked whoever opened it.
+UniqueFd openImage(const contract::ImageArg &image, const Grant &grant, CallerAgent &agent)
+{
+	if (image.format == contract::ImageFormat::Nbd) {
+		check(checkNbdSocket(image.fd), HelperExit::Usage);
+		UniqueFd fd(::fcntl(image.fd, F_DUPFD_CLOEXEC, 3));
+		if (!fd.isValid())
+			die(HelperExit::Failed, Error(errno, "fcntl(F_DUPFD_CLOEXEC)", "--image"));
+		return fd;
+	}
+	std::optional<Result<UniqueFd>> granted = openGrantedImage(image.path, grant.imageDirs);
+	Result<UniqueFd> fd = granted ? std::move(*granted) : agent.openImage(image.path);
+	if (!fd)
+		die(imageExit(fd.error()), fd.error());
+	check(checkImageFd(fd->get(), image.format, image.path), HelperExit::Denied);
+	return std::move(*fd);
+}
+
 int run(int argc, char **argv)
 {
 	// 1. argv: a program started with argc == 0 would see its environment
 	//    as argv[1...] (PwnKit); nothing is derived from argv[0].
 	if (argc < 1 || argv[0] == nullptr || argv[0][0] == '\0')
-		die(kUsage, Error::invalid(EINVAL, "argv", "", "argv[0] missing or empty"));
+		die(HelperExit::Usage, Error::invalid(EINVAL, "argv", "", "argv[0] missing or empty"));
 
 	// 2. Process state inherited from the caller.
 	::prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
 	const rlimit noCore{0, 0};
 	::setrlimit(RLIMIT_CORE, &noCore);
-	check(checkStdFds(), kFailed);
-	check(markInheritedFdsCloexec(), kFailed);
+	check(checkStdFds(), HelperExit::Failed);
+	check(markInheritedFdsCloexec(), HelperExit::Failed);
 	resetSignals();
 	::clearenv();
 
-	// 3. Arguments, by a fixed grammar. Then only the fds they name survive.
-	const Args args = check(parseArgs(argc, argv), kUsage);
-	if (args.version) {
+	// 3. Arguments, by the fixed grammar (shared/helper_contract.cpp). Then
+	//    only the fds they name survive.
+	const contract::HelperArgs parsed = check(contract::parseHelperArgs(argc, argv), HelperExit::Usage);
+	if (parsed.version) {
 		std::printf("file-restore-helper %s\n", FR_VERSION);
-		return kOk;
+		return 0;
 	}
-	const int keep[] = {args.ticketFd, args.logFd};
-	closeFdsExcept(3, keep, 2);
+	const contract::StartRequest &args = parsed.start;
+	std::vector<int> keep = {args.ticketFd, args.logFd};
+	for (const contract::ImageArg &image : args.images)
+		keep.push_back(image.fd);
+	closeFdsExcept(3, keep.data(), keep.size());
 	if (::fcntl(args.ticketFd, F_GETFD) < 0)
-		die(kUsage, Error(errno, "--ticket-fd"));
+		die(HelperExit::Usage, Error(errno, "--ticket-fd"));
 	if (args.logFd >= 0) {
 		const int mode = ::fcntl(args.logFd, F_GETFL);
 		if (mode < 0)
-			die(kUsage, Error(errno, "--log-fd"));
+			die(HelperExit::Usage, Error(errno, "--log-fd"));
 		if ((mode & O_ACCMODE) == O_RDONLY)
-			die(kUsage, Error::invalid(EBADF, "--log-fd", "", "not open for writing"));
+			die(HelperExit::Usage, Error::invalid(EBADF, "--log-fd", "", "not open for writing"));
 	}
 
 	// 4. The policy: root-owned, compiled-in path; any doubt denies all.
-	const Identity caller = check(callerIdentity(), kFailed);
-	const std::optional<std::string> text = check(readPolicyFile(FR_HELPER_CONFIG), kDenied);
-	Policy policy = text ? check(parsePolicy(*text), kDenied) : defaultPolicy();
-	check(resolvePolicyNames(policy, lookupName), kDenied);
-	Caller who{caller.uid, {caller.gid}};
-	who.gids.insert(who.gids.end(), caller.groups.begin(), caller.groups.end());
-	const Grant grant = decide(policy, who);
-	if (!grant.allowed)
-		die(kDenied, Error::invalid(EPERM, "policy", FR_HELPER_CONFIG,
-					    "uid %u may not use file-restore-helper", caller.uid));
+	const Identity caller = check(callerIdentity(), HelperExit::Failed);
+	Policy policy;
+	const Grant grant = grantFor(caller, policy);
 	const std::uint32_t memory = args.memoryMiB.value_or(std::min<std::uint32_t>(256, grant.maxMemoryMiB));
 	if (memory > grant.maxMemoryMiB)
-		die(kLimit, Error::invalid(EDQUOT, "--memory", std::to_string(memory),
-					   "above the limit of %u MiB", grant.maxMemoryMiB));
+		die(HelperExit::Limit, Error::invalid(EDQUOT, "--memory", std::to_string(memory),
+						      "above the limit of %u MiB", grant.maxMemoryMiB));
 	if (args.images.size() > grant.maxDisks)
-		die(kLimit, Error::invalid(EDQUOT, "--image", "", "more than %u images", grant.maxDisks));
+		die(HelperExit::Limit, Error::invalid(EDQUOT, "--image", "", "more than %u images", grant.maxDisks));
 	const std::uint32_t idle = args.timeout.value_or(
 		std::clamp<std::uint32_t>(600, grant.timeoutMin, grant.timeoutMax));
 	if (idle < grant.timeoutMin || idle > grant.timeoutMax)
-		die(kLimit, Error::invalid(EDQUOT, "--timeout", std::to_string(idle),
-					   "outside the allowed %u..%u seconds", grant.timeoutMin,
-					   grant.timeoutMax));
+		die(HelperExit::Limit, Error::invalid(EDQUOT, "--timeout", std::to_string(idle),
+						      "outside the allowed %u..%u seconds", grant.timeoutMin,
+						      grant.timeoutMax));
 	// QEMU never runs as root: a root caller's VM runs as the policy's user.
-	const Identity qemu = caller.uid != 0 ? caller : check(accountIdentity(policy.qemuUser), kDenied);
+	const Identity qemu = caller.uid != 0 ? caller : check(accountIdentity(policy.qemuUser), HelperExit::Denied);
 	if (countRunningVms(qemu.uid, FR_QEMU_BINARY) >= grant.maxVms)
-		die(kLimit, Error::invalid(EDQUOT, "vms", "", "%u VMs already running", grant.maxVms));
+		die(HelperExit::Limit, Error::invalid(EDQUOT, "vms", "", "%u VMs already running", grant.maxVms));
 
-	// 5. Images: opened once, as the caller unless the policy grants the
-	//    directory; QEMU only ever gets the fds.
+	// 5. The caller agent: a child that has fully become the caller opens
+	//    the caller's paths. It must be able to start one more process:
+	//    QEMU, forked by root, would not be counted against RLIMIT_NPROC.
+	CallerAgent agent = check(CallerAgent::start(caller), HelperExit::Failed);
+	gAgent = &agent;
+	if (Status ok = agent.probeProcessLimit(); !ok)
+		die(ok.error().errnum() == EAGAIN ? HelperExit::Limit : HelperExit::Failed,
+		    ok.error().errnum() == EAGAIN
+			    ? Error::invalid(EAGAIN, "processes", "RLIMIT_NPROC",
+					     "the caller may not start another process")
+			    : ok.error());
 	std::vector<UniqueFd> images;
-	std::vector<std::string> formats;
-	for (const ImageArg &image : args.images) {
-		Result<UniqueFd> fd = openImage(image.path, grant.imageDirs, caller);
-		if (!fd)
-			die(imageExit(fd.error()), fd.error());
-		if (image.format == "qcow2")
-			check(checkQcow2File(fd->get(), image.path), kDenied);
-		images.push_back(std::move(*fd));
-		formats.push_back(image.format);
-	}
+	for (const contract::ImageArg &image : args.images)
+		images.push_back(openImage(image, grant, agent));
 
-	// 6. The guest channel: a reserved vsock CID, or a unix socket the
-	//    caller owns.
+	// 6. The guest channel: a reserved vsock CID (as root), or a unix socket
+	//    the agent creates as the caller.
 	UniqueFd channel;
-	std::uint32_t cid = 0;
-	if (args.transport == Transport::Vsock) {
+	std::optional<std::uint32_t> cid;
+	if (args.transport == contract::Transport::Vsock) {
 #if defined(FR_TEST_VSOCK_BUSY_BELOW)
 		// Test builds only: /dev/null stands in for /dev/vhost-vsock.
 		const VsockDevice device{"/dev/null", [](int, std::uint64_t c) {
@@ -193,72 +230,86 @@ int run(int argc, char **argv)
 #else
 		const VsockDevice device = realVsockDevice();
 #endif
-		channel = check(openVsockDevice(device), kFailed);
+		channel = check(openVsockDevice(device), HelperExit::Failed);
 		Result<std::uint32_t> reserved =
 			reserveCid(device, channel.get(), args.cid.value_or(policy.cidMin),
 				   policy.cidMin, policy.cidMax);
 		if (!reserved)
-			die(reserved.error().errnum() == EADDRINUSE ? kLimit : kFailed, reserved.error());
+			die(reserved.error().errnum() == EADDRINUSE ? HelperExit::Limit : HelperExit::Failed,
+			    reserved.error());
 		cid = *reserved;
 	} else {
-		channel = check(createSerialSocket(args.socketPath, caller), kFailed);
-		gCleanup = {args.socketPath, caller};
+		channel = check(agent.listen(args.socketPath), HelperExit::Failed);
 	}
 
-	// 7. Kernel and initramfs, as the caller; the ticket goes into a copy
-	//    of the initramfs in a sealed memfd.
+	// 7. Kernel and initramfs, opened by the agent; the ticket goes into a
+	//    copy of the initramfs in a sealed memfd.
 	const std::string imageDir = FR_IMAGE_DIR;
-	const UniqueFd kernel = check(openAsCaller(imageDir + "/vmlinuz", caller), kFailed);
-	const UniqueFd base = check(openAsCaller(imageDir + "/initramfs.img", caller), kFailed);
-	const std::string ticket = check(readTicket(args.ticketFd, 10000), kUsage);
-	const UniqueFd initramfs = check(buildInitramfs(base.get(), ticket), kFailed);
+	const UniqueFd kernel = check(agent.openFile(imageDir + "/vmlinuz"), HelperExit::Failed);
+	const UniqueFd base = check(agent.openFile(imageDir + "/initramfs.img"), HelperExit::Failed);
+	check(checkImageFd(kernel.get(), contract::ImageFormat::Raw, imageDir + "/vmlinuz"), HelperExit::Failed);
+	check(checkImageFd(base.get(), contract::ImageFormat::Raw, imageDir + "/initramfs.img"), HelperExit::Failed);
+	const std::string ticket = check(readTicket(args.ticketFd, 10000), HelperExit::Usage);
+	const UniqueFd initramfs = check(buildInitramfs(base.get(), ticket), HelperExit::Failed);
 
-	// The accelerator: KVM if QEMU's user can open it, else TCG if allowed.
-	const bool kvm = kvmUsable(qemu);
-	if (!kvm && !policy.tcgAllowed)
-		die(kDenied, Error::invalid(EPERM, "policy", "tcg", "no usable /dev/kvm and TCG is denied"));
+	// The accelerator: KVM if QEMU's user can run a vCPU with it, else TCG
+	// if allowed. QEMU's filesystem view: Landlock where the kernel has it.
+	const char *noKvm = kvmUnusableReason(qemu);
+	if (noKvm != nullptr && !policy.tcgAllowed)
+		die(HelperExit::Denied, Error::invalid(EPERM, "policy", "tcg", "KVM unusable (%s) and TCG is denied", noKvm));
+	const QemuRuleset ruleset = check(buildQemuRuleset(FR_QEMU_BINARY, imageDir, noKvm == nullptr), HelperExit::Failed);
+	if (!ruleset.fd.isValid() && policy.requireLandlock)
+		die(HelperExit::Denied, Error::invalid(EPERM, "policy", "require-landlock", "%s", ruleset.unavailable));
 
-	// 8. Fork; the child drops everything and execs QEMU.
+	// 8. Fork; the child drops everything and execs QEMU. The agent gets
+	//    QEMU's pidfd before QEMU may run: if the helper dies before step 9,
+	//    the agent kills it.
 	const UniqueFd devNull(::open("/dev/null", O_RDWR | O_CLOEXEC));
 	if (!devNull.isValid())
-		die(kFailed, Error(errno, "open", "/dev/null"));
-	const int logFd = args.logFd >= 0 ? args.logFd : devNull.get();
+		die(HelperExit::Failed, Error(errno, "open", "/dev/null"));
 	QemuConfig config;
 	config.qemuBinary = FR_QEMU_BINARY;
 	config.name = args.name;
-	config.kvm = kvm;
+	config.kvm = noKvm == nullptr;
 	config.memoryMiB = memory;
-	config.kernelCmdline = buildKernelCmdline(idle, args.transport, kvm ? std::nullopt : hostTscKhz());
+	config.kernelCmdline = buildKernelCmdline(idle, args.transport, config.kvm ? std::nullopt : hostTscKhz());
 	config.transport = args.transport;
-	config.cid = cid;
-	config.formats = formats;
+	config.cid = cid.value_or(0);
+	QemuFds fds{devNull.get(), args.logFd >= 0 ? args.logFd : devNull.get(), kernel.get(),
+		    initramfs.get(), channel.get(), {}};
+	for (std::size_t i = 0; i < images.size(); ++i) {
+		config.formats.push_back(args.images[i].format);
+		fds.images.push_back(images[i].get());
+	}
+	const QemuCommand command = buildQemuCommand(config, fds);
 	Launch launchSpec;
 	launchSpec.identity = qemu;
 	launchSpec.binary = FR_QEMU_BINARY;
-	launchSpec.argv = buildQemuArgv(config);
+	launchSpec.argv = command.argv;
 	launchSpec.env = {"PATH=/usr/bin:/bin", "LC_ALL=C"};
-	launchSpec.fds = {devNull.get(), logFd, logFd, kernel.get(), initramfs.get(), channel.get()};
-	for (const UniqueFd &image : images)
-		launchSpec.fds.push_back(image.get());
+	launchSpec.fds = command.fds;
 	launchSpec.filter = kQemuSeccompFilter;
 	launchSpec.filterLength = sizeof(kQemuSeccompFilter) / sizeof(kQemuSeccompFilter[0]);
-	const pid_t pid = check(launch(launchSpec), kFailed);
+	launchSpec.landlockRuleset = ruleset.fd.get();
+	launchSpec.forked = [&agent](pid_t pid) -> Status {
+		const UniqueFd pidfd(static_cast<int>(::syscall(SYS_pidfd_open, pid, 0)));
+		if (!pidfd.isValid())
+			return Error(errno, "pidfd_open", "QEMU");
+		return agent.watch(pidfd.get());
+	};
+	const pid_t pid = check(launch(launchSpec), HelperExit::Failed);
 
-	// 9. Success: exactly one line on stdout.
-	if (!kvm)
-		logf(LogLevel::Warning, "no usable /dev/kvm: QEMU runs under TCG (slow)");
-	if (args.transport == Transport::Vsock)
-		std::printf("{\"pid\":%d,\"cid\":%u}\n", pid, cid);
-	else
-		std::printf("{\"pid\":%d,\"cid\":null}\n", pid);
-	if (std::fflush(stdout) != 0) {
-		// Nobody learns of this VM: stop it rather than leave it behind.
-		const int flushErrno = errno;
-		::kill(pid, SIGKILL);
-		::waitpid(pid, nullptr, 0);
-		die(kFailed, Error(flushErrno, "write", "stdout"));
-	}
-	return kOk;
+	// 9. Success: exactly one line on stdout; then the agent lets go.
+	if (noKvm != nullptr)
+		logf(LogLevel::Warning, "KVM unusable (%s): QEMU runs under TCG (slow)", noKvm);
+	if (!ruleset.fd.isValid())
+		logf(LogLevel::Warning, "QEMU runs without Landlock: %s", ruleset.unavailable);
+	const std::string line = contract::startLine(pid, cid);
+	if (std::fputs(line.c_str(), stdout) < 0 || std::fflush(stdout) != 0)
+		die(HelperExit::Failed, Error(errno, "write", "stdout")); // the agent kills QEMU
+	agent.finish(true);
+	gAgent = nullptr;
+	return 0;
 }
 
 } // namespace

@@ -14,6 +14,7 @@
 #include <cerrno>
 #include <cstring>
 
+#include "helper/landlock.h"
 #include "shared/unique_fd.h"
 
 namespace fr::helper {
@@ -90,36 +91,64 @@ namespace {
 	::_exit(127);
 }
 
-[[noreturn]] void child(const Launch &l, char *const *argv, char *const *envp, int pipeFd) noexcept
+struct ChildPipes {
+	int error; // write end: an Error, or EOF at exec
+	int go;    // read end: one byte from the parent, EOF if it died
+};
+
+[[noreturn]] void child(const Launch &l, char *const *argv, char *const *envp, ChildPipes p,
+			pid_t parent) noexcept
 {
 	if (::setsid() < 0)
-		childFail(pipeFd, Error(errno, "setsid"));
+		childFail(p.error, Error(errno, "setsid"));
 	// First every wanted fd goes above the final layout (so no dup2 below
-	// can clobber a source), then down into place; the error pipe stays
-	// close-on-exec above it all.
+	// can clobber a source), then down into place; the pipes and the
+	// ruleset stay close-on-exec above it all.
 	const int count = static_cast<int>(l.fds.size());
 	int temps[128];
 	if (l.fds.size() > sizeof(temps) / sizeof(temps[0]))
-		childFail(pipeFd, Error(E2BIG, "fd layout"));
+		childFail(p.error, Error(E2BIG, "fd layout"));
 	for (int i = 0; i < count; ++i) {
 		temps[i] = ::fcntl(l.fds[static_cast<std::size_t>(i)], F_DUPFD_CLOEXEC, count + 1);
 		if (temps[i] < 0)
-			childFail(pipeFd, Error(errno, "fcntl(F_DUPFD_CLOEXEC)"));
+			childFail(p.error, Error(errno, "fcntl(F_DUPFD_CLOEXEC)"));
 	}
-	pipeFd = ::fcntl(pipeFd, F_DUPFD_CLOEXEC, count + 1);
-	if (pipeFd < 0)
+	int keep[3] = {::fcntl(p.error, F_DUPFD_CLOEXEC, count + 1), ::fcntl(p.go, F_DUPFD_CLOEXEC, count + 1),
+		       l.landlockRuleset >= 0 ? ::fcntl(l.landlockRuleset, F_DUPFD_CLOEXEC, count + 1) : -1};
+	if (keep[0] < 0)
 		::_exit(127);
+	p = {keep[0], keep[1]};
+	if (p.go < 0 || (l.landlockRuleset >= 0 && keep[2] < 0))
+		childFail(p.error, Error(errno, "fcntl(F_DUPFD_CLOEXEC)"));
 	for (int i = 0; i < count; ++i)
 		if (::dup2(temps[i], i) != i) // dup2 clears FD_CLOEXEC on the copy
-			childFail(pipeFd, Error(errno, "dup2"));
+			childFail(p.error, Error(errno, "dup2"));
 	for (int i = 0; i < count; ++i)
 		::close(temps[i]);
-	closeFdsExcept(count, &pipeFd, 1);
+	closeFdsExcept(count, keep, 3);
 
 	if (Status dropped = dropPrivileges(l.identity); !dropped)
-		childFail(pipeFd, dropped.error());
+		childFail(p.error, dropped.error());
+	// Dies with the helper until the go (set after the identity change,
+	// which clears it); the helper may already be gone.
+	if (::prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0) != 0 || ::getppid() != parent)
+		::_exit(127);
 	if (::prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0)
-		childFail(pipeFd, Error(errno, "prctl(PR_SET_NO_NEW_PRIVS)"));
+		childFail(p.error, Error(errno, "prctl(PR_SET_NO_NEW_PRIVS)"));
+	if (keep[2] >= 0) {
+		if (Status ok = restrictToRuleset(keep[2]); !ok)
+			childFail(p.error, ok.error());
+		::close(keep[2]);
+	}
+	char go = 0;
+	while (::read(p.go, &go, 1) < 0 && errno == EINTR) {
+	}
+	if (go != 'g')
+		::_exit(127); // the parent failed or died
+	::close(p.go);
+	// From here the caller agent, holding QEMU's pidfd, undoes the start
+	// if the helper dies before it reports.
+	(void)::prctl(PR_SET_PDEATHSIG, 0, 0, 0, 0);
 	(void)::signal(SIGXFSZ, SIG_DFL);
 	(void)::signal(SIGPIPE, SIG_DFL);
 	// Seccomp last: nothing after it but execve.
@@ -127,9 +156,9 @@ namespace {
 	prog.len = static_cast<unsigned short>(l.filterLength);
 	prog.filter = const_cast<sock_filter *>(static_cast<const sock_filter *>(l.filter));
 	if (::syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, 0, &prog) != 0)
-		childFail(pipeFd, Error(errno, "seccomp(SECCOMP_SET_MODE_FILTER)"));
+		childFail(p.error, Error(errno, "seccomp(SECCOMP_SET_MODE_FILTER)"));
 	::execve(l.binary.c_str(), argv, envp);
-	childFail(pipeFd, Error(errno, "execve", l.binary));
+	childFail(p.error, Error(errno, "execve", l.binary));
 }
 
 } // namespace
@@ -145,17 +174,33 @@ Result<pid_t> launch(const Launch &l)
 		envp.push_back(const_cast<char *>(e.c_str()));
 	envp.push_back(nullptr);
 
-	int pipeFds[2];
-	if (::pipe2(pipeFds, O_CLOEXEC) != 0)
+	int errorPipe[2], goPipe[2];
+	if (::pipe2(errorPipe, O_CLOEXEC) != 0)
 		return Error(errno, "pipe2");
-	UniqueFd readEnd(pipeFds[0]);
-	UniqueFd writeEnd(pipeFds[1]);
+	UniqueFd readEnd(errorPipe[0]);
+	UniqueFd writeEnd(errorPipe[1]);
+	if (::pipe2(goPipe, O_CLOEXEC) != 0)
+		return Error(errno, "pipe2");
+	UniqueFd goRead(goPipe[0]);
+	UniqueFd goWrite(goPipe[1]);
+	const pid_t parent = ::getpid();
 	const pid_t pid = ::fork();
 	if (pid < 0)
 		return Error(errno, "fork");
 	if (pid == 0)
-		child(l, argv.data(), envp.data(), writeEnd.get());
+		child(l, argv.data(), envp.data(), {writeEnd.get(), goRead.get()}, parent);
 	writeEnd.reset();
+	goRead.reset();
+	Status forked = l.forked ? l.forked(pid) : Status();
+	if (forked && ::write(goWrite.get(), "g", 1) != 1)
+		forked = Error(errno, "write", "launch go");
+	goWrite.reset();
+	if (!forked) {
+		::kill(pid, SIGKILL);
+		while (::waitpid(pid, nullptr, 0) < 0 && errno == EINTR) {
+		}
+		return forked.error();
+	}
 
 	// EOF without data: the exec happened (the pipe closed on exec).
 	alignas(Error) char buf[sizeof(Error)];

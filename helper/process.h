@@ -6,6 +6,7 @@
 #include <sys/types.h>
 
 #include <cstddef>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -47,14 +48,20 @@ struct Launch {
 	std::vector<int> fds;
 	const void *filter = nullptr;       // struct sock_filter[]
 	std::size_t filterLength = 0;       // number of instructions
+	int landlockRuleset = -1;           // helper/landlock.h; -1: none
+	// Runs in the parent once the child exists and before it may exec:
+	// the caller agent takes QEMU's pidfd here (helper/caller_agent.h).
+	std::function<Status(pid_t)> forked;
 };
 
 // Forks; the child enters a new session, moves `fds` into place and closes
-// everything else, drops to `identity` (dropPrivileges), sets no_new_privs,
-// installs the seccomp filter last and execs `binary`. The parent learns
-// from a close-on-exec pipe whether the exec happened. Returns the child's
-// pid once QEMU runs; Error: the step that failed in the child (which has
-// then exited and been reaped) or fork's errno.
+// everything else, drops to `identity` (dropPrivileges), dies with the
+// helper (PR_SET_PDEATHSIG) until the parent's go, sets no_new_privs,
+// restricts itself with the Landlock ruleset, waits for the go, installs
+// the seccomp filter last and execs `binary`. The parent runs `forked`,
+// gives the go and learns from a close-on-exec pipe whether the exec
+// happened. Returns the child's pid once QEMU runs; Error: the step that
+// failed (the child has then exited and been reaped) or fork's errno.
 Result<pid_t> launch(const Launch &launch);
 
 } // namespace fr::helper

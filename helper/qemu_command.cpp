@@ -5,6 +5,32 @@
 
 namespace fr::helper {
 
+namespace {
+
+// Places `fd` at QEMU's next fd number and returns that number.
+int place(QemuCommand &cmd, int fd)
+{
+	cmd.fds.push_back(fd);
+	return static_cast<int>(cmd.fds.size()) - 1;
+}
+
+// An image's -blockdev: JSON because only JSON can say "backing": null; an
+// explicit driver, so QEMU never probes the format.
+std::string blockdev(ImageFormat format, const std::string &node, int fd, const std::string &fdset)
+{
+	std::string json = "{\"driver\":\"";
+	json += contract::formatName(format);
+	json += "\",\"node-name\":\"" + node + "\",\"read-only\":true,";
+	if (format == ImageFormat::Nbd)
+		return json + "\"server\":{\"type\":\"fd\",\"str\":\"" + std::to_string(fd) + "\"}}";
+	if (format == ImageFormat::Qcow2 || format == ImageFormat::Vmdk)
+		json += "\"backing\":null,";
+	return json + "\"file\":{\"driver\":\"file\",\"filename\":\"/dev/fdset/" + fdset +
+	       "\",\"read-only\":true}}";
+}
+
+} // namespace
+
 std::string buildKernelCmdline(std::uint32_t idleSeconds, Transport transport,
 			       std::optional<std::uint64_t> tscKhz)
 {
@@ -15,23 +41,30 @@ std::string buildKernelCmdline(std::uint32_t idleSeconds, Transport transport,
 	if (tscKhz)
 		cmdline += " tsc_early_khz=" + std::to_string(*tscKhz);
 	cmdline += std::string(" ") + abi::kCmdlineIdleTimeout + "=" + std::to_string(idleSeconds);
-	cmdline += std::string(" ") + abi::kCmdlineTransport + "=" +
-		   (transport == Transport::Vsock ? "vsock" : "serial");
+	cmdline += std::string(" ") + abi::kCmdlineTransport + "=" + contract::transportName(transport);
 	return cmdline;
 }
 
-std::vector<std::string> buildQemuArgv(const QemuConfig &c)
+QemuCommand buildQemuCommand(const QemuConfig &c, const QemuFds &fds)
 {
-	const auto fd = [](int n) { return "/proc/self/fd/" + std::to_string(n); };
-	std::vector<std::string> argv = {
+	QemuCommand cmd;
+	place(cmd, fds.devNull);
+	place(cmd, fds.log);
+	place(cmd, fds.log);
+	// QEMU's -kernel/-initrd loaders use open(), not /dev/fdset; QEMU
+	// reopens its own fds through /proc/self/fd.
+	const std::string kernel = "/proc/self/fd/" + std::to_string(place(cmd, fds.kernel));
+	const std::string initrd = "/proc/self/fd/" + std::to_string(place(cmd, fds.initrd));
+	const std::string channel = std::to_string(place(cmd, fds.channel));
+	cmd.argv = {
 		c.qemuBinary,
-		"-name", std::string("guest=") + abi::kQemuNamePrefix + c.name,
+		"-name", contract::qemuNameArgument(c.name),
 		"-machine", "microvm",
 		"-accel", c.kvm ? "kvm" : "tcg",
 	};
 	if (c.kvm)
-		argv.insert(argv.end(), {"-cpu", "host"});
-	argv.insert(argv.end(), {
+		cmd.argv.insert(cmd.argv.end(), {"-cpu", "host"});
+	cmd.argv.insert(cmd.argv.end(), {
 		"-m", std::to_string(c.memoryMiB),
 		"-smp", "1",
 		"-nodefaults", "-no-user-config", "-nic", "none", "-display", "none",
@@ -39,42 +72,31 @@ std::vector<std::string> buildQemuArgv(const QemuConfig &c)
 		"-sandbox", "on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny",
 		// The console: QEMU's stdout is the caller's --log-fd.
 		"-serial", "stdio",
-		// QEMU's -kernel/-initrd loaders use open(), not /dev/fdset; QEMU
-		// reopens its own fds through /proc/self/fd.
-		"-kernel", fd(kQemuFdKernel),
-		"-initrd", fd(kQemuFdInitrd),
+		"-kernel", kernel,
+		"-initrd", initrd,
 		"-append", c.kernelCmdline,
 	});
-	for (std::size_t i = 0; i < c.formats.size(); ++i) {
+	for (std::size_t i = 0; i < c.formats.size() && i < fds.images.size(); ++i) {
 		const std::string n = std::to_string(i);
 		const std::string serial = abi::kDiskSerialPrefix + n;
-		argv.insert(argv.end(), {"-add-fd", "fd=" + std::to_string(kQemuFdFirstImage + static_cast<int>(i)) + ",set=" + n});
-		// JSON because only JSON can say "backing": null. An explicit
-		// driver: QEMU never probes the format.
-		std::string blockdev = "{\"driver\":\"" + c.formats[i] + "\",\"node-name\":\"" + serial +
-				       "\",\"read-only\":true,";
-		if (c.formats[i] == "qcow2" || c.formats[i] == "vmdk")
-			blockdev += "\"backing\":null,";
-		blockdev += "\"file\":{\"driver\":\"file\",\"filename\":\"/dev/fdset/" + n +
-			    "\",\"read-only\":true}}";
-		std::string device = "virtio-blk-device,drive=";
-		device += serial;
-		device += ",serial=";
-		device += serial;
-		device += ",scsi=off";
-		argv.insert(argv.end(), {"-blockdev", blockdev, "-device", device});
+		const int fd = place(cmd, fds.images[i]);
+		if (c.formats[i] != ImageFormat::Nbd)
+			cmd.argv.insert(cmd.argv.end(), {"-add-fd", "fd=" + std::to_string(fd) + ",set=" + n});
+		cmd.argv.insert(cmd.argv.end(), {"-blockdev", blockdev(c.formats[i], serial, fd, n), "-device",
+						 "virtio-blk-device,drive=" + serial + ",serial=" + serial +
+							 ",scsi=off"});
 	}
 	if (c.transport == Transport::Vsock) {
-		argv.insert(argv.end(), {"-device", "vhost-vsock-device,guest-cid=" + std::to_string(c.cid) +
-							    ",vhostfd=" + std::to_string(kQemuFdChannel)});
+		cmd.argv.insert(cmd.argv.end(), {"-device", "vhost-vsock-device,guest-cid=" + std::to_string(c.cid) +
+								    ",vhostfd=" + channel});
 	} else {
-		argv.insert(argv.end(), {
-			"-chardev", "socket,id=frchannel,fd=" + std::to_string(kQemuFdChannel) + ",server=on,wait=off",
+		cmd.argv.insert(cmd.argv.end(), {
+			"-chardev", "socket,id=frchannel,fd=" + channel + ",server=on,wait=off",
 			"-device", "virtio-serial-device",
 			"-device", std::string("virtserialport,chardev=frchannel,name=") + abi::kSerialPortName,
 		});
 	}
-	return argv;
+	return cmd;
 }
 
 } // namespace fr::helper

@@ -2,24 +2,21 @@
 #pragma once
 
 // QEMU's command line and the guest kernel's, built from checked values
-// only. Pure functions: the golden test pins their output.
+// only, and QEMU's fd layout with it: each fd gets its number in QEMU where
+// the argument naming it is written, so the two cannot drift apart. Pure
+// functions: the golden test pins their output.
 
 #include <cstdint>
 #include <optional>
 #include <string>
 #include <vector>
 
-#include "helper/args.h"
+#include "shared/helper_contract.h"
 
 namespace fr::helper {
 
-// QEMU's fds, fixed so that the command line does not depend on which fd
-// numbers the helper happened to get. The child moves everything into this
-// layout right before exec and closes the rest.
-inline constexpr int kQemuFdKernel = 3;
-inline constexpr int kQemuFdInitrd = 4;
-inline constexpr int kQemuFdChannel = 5; // vhost-vsock device or the listening unix socket
-inline constexpr int kQemuFdFirstImage = 6;
+using contract::ImageFormat;
+using contract::Transport;
 
 struct QemuConfig {
 	std::string qemuBinary;
@@ -29,7 +26,22 @@ struct QemuConfig {
 	std::string kernelCmdline;
 	Transport transport = Transport::Serial;
 	std::uint32_t cid = 0;      // vsock only
-	std::vector<std::string> formats; // one per image, in --image order
+	std::vector<ImageFormat> formats; // one per image, in --image order
+};
+
+// The helper's fds for QEMU (borrowed), before they are moved into place.
+struct QemuFds {
+	int devNull = -1;           // QEMU's stdin
+	int log = -1;               // its stdout and stderr: the serial console
+	int kernel = -1;
+	int initrd = -1;
+	int channel = -1;           // /dev/vhost-vsock or the listening socket
+	std::vector<int> images;    // in --image order
+};
+
+struct QemuCommand {
+	std::vector<std::string> argv; // argv[0] = qemuBinary
+	std::vector<int> fds;          // the helper's fd to place at QEMU's fd i
 };
 
 // The guest kernel's command line: console on the serial port, quiet, no
@@ -38,7 +50,8 @@ struct QemuConfig {
 std::string buildKernelCmdline(std::uint32_t idleSeconds, Transport transport,
 			       std::optional<std::uint64_t> tscKhz);
 
-// argv for execve, argv[0] = qemuBinary.
-std::vector<std::string> buildQemuArgv(const QemuConfig &config);
+// QEMU's argv and fd layout: 0 /dev/null, 1 and 2 the log, then kernel,
+// initrd, channel and the images in that order.
+QemuCommand buildQemuCommand(const QemuConfig &config, const QemuFds &fds);
 
 } // namespace fr::helper

@@ -41,12 +41,29 @@ std::size_t prefix(char *buf, std::size_t size) noexcept
 	return static_cast<std::size_t>(n) < size ? static_cast<std::size_t>(n) : size - 1;
 }
 
+// Writes the message as one line: every control byte in it (ESC, CR, a
+// newline from some argument, DEL) as \xHH, so that what callers passed
+// can neither drive the reader's terminal nor forge a second line.
 void finish(char *buf, std::size_t size, std::size_t len) noexcept
 {
 	if (len >= size - 1)
-		len = size - 2; // truncated: keep room for the newline
-	buf[len++] = '\n';
-	writeAll(gFd, buf, len);
+		len = size - 2; // truncated
+	char out[4 * 1024 + 2];
+	std::size_t n = 0;
+	for (std::size_t i = 0; i < len && n + 5 < sizeof(out); ++i) {
+		const auto c = static_cast<unsigned char>(buf[i]);
+		if (c >= 0x20 && c != 0x7f) {
+			out[n++] = static_cast<char>(c);
+			continue;
+		}
+		static const char hex[] = "0123456789abcdef";
+		out[n++] = '\\';
+		out[n++] = 'x';
+		out[n++] = hex[c >> 4];
+		out[n++] = hex[c & 15];
+	}
+	out[n++] = '\n';
+	writeAll(gFd, out, n);
 }
 
 } // namespace

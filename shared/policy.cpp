@@ -179,7 +179,7 @@ Result<Policy> parsePolicy(std::string_view text)
 	Policy policy;
 	if (text.size() > kPolicyMaxBytes)
 		return Error::invalid(EFBIG, "policy", "", "larger than %zu bytes", kPolicyMaxBytes);
-	bool seenQemuUser = false, seenTcg = false, seenCid = false;
+	bool seenQemuUser = false, seenTcg = false, seenCid = false, seenLandlock = false;
 	std::size_t number1 = 0;
 	while (!text.empty()) {
 		++number1;
@@ -230,6 +230,12 @@ Result<Policy> parsePolicy(std::string_view text)
 				return lineError(line, "expected one 'tcg allow|deny' line");
 			policy.tcgAllowed = line.tokens[1] == "allow";
 			seenTcg = true;
+		} else if (keyword == "require-landlock") {
+			if (seenLandlock || line.count != 2 ||
+			    (line.tokens[1] != "yes" && line.tokens[1] != "no"))
+				return lineError(line, "expected one 'require-landlock yes|no' line");
+			policy.requireLandlock = line.tokens[1] == "yes";
+			seenLandlock = true;
 		} else if (keyword == "cid-range") {
 			if (seenCid || line.count != 3)
 				return lineError(line, "expected one 'cid-range MIN MAX' line");

@@ -4,7 +4,7 @@
 // The helper's policy file (docs/helper-policy.md): a small line-based
 // format, root-owned, read by the setuid helper. This is the parser and the
 // decision logic only; the helper opens and checks the file itself
-// (helper/policy_file.cpp). Nothing here touches the system: user and group
+// (helper/files.cpp, readPolicyFile). Nothing here touches the system: user and group
 // names are resolved through a callback, so the parser can be fuzzed and
 // unit-tested.
 
@@ -52,6 +52,9 @@ struct Policy {
 	std::vector<LimitRule> limitRules; // in file order; `limit` lines without "user/group" apply to everyone
 	std::string qemuUser = "nobody";    // the user QEMU runs as when the caller is root
 	bool tcgAllowed = true;
+	// Refuse to start QEMU where the kernel offers no Landlock (otherwise
+	// the helper says once that QEMU runs without it, and goes on).
+	bool requireLandlock = false;
 	std::uint32_t cidMin = 10;
 	std::uint32_t cidMax = 65535;
 };
@@ -70,8 +73,9 @@ inline constexpr std::uint32_t kMaxMemoryMiBHard = 65536;
 inline constexpr std::uint32_t kMaxTimeoutHard = 7 * 24 * 3600;
 inline constexpr std::size_t kPolicyMaxBytes = std::size_t{64} * 1024;
 
-// The policy in effect when there is no policy file: every user may use
-// the helper for images they can read themselves, built-in limits.
+// The policy in effect for a root caller when there is no policy file
+// (root may always use the helper): built-in limits. Other callers are
+// denied without a policy file.
 Policy defaultPolicy();
 
 // Parses the policy text. Error (EINVAL) names the line number and what was

@@ -3,6 +3,8 @@
 // same through the installed helper).
 #include "helper/files.h"
 
+#include <sys/syscall.h>
+
 #include <fcntl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -16,6 +18,7 @@
 
 #include <gtest/gtest.h>
 
+#include "helper/caller_agent.h"
 #include "shared/policy.h"
 #include "tests/support/support.h"
 
@@ -41,9 +44,23 @@ protected:
 	Identity self_;
 };
 
+// What the helper does with an image the caller agent opened: the agent's
+// open (as the caller), then checkImageFd (regular file, disk filesystem,
+// header) and O_NONBLOCK cleared.
+Result<UniqueFd> openChecked(CallerAgent &agent, const std::string &path)
+{
+	Result<UniqueFd> fd = agent.openImage(path);
+	if (!fd)
+		return fd;
+	if (Status ok = checkImageFd(fd->get(), contract::ImageFormat::Raw, path); !ok)
+		return ok.error();
+	return fd;
+}
+
 TEST_F(Files, OpensARegularImageReadOnlyWithoutNonblock)
 {
-	Result<UniqueFd> fd = openImage(file("a,b=c.img"), {}, self_);
+	CallerAgent agent = CallerAgent::start(self_).value();
+	Result<UniqueFd> fd = openChecked(agent, file("a,b=c.img"));
 	ASSERT_TRUE(fd) << fd.error().message();
 	const int flags = ::fcntl(fd->get(), F_GETFL);
 	EXPECT_EQ(flags & O_ACCMODE, O_RDONLY);
@@ -53,6 +70,7 @@ TEST_F(Files, OpensARegularImageReadOnlyWithoutNonblock)
 
 TEST_F(Files, RefusesSymlinksFifosDirectoriesDevicesAndMagicLinks)
 {
+	CallerAgent agent = CallerAgent::start(self_).value();
 	const std::string target = file("target.img");
 	ASSERT_EQ(::symlink(target.c_str(), (dir_ + "/link.img").c_str()), 0);
 	ASSERT_EQ(::mkfifo((dir_ + "/fifo").c_str(), 0600), 0);
@@ -71,10 +89,12 @@ TEST_F(Files, RefusesSymlinksFifosDirectoriesDevicesAndMagicLinks)
 		{"/proc/self/fd/0", ELOOP},
 		{"/proc/1/root/etc/hostname", ELOOP},
 		{"/proc/self/exe", ELOOP},
+		{"/proc/version", EPERM},
+		{"/sys/kernel/notes", EPERM},
 	};
 	for (const Case &c : cases) {
 		const auto start = std::chrono::steady_clock::now();
-		Result<UniqueFd> fd = openImage(c.path, {}, self_);
+		Result<UniqueFd> fd = openChecked(agent, c.path);
 		ASSERT_FALSE(fd) << c.path;
 		EXPECT_EQ(fd.error().errnum(), c.errnum) << c.path << ": " << fd.error().message();
 		// A FIFO without a writer must not hang the helper.
@@ -90,18 +110,19 @@ TEST_F(Files, GrantedDirectoryStaysBeneathItself)
 	ASSERT_EQ(::symlink(img.c_str(), (dir_ + "/granted/escape.img").c_str()), 0);
 	ASSERT_EQ(::symlink("..", (dir_ + "/granted/up").c_str()), 0);
 	const std::vector<std::string> granted = {dir_ + "/granted"};
-	EXPECT_TRUE(openImage(dir_ + "/granted/ok.img", granted, self_));
-	Result<UniqueFd> escape = openImage(dir_ + "/granted/escape.img", granted, self_);
+	EXPECT_FALSE(openGrantedImage(img, granted)) << "not below a granted directory";
+	EXPECT_TRUE(*openGrantedImage(dir_ + "/granted/ok.img", granted));
+	Result<UniqueFd> escape = *openGrantedImage(dir_ + "/granted/escape.img", granted);
 	ASSERT_FALSE(escape);
 	EXPECT_EQ(escape.error().errnum(), ELOOP);
-	EXPECT_FALSE(openImage(dir_ + "/granted/up/in.img", granted, self_));
+	EXPECT_FALSE(*openGrantedImage(dir_ + "/granted/up/in.img", granted));
 	// /proc is another mount: RESOLVE_NO_XDEV.
 	if (::getuid() == 0) {
-		EXPECT_FALSE(openImage("/proc/self/status", {"/proc"}, self_));
+		EXPECT_FALSE(*openGrantedImage("/proc/self/status", {"/proc"}));
 	}
 }
 
-TEST_F(Files, OtherUsersFilesNeedTheirPermission)
+TEST_F(Files, TheAgentHasFullyBecomeTheCaller)
 {
 	if (::geteuid() != 0)
 		GTEST_SKIP() << "needs root to create another user's file";
@@ -109,41 +130,81 @@ TEST_F(Files, OtherUsersFilesNeedTheirPermission)
 	const test::TestUser user = test::testUser();
 	::chmod(dir_.c_str(), 0755);
 	test::writeFile(dir_ + "/secret.img", "s", 0600, other.uid, other.gid);
-	Identity caller{user.uid, user.gid, user.groups};
-	// fsuid only: the supplementary groups of this (root) test process are
-	// root's, so give the caller none of its own here.
-	Result<UniqueFd> fd = openImage(dir_ + "/secret.img", {}, caller);
+	CallerAgent agent = CallerAgent::start({user.uid, user.gid, user.groups}).value();
+	Result<UniqueFd> fd = agent.openImage(dir_ + "/secret.img");
 	ASSERT_FALSE(fd);
 	EXPECT_EQ(fd.error().errnum(), EACCES);
+	// Capabilities would pass procfs's ptrace check on root's processes.
+	Result<UniqueFd> maps = agent.openImage("/proc/1/environ");
+	ASSERT_FALSE(maps);
+	EXPECT_EQ(maps.error().errnum(), EACCES);
 	// The same file through a directory the policy grants: opened as root.
-	EXPECT_TRUE(openImage(dir_ + "/secret.img", {dir_}, caller));
-	// And the fs identity is root again afterwards.
-	EXPECT_TRUE(openImage(dir_ + "/secret.img", {}, self_));
+	EXPECT_TRUE(*openGrantedImage(dir_ + "/secret.img", {dir_}));
+	// A root caller's agent stays root.
+	CallerAgent rootAgent = CallerAgent::start(self_).value();
+	EXPECT_TRUE(rootAgent.openImage(dir_ + "/secret.img"));
 }
 
-TEST_F(Files, SerialSocketIsTheCallersWithMode0600AndNeverReplacesAPath)
+TEST_F(Files, SerialSocketIsTheCallersAndUndoneUnlessKept)
 {
 	const std::string path = dir_ + "/s.sock";
-	Result<UniqueFd> fd = createSerialSocket(path, self_);
-	ASSERT_TRUE(fd) << fd.error().message();
+	{
+		CallerAgent agent = CallerAgent::start(self_).value();
+		Result<UniqueFd> fd = agent.listen(path);
+		ASSERT_TRUE(fd) << fd.error().message();
+		struct stat st {};
+		ASSERT_EQ(::lstat(path.c_str(), &st), 0);
+		EXPECT_TRUE(S_ISSOCK(st.st_mode));
+		EXPECT_EQ(st.st_mode & 07777, 0600U);
+		EXPECT_EQ(st.st_uid, ::getuid());
+		int listening = 0;
+		socklen_t len = sizeof(listening);
+		ASSERT_EQ(::getsockopt(fd->get(), SOL_SOCKET, SO_ACCEPTCONN, &listening, &len), 0);
+		EXPECT_EQ(listening, 1);
+		Result<UniqueFd> again = agent.listen(path);
+		ASSERT_FALSE(again);
+		EXPECT_EQ(again.error().errnum(), EADDRINUSE);
+		const std::string link = dir_ + "/dangling";
+		ASSERT_EQ(::symlink((dir_ + "/nowhere").c_str(), link.c_str()), 0);
+		EXPECT_FALSE(agent.listen(link));
+		EXPECT_NE(::access((dir_ + "/nowhere").c_str(), F_OK), 0);
+		agent.finish(false);
+		EXPECT_NE(::lstat(path.c_str(), &st), 0) << "not removed on failure";
+	}
+	CallerAgent agent = CallerAgent::start(self_).value();
+	ASSERT_TRUE(agent.listen(path));
+	agent.finish(true);
 	struct stat st {};
-	ASSERT_EQ(::lstat(path.c_str(), &st), 0);
-	EXPECT_TRUE(S_ISSOCK(st.st_mode));
-	EXPECT_EQ(st.st_mode & 07777, 0600U);
-	EXPECT_EQ(st.st_uid, ::getuid());
-	int listening = 0;
-	socklen_t len = sizeof(listening);
-	ASSERT_EQ(::getsockopt(fd->get(), SOL_SOCKET, SO_ACCEPTCONN, &listening, &len), 0);
-	EXPECT_EQ(listening, 1);
-	Result<UniqueFd> again = createSerialSocket(path, self_);
-	ASSERT_FALSE(again);
-	EXPECT_EQ(again.error().errnum(), EADDRINUSE);
-	const std::string link = dir_ + "/dangling";
-	ASSERT_EQ(::symlink((dir_ + "/nowhere").c_str(), link.c_str()), 0);
-	EXPECT_FALSE(createSerialSocket(link, self_));
-	EXPECT_NE(::access((dir_ + "/nowhere").c_str(), F_OK), 0);
-	removeSerialSocket(path, self_);
-	EXPECT_NE(::lstat(path.c_str(), &st), 0);
+	EXPECT_EQ(::lstat(path.c_str(), &st), 0) << "removed although the start succeeded";
+}
+
+TEST_F(Files, TheAgentKillsTheWatchedProcessUnlessKept)
+{
+	for (bool keep : {false, true}) {
+		const pid_t pid = ::fork();
+		if (pid == 0) {
+			for (;;)
+				::pause();
+		}
+		const int pidfd = static_cast<int>(::syscall(SYS_pidfd_open, pid, 0));
+		ASSERT_GE(pidfd, 0);
+		{
+			CallerAgent agent = CallerAgent::start(self_).value();
+			ASSERT_TRUE(agent.watch(pidfd));
+			if (keep)
+				agent.finish(true);
+		} // a helper that failed (or died): the agent's channel closes
+		int status = 0;
+		const pid_t reaped = ::waitpid(pid, &status, WNOHANG);
+		EXPECT_EQ(reaped == pid, !keep);
+		if (reaped == pid) {
+			EXPECT_TRUE(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
+		} else {
+			::kill(pid, SIGKILL);
+			::waitpid(pid, nullptr, 0);
+		}
+		::close(pidfd);
+	}
 }
 
 TEST_F(Files, TicketComesFromAPipeExactly)

@@ -3,6 +3,7 @@
 // here is a change to what every VM runs with; review it as such.
 #include "helper/qemu_command.h"
 
+#include <algorithm>
 #include <string>
 #include <vector>
 
@@ -10,6 +11,15 @@
 
 namespace fr::helper {
 namespace {
+
+// The helper's fds (made-up numbers): QEMU's layout is built from them.
+QemuFds fds(int images)
+{
+	QemuFds f{100, 101, 102, 103, 104, {}};
+	for (int i = 0; i < images; ++i)
+		f.images.push_back(200 + i);
+	return f;
+}
 
 TEST(QemuCommand, KernelCmdlineUnderTcg)
 {
@@ -30,7 +40,7 @@ TEST(QemuCommand, GoldenSerialTcgTwoDisks)
 	c.memoryMiB = 256;
 	c.kernelCmdline = buildKernelCmdline(600, Transport::Serial, 2500000);
 	c.transport = Transport::Serial;
-	c.formats = {"qcow2", "raw"};
+	c.formats = {ImageFormat::Qcow2, ImageFormat::Raw};
 	const std::vector<std::string> expected = {
 		"/usr/bin/qemu-system-x86_64",
 		"-name", "guest=file-restore:qemu_backup-vm-100-2026\\x2d11",
@@ -62,7 +72,10 @@ TEST(QemuCommand, GoldenSerialTcgTwoDisks)
 		"-device", "virtio-serial-device",
 		"-device", "virtserialport,chardev=frchannel,name=org.file-restore.0",
 	};
-	EXPECT_EQ(buildQemuArgv(c), expected);
+	const QemuCommand cmd = buildQemuCommand(c, fds(2));
+	EXPECT_EQ(cmd.argv, expected);
+	// Each fd sits where its argument says: 3 kernel, 4 initrd, 5 channel, 6.. images.
+	EXPECT_EQ(cmd.fds, (std::vector<int>{100, 101, 101, 102, 103, 104, 200, 201}));
 }
 
 TEST(QemuCommand, GoldenVsockKvm)
@@ -75,8 +88,8 @@ TEST(QemuCommand, GoldenVsockKvm)
 	c.kernelCmdline = "k";
 	c.transport = Transport::Vsock;
 	c.cid = 4242;
-	c.formats = {"vmdk"};
-	const std::vector<std::string> argv = buildQemuArgv(c);
+	c.formats = {ImageFormat::Vmdk};
+	const std::vector<std::string> argv = buildQemuCommand(c, fds(1)).argv;
 	const std::vector<std::string> expectedTail = {
 		"-add-fd", "fd=6,set=0",
 		"-blockdev", "{\"driver\":\"vmdk\",\"node-name\":\"frdisk0\",\"read-only\":true,"
@@ -99,11 +112,32 @@ TEST(QemuCommand, NoBackingOptionForFormatsWithoutOne)
 	QemuConfig c;
 	c.qemuBinary = "/q";
 	c.name = "n";
-	c.formats = {"vdi", "vhdx", "raw"};
-	for (const std::string &arg : buildQemuArgv(c))
+	c.formats = {ImageFormat::Vdi, ImageFormat::Vhdx, ImageFormat::Raw};
+	for (const std::string &arg : buildQemuCommand(c, fds(3)).argv)
 		if (arg.rfind("{\"driver\":\"v", 0) == 0 || arg.rfind("{\"driver\":\"raw", 0) == 0) {
 			EXPECT_EQ(arg.find("backing"), std::string::npos) << arg;
 		}
+}
+
+TEST(QemuCommand, NbdImagesAreTheSocketItselfNoFdset)
+{
+	QemuConfig c;
+	c.qemuBinary = "/q";
+	c.name = "n";
+	c.formats = {ImageFormat::Raw, ImageFormat::Nbd};
+	const QemuCommand cmd = buildQemuCommand(c, fds(2));
+	const std::vector<std::string> tail = {
+		"-add-fd", "fd=6,set=0",
+		"-blockdev", "{\"driver\":\"raw\",\"node-name\":\"frdisk0\",\"read-only\":true,"
+			     "\"file\":{\"driver\":\"file\",\"filename\":\"/dev/fdset/0\",\"read-only\":true}}",
+		"-device", "virtio-blk-device,drive=frdisk0,serial=frdisk0,scsi=off",
+		"-blockdev", "{\"driver\":\"nbd\",\"node-name\":\"frdisk1\",\"read-only\":true,"
+			     "\"server\":{\"type\":\"fd\",\"str\":\"7\"}}",
+		"-device", "virtio-blk-device,drive=frdisk1,serial=frdisk1,scsi=off",
+	};
+	const auto at = std::search(cmd.argv.begin(), cmd.argv.end(), tail.begin(), tail.end());
+	EXPECT_NE(at, cmd.argv.end());
+	EXPECT_EQ(cmd.fds.at(7), 201);
 }
 
 } // namespace

@@ -85,7 +85,9 @@ TEST(RealQemu, StartsUnderTheEmbeddedFilterAndQuitsOverQmp)
 
 	const std::vector<std::string> formats = {"raw", "qcow2", "vmdk", "vdi", "vhdx"};
 	std::vector<int> imageFds;
+	std::vector<ImageFormat> imageFormats;
 	for (const std::string &f : formats) {
+		imageFormats.push_back(*contract::parseFormatName(f));
 		const std::string path = dir + "/disk." + f;
 		test::RunResult r = test::runCommand({"/usr/bin/qemu-img", "create", "-q", "-f", f, path, "16M"});
 		ASSERT_EQ(r.exitCode, 0) << r.err;
@@ -112,11 +114,13 @@ TEST(RealQemu, StartsUnderTheEmbeddedFilterAndQuitsOverQmp)
 	config.memoryMiB = 128;
 	config.kernelCmdline = "unused";
 	config.transport = Transport::Serial;
-	config.formats = formats;
+	config.formats = imageFormats;
 	std::vector<std::string> argv;
 	// No guest kernel in this test: microvm's firmware finds nothing to boot
 	// and idles, which is all QMP needs.
-	const std::vector<std::string> full = buildQemuArgv(config);
+	const QemuCommand command =
+		buildQemuCommand(config, QemuFds{devNull, log, devNull, devNull, channel->get(), imageFds});
+	const std::vector<std::string> &full = command.argv;
 	for (std::size_t i = 0; i < full.size(); ++i) {
 		if (full[i] == "-kernel" || full[i] == "-initrd" || full[i] == "-append") {
 			++i;
@@ -132,8 +136,7 @@ TEST(RealQemu, StartsUnderTheEmbeddedFilterAndQuitsOverQmp)
 	l.binary = FR_TEST_QEMU_BINARY;
 	l.argv = argv;
 	l.env = {"PATH=/usr/bin:/bin", "LC_ALL=C"};
-	l.fds = {devNull, log, log, devNull, devNull, channel->get()};
-	l.fds.insert(l.fds.end(), imageFds.begin(), imageFds.end());
+	l.fds = command.fds;
 	l.filter = kQemuSeccompFilter;
 	l.filterLength = sizeof(kQemuSeccompFilter) / sizeof(kQemuSeccompFilter[0]);
 	Result<pid_t> pid = launch(l);

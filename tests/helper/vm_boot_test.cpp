@@ -8,6 +8,7 @@
 // file named by $FR_TEST_KERNEL; without one the test skips. The initramfs
 // is built here around a static /init (guest_init.c) that prints what it
 // finds, so this test does not depend on the guest daemon.
+#include <dirent.h>
 #include <fcntl.h>
 #include <signal.h>
 #include <sys/wait.h>
@@ -15,6 +16,7 @@
 
 #include <chrono>
 #include <cstdlib>
+#include <set>
 #include <thread>
 
 #include <gtest/gtest.h>
@@ -59,6 +61,13 @@ TEST(VmBoot, HelperStartsRealQemuWhichBootsTheKernelWithTheTicket)
 	install.installImage(kernel, dir + "/initramfs.img");
 	install.setPolicy("allow everyone\n");
 	writeFile(dir + "/disk.raw", std::string(1 << 20, '\0'), 0644, user.uid, user.gid);
+	// Issue 11, finding 2: a raw image whose first sector a guest filled
+	// with a VMDK descriptor. As raw (its name says so) it is only bytes;
+	// probed or passed as vmdk, QEMU would open /etc/passwd as its extent.
+	std::string evil = "# Disk DescriptorFile\nversion=1\nCID=fffffffe\nparentCID=ffffffff\n"
+			   "createType=\"monolithicFlat\"\nRW 8 FLAT \"/etc/passwd\" 0\n";
+	evil.resize(1 << 20, '\0');
+	writeFile(dir + "/evil.img", evil, 0644, user.uid, user.gid);
 
 	const std::string ticket = randomTicket();
 	auto [ticketRead, ticketWrite] = makePipe();
@@ -72,7 +81,7 @@ TEST(VmBoot, HelperStartsRealQemuWhichBootsTheKernelWithTheTicket)
 	options.path = install.helperPath();
 	options.argv = {install.helperPath(), "start", "--name", "vm-boot-test", "--transport", "serial",
 			"--socket", dir + "/vm.sock", "--timeout", "60", "--ticket-fd", "3", "--log-fd", "4",
-			"--image", "raw:" + dir + "/disk.raw"};
+			"--image", "raw:" + dir + "/disk.raw", "--image", "raw:" + dir + "/evil.img"};
 	options.user = user;
 	options.fds = {{3, ticketRead}, {4, log}};
 	const auto start = std::chrono::steady_clock::now();
@@ -84,9 +93,33 @@ TEST(VmBoot, HelperStartsRealQemuWhichBootsTheKernelWithTheTicket)
 	EXPECT_NE(r.out.find(",\"cid\":null}"), std::string::npos);
 	const int pid = std::stoi(r.out.substr(7));
 
-	// QEMU was reparented when the helper exited: poll until it is gone.
-	while (alive(pid) && std::chrono::steady_clock::now() - start < std::chrono::seconds(90))
-		std::this_thread::sleep_for(std::chrono::milliseconds(100));
+	// QEMU was reparented when the helper exited: poll until it is gone,
+	// and meanwhile look at every fd it holds. Only what the helper passed
+	// may name a file (QEMU's own eventfds, pipes and sockets aside, and
+	// the libraries, modules and firmware it loads from /usr).
+	const std::set<std::string> passed = {"/dev/null", logPath, install.imageDir() + "/vmlinuz",
+					      dir + "/disk.raw", dir + "/evil.img"};
+	std::set<std::string> seen;
+	while (alive(pid) && std::chrono::steady_clock::now() - start < std::chrono::seconds(90)) {
+		const std::string fdDir = "/proc/" + std::to_string(pid) + "/fd";
+		if (DIR *d = ::opendir(fdDir.c_str())) {
+			while (const dirent *e = ::readdir(d)) {
+				char target[4096];
+				const ssize_t n = ::readlink((fdDir + "/" + e->d_name).c_str(), target, sizeof(target) - 1);
+				if (e->d_name[0] != '.' && n > 0)
+					seen.insert(std::string(target, static_cast<std::size_t>(n)));
+			}
+			::closedir(d);
+		}
+		std::this_thread::sleep_for(std::chrono::milliseconds(20));
+	}
+	EXPECT_GT(seen.count(dir + "/evil.img"), 0U) << "the fds were never seen";
+	for (const std::string &target : seen) {
+		EXPECT_EQ(target.find("passwd"), std::string::npos) << "QEMU held " << target;
+		if (target.rfind('/', 0) == 0 && target.rfind("/memfd:", 0) != 0 && target.rfind("/usr/", 0) != 0) {
+			EXPECT_EQ(passed.count(target), 1U) << "QEMU held " << target;
+		}
+	}
 	const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
 	const bool stillRunning = alive(pid);
 	if (stillRunning)

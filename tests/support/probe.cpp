@@ -10,6 +10,7 @@
 //   fd=<n> mode=r|w|rw cloexec=0|1 target=<readlink>
 //   content fd=<n> hex=<first 4 KiB>   for memfds (the initramfs)
 //   syscall=<name> result=killed:<signal>|errno:<n>|ok|fork-failed:<errno>
+//   open=<name> result=ok|errno:<n>   opens Landlock must refuse (and its own binary)
 //
 // then "end". Arguments and targets are printed with bytes outside 0x21-0x7e
 // as \xHH so that one record stays one line. With -name guest=file-restore:hold*
@@ -183,6 +184,37 @@ void exerciseFilter()
 	trySyscall("getpid", [] { return static_cast<long>(::getpid()); });
 }
 
+// What the filesystem lets "QEMU" do (Landlock): each open's outcome.
+void tryOpen(const char *name, const std::string &path, int flags)
+{
+	const int fd = ::open(path.c_str(), flags | O_CLOEXEC, 0600);
+	const int err = errno;
+	if (fd >= 0) {
+		::close(fd);
+		if ((flags & O_CREAT) != 0)
+			::unlink(path.c_str());
+	}
+	put(std::string("open=") + name + " result=" + (fd >= 0 ? "ok" : "errno:" + std::to_string(err)));
+}
+
+std::string fdPath(int fd)
+{
+	char target[4096];
+	const ssize_t n = ::readlink(("/proc/self/fd/" + std::to_string(fd)).c_str(), target, sizeof(target) - 1);
+	target[n > 0 ? n : 0] = '\0';
+	return target;
+}
+
+void exerciseFilesystem(const char *self)
+{
+	tryOpen("self", self, O_RDONLY);
+	tryOpen("passwd", "/etc/passwd", O_RDONLY);
+	tryOpen("tmp-create", "/tmp/fr-test-probe-" + std::to_string(::getpid()), O_WRONLY | O_CREAT | O_EXCL);
+	// The caller's own files, by path: its console log and its image.
+	tryOpen("log-by-path", fdPath(1), O_WRONLY | O_APPEND);
+	tryOpen("image-by-path", fdPath(6), O_RDONLY);
+}
+
 } // namespace
 
 int main(int argc, char **argv)
@@ -201,6 +233,7 @@ int main(int argc, char **argv)
 		put(std::string("env=") + escaped(*e));
 	recordFds();
 	exerciseFilter();
+	exerciseFilesystem(argv[0]);
 	put("end");
 	const char *p = gOut.data();
 	std::size_t left = gOut.size();

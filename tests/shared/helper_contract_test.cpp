@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: AGPL-3.0-or-later
-#include "helper/args.h"
+#include "shared/helper_contract.h"
 
 #include <cerrno>
 #include <string>
@@ -7,15 +7,23 @@
 
 #include <gtest/gtest.h>
 
-namespace fr::helper {
+namespace fr::contract {
 namespace {
 
-Result<Args> parse(std::vector<std::string> words)
+Result<HelperArgs> parseAll(const std::vector<std::string> &words)
 {
 	std::vector<const char *> argv = {"file-restore-helper"};
 	for (const std::string &w : words)
 		argv.push_back(w.c_str());
-	return parseArgs(static_cast<int>(argv.size()), argv.data());
+	return parseHelperArgs(static_cast<int>(argv.size()), argv.data());
+}
+
+Result<StartRequest> parse(const std::vector<std::string> &words)
+{
+	Result<HelperArgs> all = parseAll(words);
+	if (!all)
+		return all.error();
+	return all->start;
 }
 
 std::vector<std::string> typical()
@@ -40,7 +48,7 @@ std::vector<std::string> with(std::vector<std::string> words, const std::string 
 
 TEST(Args, Version)
 {
-	Result<Args> a = parse({"--version"});
+	Result<HelperArgs> a = parseAll({"--version"});
 	ASSERT_TRUE(a);
 	EXPECT_TRUE(a->version);
 	EXPECT_FALSE(parse({"--version", "x"}));
@@ -50,7 +58,7 @@ TEST(Args, Version)
 
 TEST(Args, TypicalSerialStart)
 {
-	Result<Args> a = parse(with(with(with(typical(), "--memory", "512"), "--timeout", "600"),
+	Result<StartRequest> a = parse(with(with(with(typical(), "--memory", "512"), "--timeout", "600"),
 				    "--log-fd", "4"));
 	ASSERT_TRUE(a) << a.error().message();
 	EXPECT_EQ(a->name, "qemu_repo-vm-100");
@@ -61,7 +69,7 @@ TEST(Args, TypicalSerialStart)
 	EXPECT_EQ(*a->memoryMiB, 512U);
 	EXPECT_EQ(*a->timeout, 600U);
 	ASSERT_EQ(a->images.size(), 1U);
-	EXPECT_EQ(a->images[0].format, "raw");
+	EXPECT_EQ(a->images[0].format, ImageFormat::Raw);
 	EXPECT_EQ(a->images[0].path, "/b/disk.img");
 }
 
@@ -73,12 +81,12 @@ TEST(Args, VsockStartWithCidAndManyImages)
 		w.push_back("--image");
 		w.push_back(std::string(f) + ":/i/" + f);
 	}
-	Result<Args> a = parse(w);
+	Result<StartRequest> a = parse(w);
 	ASSERT_TRUE(a) << a.error().message();
 	EXPECT_EQ(a->transport, Transport::Vsock);
 	EXPECT_EQ(*a->cid, 4242U);
 	EXPECT_EQ(a->images.size(), 5U);
-	EXPECT_EQ(a->images[1].format, "qcow2");
+	EXPECT_EQ(a->images[1].format, ImageFormat::Qcow2);
 	EXPECT_EQ(a->logFd, -1);
 }
 
@@ -92,7 +100,7 @@ TEST(Args, EachOptionAtMostOnce)
 				w.push_back(w[i + 1]);
 				break;
 			}
-		Result<Args> a = parse(w);
+		Result<StartRequest> a = parse(w);
 		ASSERT_FALSE(a) << option;
 		EXPECT_STREQ(a.error().reason(), "option given twice") << option;
 	}
@@ -128,7 +136,7 @@ TEST(Args, NumbersAreStrictDecimal)
 {
 	for (const char *bad : {"+512", "-512", "0x200", "0512", "512 ", " 512", "5e2", "",
 				"99999999999999999999", "18446744073709551617", "63", "65537"}) {
-		Result<Args> a = parse(with(typical(), "--memory", bad));
+		Result<StartRequest> a = parse(with(typical(), "--memory", bad));
 		EXPECT_FALSE(a) << "--memory " << bad;
 	}
 	for (const char *bad : {"-1", "+3", "0x3", "03", "1048577", "4294967299"})
@@ -157,7 +165,7 @@ TEST(Args, NoQemuSyntaxInAnyStringThatReachesQemu)
 	for (const char *bad : {"serial,x", "vsock ", "SERIAL", "serial=on"})
 		EXPECT_FALSE(parse(with(typical(), "--transport", bad))) << bad;
 	for (const char *bad : {"raw,x:/a", "qcow2", "QCOW2:/a", "raw:relative", "raw:/a/../b",
-				"raw:/a\n", "parallels:/a", ":/a", "raw:"})
+				"raw:/a\n", "parallels:/a", ":/a", "raw:", "nbd:/a", "nbd:2", "nbd:03"})
 		EXPECT_FALSE(parse(with(typical(), "--image", bad))) << bad;
 }
 
@@ -165,7 +173,7 @@ TEST(Args, ImagePathsMayHoldAnyPrintableByte)
 {
 	// Image paths never reach QEMU's command line (fdsets), so file names
 	// with commas, '=' or spaces are fine.
-	Result<Args> a = parse(with(typical(), "--image", "raw:/b/a,b=c d.img"));
+	Result<StartRequest> a = parse(with(typical(), "--image", "raw:/b/a,b=c d.img"));
 	ASSERT_TRUE(a);
 	EXPECT_EQ(a->images[0].path, "/b/a,b=c d.img");
 }
@@ -191,7 +199,7 @@ TEST(Args, RequiredOptionsAndFdRules)
 				w.push_back(t[i]);
 				w.push_back(t[i + 1]);
 			}
-		Result<Args> a = parse(w);
+		Result<StartRequest> a = parse(w);
 		ASSERT_FALSE(a) << missing;
 		EXPECT_STREQ(a.error().call(), missing);
 	}
@@ -208,7 +216,7 @@ TEST(Args, CountAndLengthLimits)
 	std::vector<std::string> many = typical();
 	while (many.size() + 1 <= static_cast<std::size_t>(kMaxArgc))
 		many.insert(many.end(), {"--image", "raw:/x"});
-	Result<Args> a = parse(many);
+	Result<StartRequest> a = parse(many);
 	ASSERT_FALSE(a);
 	std::vector<std::string> images = typical();
 	for (std::size_t i = 1; i < kMaxImages; ++i)
@@ -218,10 +226,69 @@ TEST(Args, CountAndLengthLimits)
 	EXPECT_FALSE(parse(images));
 	EXPECT_FALSE(parse(with(typical(), "--image", "raw:/" + std::string(kMaxArgLength, 'a'))));
 	EXPECT_FALSE(parse(with(typical(), "--image", "raw:/" + std::string(4096, 'a'))));
-	Result<Args> unknown = parse(with(typical(), "--bogus", "1"));
+	Result<StartRequest> unknown = parse(with(typical(), "--bogus", "1"));
 	ASSERT_FALSE(unknown);
 	EXPECT_EQ(unknown.error().message(), "usage(--bogus): unknown option");
 }
 
+TEST(Args, NbdImagesAreFdNumbersNotAlreadyNamed)
+{
+	Result<StartRequest> a = parse(with(with(typical(), "--image", "nbd:7"), "--log-fd", "4"));
+	ASSERT_TRUE(a) << a.error().message();
+	EXPECT_EQ(a->images[0].format, ImageFormat::Nbd);
+	EXPECT_EQ(a->images[0].fd, 7);
+	EXPECT_TRUE(a->images[0].path.empty());
+	EXPECT_FALSE(parse(with(with(typical(), "--image", "nbd:4"), "--log-fd", "4")));
+	EXPECT_FALSE(parse(with(typical(), "--image", "nbd:3"))); // the ticket
+	std::vector<std::string> twice = with(typical(), "--image", "nbd:7");
+	twice.insert(twice.end(), {"--image", "nbd:7"});
+	EXPECT_FALSE(parse(twice));
+}
+
+// What the client formats, the helper parses back unchanged: the grammar is
+// written once.
+TEST(Contract, FormatAndParseAgree)
+{
+	StartRequest r;
+	r.name = "qemu_repo-vm-100\\x2d1";
+	r.transport = Transport::Serial;
+	r.socketPath = "/run/user/1000/file-restore/x.sock";
+	r.memoryMiB = 512;
+	r.timeout = 300;
+	r.logFd = kLogFd;
+	r.images = {{ImageFormat::Qcow2, "/b/a,b=c.qcow2", -1}, {ImageFormat::Nbd, "", kFirstNbdFd},
+		    {ImageFormat::Raw, "/b/disk.img", -1}};
+	const std::vector<std::string> argv = formatStartArgs("/usr/libexec/file-restore-helper", r);
+	EXPECT_EQ(argv[0], "/usr/libexec/file-restore-helper");
+	EXPECT_EQ(argv[1], "start");
+	std::vector<std::string> tail(argv.begin() + 1, argv.end());
+	Result<StartRequest> back = parse(tail);
+	ASSERT_TRUE(back) << back.error().message();
+	EXPECT_EQ(*back, r);
+	StartRequest v;
+	v.name = "n";
+	v.transport = Transport::Vsock;
+	v.cid = 4242;
+	v.images = {{ImageFormat::Vmdk, "/x.vmdk", -1}};
+	const std::vector<std::string> vargv = formatStartArgs("/h", v);
+	back = parse(std::vector<std::string>(vargv.begin() + 1, vargv.end()));
+	ASSERT_TRUE(back) << back.error().message();
+	EXPECT_EQ(*back, v);
+}
+
+TEST(Contract, StartLineAndMarker)
+{
+	EXPECT_EQ(startLine(1234, std::nullopt), "{\"pid\":1234,\"cid\":null}\n");
+	EXPECT_EQ(startLine(99, 4242), "{\"pid\":99,\"cid\":4242}\n");
+	EXPECT_EQ(qemuNameArgument("vm-1"), "guest=file-restore:vm-1");
+	using namespace std::string_view_literals;
+	EXPECT_EQ(markedVmName("/usr/bin/qemu\0-name\0guest=file-restore:vm-1\0-m\0256"sv), "vm-1");
+	EXPECT_EQ(markedVmName("q\0-name\0guest=file-restore:vm,debug-threads=on"sv), "vm");
+	EXPECT_FALSE(markedVmName("q\0-name\0guest=other:vm-1"sv));
+	EXPECT_FALSE(markedVmName("q\0guest=file-restore:vm-1"sv)); // not after -name
+	EXPECT_FALSE(markedVmName(""sv));
+	EXPECT_STRNE(helperExitAdvice(3), helperExitAdvice(4));
+}
+
 } // namespace
-} // namespace fr::helper
+} // namespace fr::contract
