@@ -6,6 +6,7 @@
 //
 //   fr-pbs-make-datastore [--ns A/B] [--keyfile FILE] [--chunk-size BYTES]
 //       [--no-compress] DATASTORE TYPE/ID/TIME NAME=IMAGE [NAME=IMAGE ...]
+//   fr-pbs-make-datastore --new-key FILE    a fresh key file (kdf none)
 //
 // NAME is the archive's name without ".fidx" ("drive-scsi0.img"). A key
 // file protected by a password takes it from FILE_RESTORE_KEY_PASSWORD.
@@ -33,7 +34,7 @@ int usage()
 {
 	std::fprintf(stderr, "usage: fr-pbs-make-datastore [--ns A/B] [--keyfile FILE] "
 			     "[--chunk-size BYTES] [--no-compress] DATASTORE TYPE/ID/TIME "
-			     "NAME=IMAGE...\n");
+			     "NAME=IMAGE...\n       fr-pbs-make-datastore --new-key FILE\n");
 	return 2;
 }
 
@@ -47,6 +48,17 @@ int failed(const Error &error)
 
 int main(int argc, char **argv)
 {
+	if (argc == 3 && std::string(argv[1]) == "--new-key") {
+		Key key{};
+		if (Status s = randomBytes(key); !s)
+			return failed(s.error());
+		Result<std::string> text = encodeKeyFile(key, Kdf::None, "");
+		if (!text)
+			return failed(text.error());
+		if (Status s = test::writeFileAtomic(argv[2], asBytes(*text + "\n")); !s)
+			return failed(s.error());
+		return 0;
+	}
 	std::string ns;
 	std::string keyFile;
 	test::ImageOptions options;
