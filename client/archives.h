@@ -1,9 +1,14 @@
 // SPDX-License-Identifier: AGPL-3.0-or-later
 #pragma once
 
-// Which disk images a snapshot holds, and their formats. The format is read
-// from the image's header by the client and always passed to the helper
-// (and so to QEMU) explicitly: QEMU never probes.
+// Which disk images a snapshot holds, and their formats. The format comes
+// from the archive's name (or the user's --image-format), never from its
+// bytes: a guest wrote those (issue 11: a raw .img holding a VMDK text
+// descriptor made QEMU open /etc/passwd). It is always passed to the helper
+// (and so to QEMU) explicitly: QEMU never probes. The bytes are only checked
+// to agree with the name (shared/image_check.h, the same checks the helper
+// applies), so that a mismatch is an error that says so, never a silent
+// switch.
 
 #include <cstddef>
 #include <optional>
@@ -17,33 +22,29 @@
 
 namespace fr::client {
 
-// Bytes of the header the detection looks at (VDI's signature sits at 0x40).
-inline constexpr std::size_t kHeaderBytes = 512;
+// The format a file name says: .img and .raw are raw, always; .qcow2 .vmdk
+// .vdi .vhdx (case-insensitive). nullopt for any other name.
+std::optional<ImageFormat> formatFromName(std::string_view fileName);
 
-// The format whose magic `header` starts with, nullopt when none matches
-// (which means raw). Images of formats QEMU knows but file-restore does not
-// serve (VHD "conectix", QED) give EINVAL: as raw they would only show
-// their container bytes.
-Result<std::optional<ImageFormat>> detectMagic(std::span<const unsigned char> header);
-
-// Reads the header from `fd` (which the caller keeps owning) and detects.
-Result<ImageFormat> detectFormat(int fd, std::string_view nameForErrors);
-
-// Whether a file name looks like a disk image: .img .raw .qcow2 .vmdk
-// .vdi .vhdx (case-insensitive).
-bool hasImageExtension(std::string_view fileName);
+// Whether the open image `fd` (the caller keeps owning it) is what
+// `format` says and names no other file: the helper's own checks, so that
+// the user hears of a mismatch before any VM starts. EINVAL naming the
+// image and what is wrong.
+Status checkArchive(int fd, ImageFormat format, std::string_view nameForErrors);
 
 // The disk images of a snapshot directory, sorted by name (byte order):
-// regular files, not hidden, with an image extension or a known magic. A
-// file the user cannot read (the helper's policy may still grant it) is
-// taken by its extension, format from the extension (else raw). ENOENT when
-// the directory holds none.
+// regular files, not hidden, with an image name (formatFromName). Each
+// readable one is checked (checkArchive); one the user cannot read (the
+// helper's policy may still grant it) is left to the helper. ENOENT when the
+// directory holds none.
 Result<std::vector<Archive>> snapshotArchives(const std::string &snapshotDir);
 
-// Ad-hoc images (--image): each named by its file name, format from its
-// header. Paths are made canonical. Two images with the same file name are
-// refused (EINVAL): names address the archives.
-Result<std::vector<Archive>> imageArchives(const std::vector<std::string> &paths);
+// Ad-hoc images (--image): each named by its file name, the format from
+// `format` when given (--image-format), else from the name, else raw; then
+// checked (checkArchive). Paths are made canonical. Two images with the same
+// file name are refused (EINVAL): names address the archives.
+Result<std::vector<Archive>> imageArchives(const std::vector<std::string> &paths,
+					   std::optional<ImageFormat> format = std::nullopt);
 
 // A snapshot argument made relative and normalised ("vm/100/x"): no "..",
 // no empty result.

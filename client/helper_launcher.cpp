@@ -58,12 +58,12 @@ std::string firstLine(std::string text)
 
 int errnoForExit(int code)
 {
-	switch (code) {
-	case 2:
+	switch (static_cast<contract::HelperExit>(code)) {
+	case contract::HelperExit::Usage:
 		return EINVAL;
-	case 3:
+	case contract::HelperExit::Denied:
 		return EACCES;
-	case 4:
+	case contract::HelperExit::Limit:
 		return EUSERS;
 	default:
 		return EIO;
@@ -82,33 +82,20 @@ std::string helperPath()
 
 std::vector<std::string> helperArgv(const std::string &path, const HelperRequest &request)
 {
-	std::vector<std::string> argv = {path, "start", "--name", request.name, "--transport",
-					 transportName(request.transport)};
-	if (request.transport == Transport::Vsock && request.cid) {
-		argv.push_back("--cid");
-		argv.push_back(std::to_string(*request.cid));
-	}
-	if (request.transport == Transport::Serial) {
-		argv.push_back("--socket");
-		argv.push_back(request.socketPath);
-	}
-	if (request.memoryMib) {
-		argv.push_back("--memory");
-		argv.push_back(std::to_string(*request.memoryMib));
-	}
-	if (request.idleTimeout) {
-		argv.push_back("--timeout");
-		argv.push_back(std::to_string(*request.idleTimeout));
-	}
-	argv.push_back("--ticket-fd");
-	argv.push_back(std::to_string(kHelperTicketFd));
-	argv.push_back("--log-fd");
-	argv.push_back(std::to_string(kHelperLogFd));
-	for (const Archive &image : request.images) {
-		argv.push_back("--image");
-		argv.push_back(std::string(formatName(image.format)) + ":" + image.path);
-	}
-	return argv;
+	contract::StartRequest start;
+	start.name = request.name;
+	start.transport = request.transport;
+	if (request.transport == Transport::Vsock)
+		start.cid = request.cid;
+	if (request.transport == Transport::Serial)
+		start.socketPath = request.socketPath;
+	start.memoryMiB = request.memoryMib;
+	start.timeout = request.idleTimeout;
+	start.ticketFd = contract::kTicketFd;
+	start.logFd = contract::kLogFd;
+	for (const Archive &image : request.images)
+		start.images.push_back({image.format, image.path, -1});
+	return contract::formatStartArgs(path, start);
 }
 
 Result<HelperOutput> SpawnHelperRunner::start(const HelperRequest &request,
@@ -147,8 +134,8 @@ Result<HelperOutput> SpawnHelperRunner::start(const HelperRequest &request,
 	posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0);
 	posix_spawn_file_actions_adddup2(&actions, outHigh->get(), 1);
 	posix_spawn_file_actions_adddup2(&actions, errHigh->get(), 2);
-	posix_spawn_file_actions_adddup2(&actions, ticketHigh->get(), kHelperTicketFd);
-	posix_spawn_file_actions_adddup2(&actions, logHigh->get(), kHelperLogFd);
+	posix_spawn_file_actions_adddup2(&actions, ticketHigh->get(), contract::kTicketFd);
+	posix_spawn_file_actions_adddup2(&actions, logHigh->get(), contract::kLogFd);
 	posix_spawnattr_t attr;
 	posix_spawnattr_init(&attr);
 	sigset_t none;
@@ -220,12 +207,18 @@ Result<HelperOutput> SpawnHelperRunner::start(const HelperRequest &request,
 		return Error::invalid(ETIMEDOUT, "file-restore-helper", request.name,
 				      "did not finish in time; killed");
 
-	const std::string line = escapeForDisplay(firstLine(stderrText));
+	std::string line = firstLine(stderrText);
+	if (line.rfind("file-restore-helper: ", 0) == 0)
+		line.erase(0, 21);
+	line = escapeForDisplay(line);
 	if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+		// The helper's own line says the cause; the advice what to do.
 		const int code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-		return Error::invalid(errnoForExit(code), "file-restore-helper", request.name,
-				      "exit %d: %s", code,
-				      line.empty() ? "(no message)" : line.c_str());
+		if (line.empty())
+			line = WIFEXITED(status) ? "exit " + std::to_string(code) + " without a message"
+						 : "killed by signal " + std::to_string(WTERMSIG(status));
+		return Error::invalid(errnoForExit(code), "file-restore-helper", request.name, "%s; %s",
+				      line.c_str(), contract::helperExitAdvice(code));
 	}
 	Result<HelperOutput> parsed = parseHelperOutput(stdoutText, request.transport);
 	if (!parsed)

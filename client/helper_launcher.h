@@ -18,10 +18,6 @@
 
 namespace fr::client {
 
-// The fd numbers the helper sees its ticket pipe and log file on.
-inline constexpr int kHelperTicketFd = 3;
-inline constexpr int kHelperLogFd = 4;
-
 struct HelperRequest {
 	std::string name;
 	Transport transport = Transport::Serial;
@@ -36,17 +32,18 @@ struct HelperRequest {
 // compiled-in FR_HELPER_PATH.
 std::string helperPath();
 
-// argv[0] = helperPath, then "start --name NAME --transport T [--cid N]
-// [--socket PATH] [--memory MIB] [--timeout S] --ticket-fd 3 --log-fd 4
-// --image FORMAT:PATH ...".
+// argv[0] = helperPath, then the helper's grammar for `request`
+// (contract::formatStartArgs), the ticket on contract::kTicketFd and the
+// console on contract::kLogFd.
 std::vector<std::string> helperArgv(const std::string &path, const HelperRequest &request);
 
 class HelperRunner {
 public:
 	virtual ~HelperRunner() = default;
 	// Starts the VM. `logFd` (borrowed) receives QEMU's console. Errors
-	// carry the helper's exit code as errno: 2 EINVAL, 3 EACCES, 4 EUSERS,
-	// else EIO; the helper's stderr line is the reason.
+	// carry the helper's exit code as errno (contract::HelperExit: Usage
+	// EINVAL, Denied EACCES, Limit EUSERS, else EIO); the reason is the
+	// helper's stderr line and what to do about it.
 	virtual Result<HelperOutput> start(const HelperRequest &request, std::string_view ticketHex,
 					   int logFd, Deadline deadline) = 0;
 	// Anything the helper said on stderr while succeeding (e.g. that TCG

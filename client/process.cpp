@@ -13,7 +13,7 @@
 #include <charconv>
 #include <climits>
 
-#include "shared/guest_abi.h"
+#include "shared/helper_contract.h"
 
 namespace fr::client {
 
@@ -76,32 +76,9 @@ Result<std::uint64_t> parseStatStartTime(std::string_view stat)
 	return Error::invalid(EINVAL, "/proc/<pid>/stat", "", "truncated");
 }
 
-std::string qemuNameArgument(std::string_view vmName)
-{
-	std::string arg = "guest=";
-	arg += abi::kQemuNamePrefix;
-	arg += vmName;
-	return arg;
-}
-
 bool cmdlineHasMarker(std::string_view cmdline, std::string_view vmName)
 {
-	const std::string marker = qemuNameArgument(vmName);
-	bool afterName = false;
-	std::size_t start = 0;
-	while (start < cmdline.size()) {
-		std::size_t end = cmdline.find('\0', start);
-		if (end == std::string_view::npos)
-			end = cmdline.size();
-		const std::string_view arg = cmdline.substr(start, end - start);
-		if (afterName && (arg == marker || (arg.size() > marker.size() &&
-						    arg.substr(0, marker.size()) == marker &&
-						    arg[marker.size()] == ',')))
-			return true;
-		afterName = arg == "-name";
-		start = end + 1;
-	}
-	return false;
+	return contract::markedVmName(cmdline) == vmName;
 }
 
 Result<std::uint64_t> readStartTime(pid_t pid)
@@ -214,7 +191,6 @@ std::vector<QemuProcess> findOurQemus()
 	DIR *dir = ::opendir("/proc");
 	if (dir == nullptr)
 		return found;
-	const std::string prefix = std::string("guest=") + abi::kQemuNamePrefix;
 	while (const dirent *entry = ::readdir(dir)) {
 		pid_t pid = 0;
 		const std::string_view name(entry->d_name);
@@ -224,22 +200,8 @@ std::vector<QemuProcess> findOurQemus()
 		Result<std::string> cmdline = readProcFile(pid, "cmdline", 1 << 20);
 		if (!cmdline)
 			continue;
-		bool afterName = false;
-		std::size_t start = 0;
-		while (start < cmdline->size()) {
-			std::size_t end = cmdline->find('\0', start);
-			if (end == std::string::npos)
-				end = cmdline->size();
-			const std::string_view arg = std::string_view(*cmdline).substr(start, end - start);
-			if (afterName && arg.substr(0, prefix.size()) == prefix) {
-				std::string_view vm = arg.substr(prefix.size());
-				vm = vm.substr(0, vm.find(','));
-				found.push_back({pid, std::string(vm)});
-				break;
-			}
-			afterName = arg == "-name";
-			start = end + 1;
-		}
+		if (const std::optional<std::string_view> vm = contract::markedVmName(*cmdline))
+			found.push_back({pid, std::string(*vm)});
 	}
 	::closedir(dir);
 	return found;

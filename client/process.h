@@ -30,9 +30,6 @@ Result<std::uint64_t> parseStatStartTime(std::string_view stat);
 // "guest=file-restore:<vmName>" (alone, or followed by ",<more options>").
 bool cmdlineHasMarker(std::string_view cmdline, std::string_view vmName);
 
-// The marker argument the helper passes after "-name".
-std::string qemuNameArgument(std::string_view vmName);
-
 Result<std::uint64_t> readStartTime(pid_t pid);
 
 enum class ProcessState {

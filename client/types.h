@@ -10,6 +10,8 @@
 #include <string_view>
 #include <vector>
 
+#include "shared/helper_contract.h"
+
 namespace fr::client {
 
 using Clock = std::chrono::steady_clock;
@@ -23,11 +25,14 @@ inline std::chrono::milliseconds remaining(Deadline deadline)
 	return left.count() > 0 ? left : std::chrono::milliseconds(0);
 }
 
-// Disk image formats QEMU is told explicitly (never probed).
-enum class ImageFormat { Raw, Qcow2, Vmdk, Vdi, Vhdx };
-
-const char *formatName(ImageFormat format) noexcept;
-std::optional<ImageFormat> parseFormatName(std::string_view name) noexcept;
+// Disk image formats QEMU is told explicitly (never probed) and the
+// transports: the helper contract's (shared/helper_contract.h).
+using contract::formatName;
+using contract::ImageFormat;
+using contract::parseFormatName;
+using contract::parseTransportName;
+using contract::Transport;
+using contract::transportName;
 
 // One disk image of a snapshot (or one --image). `name` is what users see as
 // the first path component (the file name: bytes, never '/'), `path` the
@@ -41,11 +46,8 @@ struct Archive {
 	bool operator==(const Archive &) const = default;
 };
 
-enum class Transport { Serial, Vsock };
 enum class TransportChoice { Auto, Serial, Vsock };
 
-const char *transportName(Transport transport) noexcept;
-std::optional<Transport> parseTransportName(std::string_view name) noexcept;
 std::optional<TransportChoice> parseTransportChoice(std::string_view name) noexcept;
 
 } // namespace fr::client

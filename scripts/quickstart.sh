@@ -55,6 +55,14 @@ else
   helper=$work/bin/file-restore-helper
   echo "installing the helper setuid root, as 'meson install' does (sudo):"
   show sudo install -D -o root -g root -m 4755 build/helper/file-restore-helper "$helper"
+  # Without a policy file only root may use the helper (docs/helper-policy.md).
+  policy=$(meson introspect build --buildoptions |
+    python3 -c 'import json,sys; print(next(o["value"] for o in json.load(sys.stdin) if o["name"] == "helper_config"))')
+  if ! sudo test -e "$policy"; then
+    echo "no helper policy at $policy yet: installing one that allows you ($(id -un)):"
+    printf '# installed by scripts/quickstart.sh (docs/helper-policy.md)\nallow user %s\n' "$(id -un)" >"$work/helper.conf"
+    show sudo install -D -o root -g root -m 0644 "$work/helper.conf" "$policy"
+  fi
 fi
 
 say "3. restore a file through the VM"

@@ -53,7 +53,14 @@ protected:
 		ASSERT_EQ(::mkdir((repo_ / "vm/100").c_str(), 0755), 0);
 		ASSERT_EQ(::mkdir((repo_ / "vm/100/snap").c_str(), 0755), 0);
 		test::writeFile(repo_ / "vm/100/snap/drive-scsi0.img", std::string(1024, '\0'));
-		test::writeFile(repo_ / "vm/100/snap/drive-scsi1.qcow2", "QFI\xfb");
+		// A real qcow2 header (v3, 64 KiB clusters, no extensions): the
+		// client checks that an archive's bytes agree with its name.
+		std::string qcow2("QFI\xfb\0\0\0\3", 8);
+		qcow2.resize(104, '\0');
+		qcow2[23] = 16;  // cluster bits
+		qcow2[103] = 104; // header length
+		qcow2.resize(4096, '\0');
+		test::writeFile(repo_ / "vm/100/snap/drive-scsi1.qcow2", qcow2);
 		test::writeFile(repo_ / "vm/100/snap/index.json", "{}");
 
 		guest_.dirs["/disk0/part/1/etc"] = {

@@ -137,7 +137,12 @@ TEST_F(SpawnTest, FailuresCarryExitCodeAndMessage)
 	ASSERT_FALSE(denied);
 	EXPECT_EQ(denied.error().errnum(), EACCES);
 	EXPECT_NE(denied.error().message().find("user not allowed"), std::string::npos);
-	EXPECT_NE(denied.error().message().find("exit 3"), std::string::npos);
+	// The cause once (the helper's line, without its program name) and
+	// what to do; no "exit 3" (issue 15: it read like a second cause).
+	EXPECT_EQ(denied.error().message().find("exit 3"), std::string::npos);
+	EXPECT_EQ(denied.error().message().find("file-restore-helper: "), std::string::npos);
+	EXPECT_NE(denied.error().message().find("docs/helper-policy.md"), std::string::npos)
+		<< denied.error().message();
 
 	EXPECT_EQ(run("limit").error().errnum(), EUSERS);
 	Result<HelperOutput> broken = run("broken");

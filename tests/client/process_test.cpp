@@ -12,6 +12,8 @@
 
 #include <gtest/gtest.h>
 
+#include "shared/helper_contract.h"
+
 namespace fr::client {
 namespace {
 
@@ -53,7 +55,7 @@ pid_t spawnMarked(const std::string &vmName, const char *mode = "mute")
 	const char *fake = std::getenv("FAKE_HELPER");
 	const pid_t pid = ::fork();
 	if (pid == 0) {
-		const std::string marker = qemuNameArgument(vmName);
+		const std::string marker = contract::qemuNameArgument(vmName);
 		::execl(fake, fake, "-name", marker.c_str(), "--mode", mode, nullptr);
 		_exit(127);
 	}
