@@ -196,6 +196,25 @@ Result<VmRecord> parseRecord(const json &item, const std::string &where)
 			return bad(where + ".archives", "two archives share a name");
 		record.archives.push_back(std::move(*archive));
 	}
+
+	const auto datastore = item.find("datastore");
+	if (datastore != item.end()) {
+		std::optional<std::string> decoded;
+		if (datastore->is_string())
+			decoded = base64Decode(datastore->get<std::string>());
+		if (!decoded || decoded->empty() || decoded->front() != '/')
+			return bad(where + ".datastore", "not the base64 of an absolute path");
+		record.datastore = std::move(*decoded);
+	}
+	const auto snapshot = item.find("snapshot");
+	if (snapshot != item.end()) {
+		if (!snapshot->is_string() || snapshot->get<std::string>().empty() ||
+		    snapshot->get<std::string>().size() > 4096 || record.datastore.empty())
+			return bad(where + ".snapshot", "not a snapshot of a datastore");
+		record.snapshot = snapshot->get<std::string>();
+	}
+	if (!record.datastore.empty() && record.snapshot.empty())
+		return bad(where + ".snapshot", "missing for a datastore");
 	return record;
 }
 
@@ -283,6 +302,10 @@ std::string serializeStateMap(const StateMap &map)
 			{"memory", record.memory ? json(*record.memory) : json(nullptr)},
 			{"archives", std::move(archives)},
 		};
+		if (!record.datastore.empty()) {
+			item["datastore"] = base64Encode(record.datastore);
+			item["snapshot"] = record.snapshot;
+		}
 		vms.push_back(std::move(item));
 	}
 	const json doc = {{"version", kStateMapVersion}, {"vms", std::move(vms)}};

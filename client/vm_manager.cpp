@@ -71,9 +71,15 @@ void VmManager::reportCorrupt(const std::optional<CorruptMap> &corrupt, Deadline
 	stopOrphans(deadline);
 }
 
-std::string VmManager::logTail(const std::string &vmName, std::size_t maxLines) const
+std::string nbdLogName(const std::string &vmName)
 {
-	const std::string file = vmFileStem(vmName) + ".log";
+	return vmFileStem(vmName) + ".nbd.log";
+}
+
+std::string VmManager::logTail(const std::string &vmName, std::size_t maxLines,
+			       const std::string &fileName) const
+{
+	const std::string file = fileName.empty() ? vmFileStem(vmName) + ".log" : fileName;
 	UniqueFd fd(::openat(ctx_.dir->fd.get(), file.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC));
 	if (!fd.isValid())
 		return {};
@@ -259,6 +265,29 @@ Result<VmConnection> VmManager::start(const VmSpec &spec, FileLock lock, Deadlin
 	if (!logFd.isValid())
 		return Error(errno, "open", ctx_.dir->path + "/" + logName);
 
+	// A PBS datastore's disks: their NBD servers start first, so that a
+	// server that cannot start is an error before any VM exists. The
+	// sockets are QEMU's once the helper has passed them on; ours close
+	// at the end of this function.
+	std::vector<UniqueFd> nbdSockets;
+	if (spec.startNbdServers) {
+		const std::string nbdLog = nbdLogName(spec.name);
+		UniqueFd nbdLogFd(::openat(dirFd, nbdLog.c_str(),
+					   O_WRONLY | O_CREAT | O_TRUNC | O_APPEND | O_NOFOLLOW | O_CLOEXEC,
+					   0600));
+		if (!nbdLogFd.isValid())
+			return Error(errno, "open", ctx_.dir->path + "/" + nbdLog);
+		Result<std::vector<UniqueFd>> sockets = spec.startNbdServers(nbdLogFd.get());
+		if (!sockets) {
+			ctx_.warn("the NBD servers' log (" + ctx_.dir->path + "/" + nbdLog + "):\n" +
+				  logTail(spec.name, 20, nbdLog));
+			return sockets.error();
+		}
+		nbdSockets = std::move(*sockets);
+		for (const UniqueFd &socket : nbdSockets)
+			request.nbdFds.push_back(socket.get());
+	}
+
 	const std::string ticket = newTicketHex();
 	Result<HelperOutput> started = ctx_.helper->start(request, ticket, logFd.get(), deadline);
 	for (std::string notes = ctx_.helper->notices(); !notes.empty();) {
@@ -286,6 +315,8 @@ Result<VmConnection> VmManager::start(const VmSpec &spec, FileLock lock, Deadlin
 	record.idleTimeout = spec.idleTimeout.value_or(0);
 	record.memory = spec.memoryMib;
 	record.archives = spec.archives;
+	record.datastore = spec.datastore;
+	record.snapshot = spec.snapshot;
 	Result<std::uint64_t> startTime = readStartTime(record.pid);
 	if (!startTime) {
 		showLog(spec.name);

@@ -38,7 +38,19 @@ struct VmSpec {
 	TransportChoice transport = TransportChoice::Auto;
 	std::optional<std::uint32_t> memoryMib;
 	std::optional<std::uint32_t> idleTimeout;
+	// Disks served over NBD (a PBS datastore, client/pbs_source.h): starts
+	// their servers, logging to the fd given (nbdLogName), and returns the
+	// sockets QEMU gets, one per Nbd archive in order. Called only when a
+	// VM starts.
+	std::function<Result<std::vector<UniqueFd>>(int logFd)> startNbdServers;
+	// What `status` shows the VM serves: a PBS datastore and snapshot.
+	std::string datastore;
+	std::string snapshot;
 };
+
+// The log of a VM's NBD servers in the runtime directory (their reports
+// of bad chunks): "<stem>.nbd.log".
+std::string nbdLogName(const std::string &vmName);
 
 // The seams and settings a manager works with.
 struct ManagerContext {
@@ -119,7 +131,10 @@ public:
 	void stopOrphans(Deadline deadline);
 
 	// The last lines of the VM's console log (escaped for display).
-	std::string logTail(const std::string &vmName, std::size_t maxLines) const;
+	// `fileName`: another of its files in the runtime directory (the NBD
+	// servers' log) instead of the console log.
+	std::string logTail(const std::string &vmName, std::size_t maxLines,
+			    const std::string &fileName = {}) const;
 
 private:
 	Result<StateMap> readMap(Deadline deadline);
