@@ -12,10 +12,12 @@
 #include <cstdlib>
 #include <cstring>
 #include <ctime>
+#include <memory>
 #include <string>
 #include <vector>
 
 #include <CLI/CLI.hpp>
+#include <openssl/crypto.h>
 #include <nlohmann/json.hpp>
 
 #include "client/archives.h"
@@ -23,6 +25,7 @@
 #include "client/guest_path.h"
 #include "client/helper_launcher.h"
 #include "client/listing.h"
+#include "client/pbs_source.h"
 #include "client/runtime_dir.h"
 #include "client/safe_writer.h"
 #include "client/state_store.h"
@@ -158,6 +161,11 @@ struct Target {
 	std::string transport = "auto";
 	std::string memory;
 	std::string idleTimeout;
+	// A PBS datastore as the repository (client/pbs_source.h).
+	std::string ns;
+	std::string keyFile;
+	std::string keyFd;
+	std::string keyPasswordFd;
 };
 
 struct Options {
@@ -250,8 +258,16 @@ private:
 	struct Resolved {
 		VmSpec spec;
 		GuestTarget target;
+		std::shared_ptr<const PbsSelection> pbs; // a datastore's snapshot
 	};
 	Resolved resolve(const std::string *snapshot, const std::string &path);
+	std::string repository() const;
+	std::shared_ptr<const PbsSelection> selectDatastoreSnapshot(const std::string &datastore,
+								     const std::string &snapshot);
+	int listSnapshots();
+	// A failed request on a datastore's VM: the NBD servers' reports of
+	// bad chunks go to stderr first (they say which chunk, and why).
+	Status withChunkReports(Status status, const Resolved &r);
 	void openRuntime();
 	VmManager &manager();
 	Deadline deadline() const
@@ -313,6 +329,50 @@ VmManager &Commands::manager()
 	return *manager_;
 }
 
+std::string Commands::repository() const
+{
+	std::string repository = o_.target.repository;
+	if (repository.empty()) {
+		const char *fromEnv = std::getenv("FILE_RESTORE_REPOSITORY");
+		repository = fromEnv != nullptr ? fromEnv : "";
+	}
+	if (repository.empty())
+		usage("no repository: pass --repository DIR or set FILE_RESTORE_REPOSITORY "
+		      "(or use --image FILE)");
+	return check(canonicalPath(repository, "repository"));
+}
+
+std::shared_ptr<const PbsSelection>
+Commands::selectDatastoreSnapshot(const std::string &datastore, const std::string &snapshot)
+{
+	const Target &t = o_.target;
+	PbsKeyOptions keyOptions;
+	keyOptions.keyFile = t.keyFile;
+	if (!t.keyFd.empty())
+		keyOptions.keyFd = static_cast<int>(*optionalNumber(t.keyFd, "--keyfd", 3, 1 << 20));
+	if (!t.keyPasswordFd.empty())
+		keyOptions.passwordFd = static_cast<int>(
+			*optionalNumber(t.keyPasswordFd, "--key-password-fd", 0, 1 << 20));
+	std::optional<pbs::Key> key = check(loadPbsKey(keyOptions));
+	Result<PbsSelection> selected = selectPbsSnapshot(datastore, snapshot, t.ns, key);
+	if (key)
+		OPENSSL_cleanse(key->data(), key->size());
+	if (!selected && selected.error().errnum() == EINVAL &&
+	    (std::strcmp(selected.error().call(), "snapshot") == 0 ||
+	     std::strcmp(selected.error().call(), "--ns") == 0))
+		usage(selected.error().message());
+	return std::make_shared<const PbsSelection>(check(std::move(selected)));
+}
+
+Status Commands::withChunkReports(Status status, const Resolved &r)
+{
+	if (status || !r.pbs || !dir_)
+		return status;
+	for (const std::string &line : badChunkReports(dir_->fd.get(), nbdLogName(r.spec.name), 8))
+		warn("the datastore: " + line);
+	return status;
+}
+
 Commands::Resolved Commands::resolve(const std::string *snapshot, const std::string &rawPath)
 {
 	Resolved out;
@@ -331,19 +391,26 @@ Commands::Resolved Commands::resolve(const std::string *snapshot, const std::str
 		for (const Archive &archive : out.spec.archives)
 			paths.push_back(archive.path);
 		out.spec.name = imageVmName(paths);
+	} else if (const std::string repo = repository(); pbs::isDatastore(repo)) {
+		// A PBS datastore: the snapshot and its key are checked against
+		// the manifest here, before any VM starts.
+		out.pbs = selectDatastoreSnapshot(repo, *snapshot);
+		out.spec.archives = out.pbs->archives;
+		const std::string id = out.pbs->snapshot.id.path();
+		out.spec.name = snapshotVmName(repo, id);
+		out.spec.datastore = repo;
+		out.spec.snapshot = id;
+		out.spec.startNbdServers = [selection = out.pbs](int logFd) {
+			return startPbsServers(*selection, logFd, std::chrono::seconds(20));
+		};
+		path = withFidxArchiveName(out.spec.archives, path);
 	} else {
-		std::string repository = t.repository;
-		if (repository.empty()) {
-			const char *fromEnv = std::getenv("FILE_RESTORE_REPOSITORY");
-			repository = fromEnv != nullptr ? fromEnv : "";
-		}
-		if (repository.empty())
-			usage("no repository: pass --repository DIR or set FILE_RESTORE_REPOSITORY "
-			      "(or use --image FILE)");
+		if (!t.ns.empty() || !t.keyFile.empty() || !t.keyFd.empty())
+			usage("--ns, --keyfile and --keyfd need a Proxmox Backup Server datastore as "
+			      "the repository (a directory with .chunks)");
 		Result<std::string> normalised = normaliseSnapshot(*snapshot);
 		if (!normalised)
 			usage(normalised.error().message());
-		const std::string repo = check(canonicalPath(repository, "repository"));
 		const std::string dir = check(canonicalPath(repo + "/" + *normalised, "snapshot"));
 		out.spec.archives = check(snapshotArchives(dir));
 		out.spec.name = snapshotVmName(repo, *normalised);
@@ -362,9 +429,54 @@ Commands::Resolved Commands::resolve(const std::string *snapshot, const std::str
 	return out;
 }
 
+int Commands::listSnapshots()
+{
+	const std::string repo = repository();
+	if (!pbs::isDatastore(repo))
+		usage("list SNAPSHOT [PATH] (listing the snapshots needs a Proxmox Backup Server "
+		      "datastore as the repository)");
+	Result<std::vector<std::string>> ns = pbs::parseNamespace(o_.target.ns);
+	if (!ns)
+		usage(ns.error().message());
+	const std::vector<pbs::SnapshotSummary> rows = check(pbs::listSnapshots(repo, *ns, true));
+	if (format() != OutputFormat::Text) {
+		json out = json::array();
+		for (const pbs::SnapshotSummary &row : rows) {
+			json item = {{"snapshot", row.id.path()},
+				     {"group", row.id.group()},
+				     {"time", row.id.time},
+				     {"size", row.size},
+				     {"encrypted", row.encrypted},
+				     {"protected", row.isProtected},
+				     {"archives", row.images}};
+			if (!row.problem.empty())
+				item["problem"] = escapeForDisplay(row.problem);
+			out.push_back(std::move(item));
+		}
+		print(dumpJson(out, format()));
+		return kExitOk;
+	}
+	std::string text;
+	for (const pbs::SnapshotSummary &row : rows) {
+		char size[32];
+		std::snprintf(size, sizeof(size), "%.1f GiB",
+			      static_cast<double>(row.size) / (1024.0 * 1024.0 * 1024.0));
+		text += row.id.path() + "  " + (row.problem.empty() ? size : "-") + "  " +
+			(row.encrypted ? "encrypted" : "not encrypted") +
+			(row.isProtected ? ", protected" : "") +
+			(row.problem.empty() ? "" : "  (" + escapeForDisplay(row.problem) + ")") + "\n";
+	}
+	if (rows.empty())
+		text = "no snapshots\n";
+	print(text);
+	return kExitOk;
+}
+
 int Commands::list()
 {
 	const bool images = !o_.target.images.empty();
+	if (!images && o_.positionals.empty())
+		return listSnapshots();
 	const std::size_t wanted = images ? 1 : 2;
 	if (o_.positionals.size() > wanted || o_.positionals.size() + 1 < wanted)
 		usage(images ? "list --image FILE... [PATH]" : "list SNAPSHOT [PATH]");
@@ -426,6 +538,9 @@ int Commands::list()
 			GuestEntry entry;
 			entry.name = archive.name;
 			entry.type = EntryType::Virtual;
+			if (r.pbs) // the disk's size, from the manifest
+				if (const pbs::ImageArchive *image = pbs::findImage(r.pbs->snapshot, archive.name))
+					entry.size = image->size;
 			Status shown = emit(entry);
 			if (!shown && shown.error().errnum() == EPIPE)
 				throw Failure{kExitFailure, ""};
@@ -445,7 +560,7 @@ int Commands::list()
 		});
 		if (!listed && listed.error().errnum() == EPIPE)
 			throw Failure{kExitFailure, ""}; // `| head`: nothing to report
-		check(forUser(listed, "list", r.target.userPath));
+		check(forUser(withChunkReports(listed, r), "list", r.target.userPath));
 	}
 	if (!text)
 		pending += emitted == 0 ? "[]\n" : (pretty ? "\n]\n" : "]\n");
@@ -499,7 +614,7 @@ int Commands::extract()
 		progress.clear();
 		if (!status && status.error().errnum() == EPIPE)
 			throw Failure{kExitFailure, ""};
-		status = forUser(status, "extract", r.target.userPath);
+		status = forUser(withChunkReports(status, r), "extract", r.target.userPath);
 		if (!status && status.error().errnum() == EISDIR)
 			throw Failure{kExitUsage, status.error().message() +
 							  " (a directory needs --format tar|zip, or a "
@@ -554,7 +669,7 @@ int Commands::extract()
 		});
 	Status unpacked = sink.finish();
 	progress.clear();
-	check(forUser(received, "extract", r.target.userPath));
+	check(forUser(withChunkReports(received, r), "extract", r.target.userPath));
 	check(unpacked);
 	const UnpackReport &report = sink.report();
 	for (const std::string &skipped : report.skipped)
@@ -616,6 +731,10 @@ int Commands::status()
 				{"archives", archives},
 				{"idle_left", nullptr},
 			};
+			if (!vm.datastore.empty()) {
+				item["datastore"] = escapeForDisplay(vm.datastore);
+				item["snapshot"] = escapeForDisplay(vm.snapshot);
+			}
 			if (row.guest) {
 				json guest = json::object();
 				if (row.guest->idleLeftSeconds)
@@ -646,6 +765,9 @@ int Commands::status()
 			", " + row.state;
 		if (row.guest && row.guest->idleLeftSeconds)
 			line += ", idle timeout in " + durationText(*row.guest->idleLeftSeconds);
+		if (!vm.datastore.empty())
+			line += "\n  datastore " + escapeForDisplay(vm.datastore) + ", snapshot " +
+				escapeForDisplay(vm.snapshot);
 		line += "\n  disks:";
 		for (std::size_t i = 0; i < vm.archives.size(); ++i)
 			line += (i ? ", " : " ") + escapeForDisplay(vm.archives[i].name);
@@ -702,6 +824,13 @@ void addTargetOptions(CLI::App *command, Target &t)
 	command->add_option("--memory", t.memory, "guest memory in MiB when starting a VM");
 	command->add_option("--idle-timeout", t.idleTimeout,
 			    "seconds before an unused VM powers off (when starting it)");
+	command->add_option("--ns", t.ns, "a datastore's namespace, e.g. a/b (PBS datastores)");
+	command->add_option("--keyfile", t.keyFile,
+			    "the encryption key file of an encrypted PBS backup");
+	command->add_option("--keyfd", t.keyFd, "the key file's text on this inherited fd");
+	command->add_option("--key-password-fd", t.keyPasswordFd,
+			    "read the key file's password from this fd (else "
+			    "$FILE_RESTORE_KEY_PASSWORD, else the terminal)");
 }
 
 bool wantsJson(int argc, char **argv)

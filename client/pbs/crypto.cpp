@@ -24,6 +24,13 @@ constexpr Digest kFingerprintInput = {
 };
 
 constexpr char kIdKeySalt[] = "_id_key";
+
+// OpenSSL reads openssl.cnf (or $OPENSSL_CONF) on first use, and a config
+// can load engines and providers: shared objects, into the client or the
+// NBD server. Nothing here needs one: initialise without the config,
+// before any other OpenSSL call of this library.
+[[maybe_unused]] const bool kOpensslInitialised =
+	OPENSSL_init_crypto(OPENSSL_INIT_NO_LOAD_CONFIG, nullptr) == 1;
 constexpr int kIdKeyIterations = 10;
 
 // Key files: bounded so that a hostile or broken file cannot make the

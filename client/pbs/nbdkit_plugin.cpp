@@ -12,7 +12,8 @@
 //
 // Order (every step before serving happens before the first byte):
 //  1. config: parse the parameters (each at most once, strictly);
-//  2. config_complete: open the datastore, take PBS's shared lock on the
+//  2. config_complete: undo nbdkit's exit-with-parent (the client exits
+//     long before QEMU does), open the datastore, take PBS's shared lock on the
 //     snapshot directory (prune takes it exclusively), read the whole index
 //     and check it against the manifest's checksum and size (which the
 //     client verified with the key), read the key from its pipe;
@@ -29,6 +30,7 @@
 
 #include <fcntl.h>
 #include <sys/file.h>
+#include <sys/prctl.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -189,6 +191,12 @@ Result<Key> readKey(int fd)
 
 int pbsConfigComplete()
 {
+	// nbdkit --single asks for SIGTERM when its parent exits
+	// (PR_SET_PDEATHSIG): the client call that started the server exits
+	// long before the VM stops using it. The server's life is QEMU's end
+	// of the socket: it exits when QEMU closes it.
+	if (::prctl(PR_SET_PDEATHSIG, 0) != 0)
+		return fail(Error(errno, "prctl(PR_SET_PDEATHSIG)"));
 	if (!config.datastore || !config.index || !config.csum || !config.size ||
 	    !config.encrypted) {
 		nbdkit_error("datastore, index, csum, size and encrypted are required");

@@ -10,6 +10,7 @@
 #include <poll.h>
 #include <signal.h>
 #include <spawn.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -199,6 +200,63 @@ TEST_F(NbdServerTest, ServerIsConfined)
 	EXPECT_EQ(::getsid(server->pid), server->pid);
 	server->socket.reset();
 	EXPECT_TRUE(processGone(server->pid, 5000));
+}
+
+// The client call that starts a server exits long before the VM stops
+// using it (nbdkit --single would take SIGTERM with its parent).
+TEST_F(NbdServerTest, ServerOutlivesTheProcessThatStartedIt)
+{
+	int pair[2];
+	ASSERT_EQ(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, pair), 0);
+	UniqueFd ours(pair[0]);
+	const NbdServerSpec spec = specFor(plainId_, false);
+	const pid_t child = ::fork();
+	if (child == 0) {
+		Result<NbdServer> server = startNbdServer(spec, std::chrono::seconds(20));
+		if (!server)
+			::_exit(1);
+		// Hand the socket over (SCM_RIGHTS) and exit at once.
+		char byte = 'x';
+		iovec iov{&byte, 1};
+		alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int))] = {};
+		msghdr msg{};
+		msg.msg_iov = &iov;
+		msg.msg_iovlen = 1;
+		msg.msg_control = control;
+		msg.msg_controllen = sizeof(control);
+		cmsghdr *cm = CMSG_FIRSTHDR(&msg);
+		cm->cmsg_level = SOL_SOCKET;
+		cm->cmsg_type = SCM_RIGHTS;
+		cm->cmsg_len = CMSG_LEN(sizeof(int));
+		const int fd = server->socket.get();
+		std::memcpy(CMSG_DATA(cm), &fd, sizeof(int));
+		::_exit(::sendmsg(pair[1], &msg, 0) == 1 ? 0 : 2);
+	}
+	::close(pair[1]);
+	int status = 0;
+	ASSERT_EQ(::waitpid(child, &status, 0), child);
+	ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << readAll(logPath_);
+	char byte = 0;
+	iovec iov{&byte, 1};
+	alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int))] = {};
+	msghdr msg{};
+	msg.msg_iov = &iov;
+	msg.msg_iovlen = 1;
+	msg.msg_control = control;
+	msg.msg_controllen = sizeof(control);
+	ASSERT_EQ(::recvmsg(ours.get(), &msg, MSG_CMSG_CLOEXEC), 1);
+	int received = -1;
+	std::memcpy(&received, CMSG_DATA(CMSG_FIRSTHDR(&msg)), sizeof(int));
+	UniqueFd socket(received);
+	::usleep(300000); // a SIGTERM from the parent's death would have landed
+	const std::string out = dir_ / "after-parent.raw";
+	Output o = runWithFd({"qemu-img", "convert", "--image-opts", imageOpts(), "-O", "raw", out},
+			     socket.get());
+	socket.reset();
+	ASSERT_EQ(o.status, 0) << o.text << readAll(logPath_);
+	const std::string got = readAll(out);
+	ASSERT_EQ(got.size(), disk_.size());
+	EXPECT_EQ(std::memcmp(got.data(), disk_.data(), disk_.size()), 0);
 }
 
 TEST_F(NbdServerTest, CorruptChunkIsAnIoErrorForItsRangeOnly)
