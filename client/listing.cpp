@@ -19,7 +19,9 @@ nlohmann::json entryJson(const std::string &fullPath, const GuestEntry &entry)
 		{"text", escapeForDisplay(entry.name)},
 		{"type", std::string(1, static_cast<char>(entry.type))},
 		{"leaf", !isDir},
-		{"size", isVirtual ? nlohmann::json(nullptr) : nlohmann::json(entry.size)},
+		// A virtual entry has a size only when it is a disk whose size is
+		// known without a VM (a PBS archive, from its manifest).
+		{"size", isVirtual && entry.size == 0 ? nlohmann::json(nullptr) : nlohmann::json(entry.size)},
 		{"mtime", isVirtual ? nlohmann::json(nullptr) : nlohmann::json(entry.mtime)},
 	};
 	return item;
@@ -44,8 +46,9 @@ std::string entryText(const GuestEntry &entry)
 {
 	char buf[96];
 	if (entry.type == EntryType::Virtual) {
+		const std::string size = entry.size != 0 ? std::to_string(entry.size) : "";
 		std::snprintf(buf, sizeof(buf), "%c %9s %12s %16s ", static_cast<char>(entry.type), "",
-			      "", "");
+			      size.c_str(), "");
 	} else {
 		const std::time_t when = static_cast<std::time_t>(entry.mtime);
 		std::tm tm {};
