@@ -6,7 +6,8 @@
 #   bench/compare.sh [RUNS]          (default 5 timed runs per command)
 #
 # Environment: BUILD_DIR (default build), SKIP_SCALE=1 (leave out the
-# 1,000,000-entry directory and the 4 GiB sparse file), SKIP_COLD=1.
+# 1,000,000-entry directory and the 4 GiB sparse file), SKIP_COLD=1,
+# SKIP_PBS=1 (leave out the PBS datastores).
 #
 # Needs a build (scripts/build.sh), hyperfine, and libguestfs-tools with a
 # kernel for its appliance (scripts/install-deps.sh --bench). Runs as root
@@ -25,6 +26,11 @@
 #                                                vs `guestfish --remote ls`
 #   warm extract  the 256 MiB file to stdout     vs `guestfish --remote download`
 #   memory        QEMU's peak RSS (VmHWM) after the warm runs, both
+#   PBS           the same disk as a Proxmox Backup Server datastore, 4 MiB
+#                 chunks, zstd and encrypted (issue 13): cold list and warm
+#                 extract against the raw file, and the client's and the NBD
+#                 server's peak RSS (needs a build with tests: the datastore
+#                 writer is a test tool)
 #   scale         directories of 100,000 and 1,000,000 entries (client
 #                 peak RSS, the guest daemon's peak RSS from its log), a
 #                 4 GiB sparse file
@@ -229,6 +235,100 @@ gf_hwm=$(hwm "$gf_qemu")
 $gf exit
 guestfish_pid=
 "$client" stop --all >/dev/null
+
+# --- PBS datastores (issue 13) -------------------------------------------
+if [[ ${SKIP_PBS:-0} != 1 ]]; then
+  echo "== PBS datastores"
+  maker=$build/tests/pbs/fr-pbs-make-datastore
+  [[ -x $maker ]] || { echo "compare: $maker missing (a build with tests)" >&2; exit 1; }
+  export FILE_RESTORE_NBDKIT_PLUGIN=${FILE_RESTORE_NBDKIT_PLUGIN:-$build/client/pbs/nbdkit-file-restore-pbs-plugin.so}
+  ds=$work/datastore
+  key=$work/pbs-key.json
+  snap_enc=vm/101/2026-11-26T00:00:00Z
+  [[ -f $key ]] || "$maker" --new-key "$key"
+  if [[ ! -f $ds/$snap/disk.img.fidx || $ds/$snap/disk.img.fidx -ot $disk ]]; then
+    rm -rf "$ds"
+    "$maker" "$ds" "$snap" disk.img="$disk"
+    "$maker" --keyfile "$key" "$ds" "$snap_enc" disk.img="$disk"
+  fi
+  # /disk.img/... names disk.img.fidx in the datastore: the same paths.
+  raw="$fr --repository $repo"
+  pz="$fr --repository $ds"
+  pe="$fr --repository $ds --keyfile $key"
+  for cmd in "$pz extract $snap" "$pe extract $snap_enc"; do
+    got=$($cmd "$part/big.bin" - | sha256sum | cut -d' ' -f1)
+    [[ $got == "$big_sha" ]] || { echo "compare: '$cmd' returned big.bin with sha256 $got, want $big_sha" >&2; exit 1; }
+  done
+  "$client" stop --all >/dev/null
+  ratios() { # title json: each command against the first (the raw file)
+    python3 - "$1" "$2" "$big_bytes" <<'PY' | tee -a "$results"
+import json, sys
+title, path, size = sys.argv[1], sys.argv[2], int(sys.argv[3])
+res = json.load(open(path))["results"]
+print(f"\n## {title}\n")
+print("| command | median | min–max | vs the raw file |")
+print("|---|---:|---:|---:|")
+for r in res:
+    print(f"| `{r['command']}` | {r['median']:.3f} s | {r['min']:.3f}–{r['max']:.3f} s | {r['median'] / res[0]['median']:.2f}× the time |")
+PY
+  }
+  echo "== PBS: cold list"
+  hyperfine --warmup 1 --runs "$runs" --export-json "$work/pbs-cold-list.json" \
+    --prepare "$client stop --all" \
+    -n "raw file: list $part" "$raw list $snap $part" \
+    -n "datastore, zstd: list $part" "$pz list $snap $part" \
+    -n "datastore, encrypted: list $part" "$pe list $snap_enc $part"
+  ratios "PBS datastore: cold list of a partition's root (target ≤ 1.25× the raw file's)" "$work/pbs-cold-list.json"
+
+  echo "== PBS: warm extract"
+  $raw list "$snap" "$part" >/dev/null
+  $pz list "$snap" "$part" >/dev/null
+  $pe list "$snap_enc" "$part" >/dev/null
+  hyperfine --warmup 1 --runs "$runs" --export-json "$work/pbs-warm-extract.json" \
+    -n "raw file: extract big.bin -" "$raw extract $snap $part/big.bin -" \
+    -n "datastore, zstd: extract big.bin -" "$pz extract $snap $part/big.bin -" \
+    -n "datastore, encrypted: extract big.bin -" "$pe extract $snap_enc $part/big.bin -"
+  ratios "PBS datastore: warm extract of the 256 MiB file to stdout" "$work/pbs-warm-extract.json"
+  python3 - "$work/pbs-warm-extract.json" "$work/warm-extract.json" "$big_bytes" <<'PY' | tee -a "$results"
+import json, sys
+pbs = json.load(open(sys.argv[1]))["results"]
+gf = json.load(open(sys.argv[2]))["results"][1]  # guestfish --remote download, this run
+size = int(sys.argv[3])
+rate = lambda r: size / r["median"] / 1e6
+print()
+for r in pbs:
+    print(f"- `{r['command']}`: {rate(r):.1f} MB/s, {rate(r) / rate(pbs[0]):.2f}× the raw file's "
+          f"(target ≥ 0.5×), {rate(r) / rate(gf):.1f}× libguestfs's {rate(gf):.1f} MB/s (target ≥ 3×)")
+PY
+
+  echo "== PBS: memory"
+  # The client's peak RSS over one warm extract, and the NBD server's peak
+  # (VmHWM) after all the warm runs; the server's chunk cache is bounded
+  # to 32 MiB (docs/pbs.md).
+  t=$(mktemp)
+  /usr/bin/time -f '%M' -o "$t" $pz extract "$snap" "$part/big.bin" - >/dev/null
+  client_kib=$(tail -1 "$t")
+  /usr/bin/time -f '%M' -o "$t" $pe extract "$snap_enc" "$part/big.bin" - >/dev/null
+  client_enc_kib=$(tail -1 "$t")
+  rm -f "$t"
+  server_hwm() { # the datastore's index path -> VmHWM (KiB) of its server
+    local pid
+    pid=$(pgrep -f -- "index=$1/disk.img.fidx" | head -1)
+    [[ -n $pid ]] && awk '/VmHWM/ {print $2}' "/proc/$pid/status"
+  }
+  server_kib=$(server_hwm "$snap")
+  server_enc_kib=$(server_hwm "$snap_enc")
+  {
+    echo
+    echo "## PBS datastore: peak RSS around the warm extracts"
+    echo
+    echo "| | client | NBD server (nbdkit + plugin) | both, less the 32 MiB cache (target ≤ 64 MiB) |"
+    echo "|---|---:|---:|---:|"
+    echo "| zstd | $((client_kib / 1024)) MiB | $((server_kib / 1024)) MiB | $(((client_kib + server_kib) / 1024 - 32)) MiB |"
+    echo "| encrypted | $((client_enc_kib / 1024)) MiB | $((server_enc_kib / 1024)) MiB | $(((client_enc_kib + server_enc_kib) / 1024 - 32)) MiB |"
+  } | tee -a "$results"
+  "$client" stop --all >/dev/null
+fi
 
 # --- scale ---------------------------------------------------------------
 if [[ ${SKIP_SCALE:-0} != 1 ]]; then
