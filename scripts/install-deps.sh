@@ -12,6 +12,9 @@ packages=(
   libgtest-dev libgmock-dev
   libarchive-dev libblkid-dev libsodium-dev libzstd-dev zlib1g-dev
   nettle-dev liblzma-dev libbz2-dev liblz4-dev libacl1-dev libxml2-dev
+  # PBS datastores (issue 13): OpenSSL for the chunk crypto, nbdkit (and its
+  # plugin header) for the NBD server
+  libssl-dev nbdkit nbdkit-plugin-dev
   # guest image: kernel download/extraction, module ordering, initramfs
   apt-utils dpkg-dev cpio xz-utils zstd kmod
   # VM runtime
