@@ -258,12 +258,13 @@ if [[ ${SKIP_PBS:-0} != 1 ]]; then
     "$maker" --keyfile "$key" "$ds" "$snap_enc" disk.img="$disk"
   fi
   # /disk.img/... names disk.img.fidx in the datastore: the same paths.
-  raw="$fr --repository $repo"
-  pz="$fr --repository $ds"
-  pe="$fr --repository $ds --keyfile $key"
-  for cmd in "$pz extract $snap" "$pe extract $snap_enc"; do
-    got=$($cmd "$part/big.bin" - | sha256sum | cut -d' ' -f1)
-    [[ $got == "$big_sha" ]] || { echo "compare: '$cmd' returned big.bin with sha256 $got, want $big_sha" >&2; exit 1; }
+  # The repository options go after the command (list, extract).
+  raw="--repository $repo"
+  pz="--repository $ds"
+  pe="--repository $ds --keyfile $key"
+  for args in "$pz $snap" "$pe $snap_enc"; do
+    got=$($fr extract $args "$part/big.bin" - | sha256sum | cut -d' ' -f1)
+    [[ $got == "$big_sha" ]] || { echo "compare: 'extract $args' returned big.bin with sha256 $got, want $big_sha" >&2; exit 1; }
   done
   "$client" stop --all >/dev/null
   ratios() { # title json: each command against the first (the raw file)
@@ -281,19 +282,19 @@ PY
   echo "== PBS: cold list"
   hyperfine --warmup 1 --runs "$runs" --export-json "$work/pbs-cold-list.json" \
     --prepare "$client stop --all" \
-    -n "raw file: list $part" "$raw list $snap $part" \
-    -n "datastore, zstd: list $part" "$pz list $snap $part" \
-    -n "datastore, encrypted: list $part" "$pe list $snap_enc $part"
+    -n "raw file: list $part" "$fr list $raw $snap $part" \
+    -n "datastore, zstd: list $part" "$fr list $pz $snap $part" \
+    -n "datastore, encrypted: list $part" "$fr list $pe $snap_enc $part"
   ratios "PBS datastore: cold list of a partition's root (target ≤ 1.25× the raw file's)" "$work/pbs-cold-list.json"
 
   echo "== PBS: warm extract"
-  $raw list "$snap" "$part" >/dev/null
-  $pz list "$snap" "$part" >/dev/null
-  $pe list "$snap_enc" "$part" >/dev/null
+  $fr list $raw "$snap" "$part" >/dev/null
+  $fr list $pz "$snap" "$part" >/dev/null
+  $fr list $pe "$snap_enc" "$part" >/dev/null
   hyperfine --warmup 1 --runs "$runs" --export-json "$work/pbs-warm-extract.json" \
-    -n "raw file: extract big.bin -" "$raw extract $snap $part/big.bin -" \
-    -n "datastore, zstd: extract big.bin -" "$pz extract $snap $part/big.bin -" \
-    -n "datastore, encrypted: extract big.bin -" "$pe extract $snap_enc $part/big.bin -"
+    -n "raw file: extract big.bin -" "$fr extract $raw $snap $part/big.bin -" \
+    -n "datastore, zstd: extract big.bin -" "$fr extract $pz $snap $part/big.bin -" \
+    -n "datastore, encrypted: extract big.bin -" "$fr extract $pe $snap_enc $part/big.bin -"
   ratios "PBS datastore: warm extract of the 256 MiB file to stdout" "$work/pbs-warm-extract.json"
   python3 - "$work/pbs-warm-extract.json" "$work/warm-extract.json" "$big_bytes" <<'PY' | tee -a "$results"
 import json, sys
@@ -312,9 +313,9 @@ PY
   # (VmHWM) after all the warm runs; the server's chunk cache is bounded
   # to 32 MiB (docs/pbs.md).
   t=$(mktemp)
-  /usr/bin/time -f '%M' -o "$t" $pz extract "$snap" "$part/big.bin" - >/dev/null
+  /usr/bin/time -f '%M' -o "$t" $fr extract $pz "$snap" "$part/big.bin" - >/dev/null
   client_kib=$(tail -1 "$t")
-  /usr/bin/time -f '%M' -o "$t" $pe extract "$snap_enc" "$part/big.bin" - >/dev/null
+  /usr/bin/time -f '%M' -o "$t" $fr extract $pe "$snap_enc" "$part/big.bin" - >/dev/null
   client_enc_kib=$(tail -1 "$t")
   rm -f "$t"
   server_hwm() { # the datastore's index path -> VmHWM (KiB) of its server
