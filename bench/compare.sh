@@ -279,23 +279,43 @@ for r in res:
     print(f"| `{r['command']}` | {r['median']:.3f} s | {r['min']:.3f}–{r['max']:.3f} s | {r['median'] / res[0]['median']:.2f}× the time |")
 PY
   }
+  # Round-robin (one run of each command in turn, a warm-up round first):
+  # on a shared, noisy machine consecutive runs of one command see another
+  # load than those of the next. Writes hyperfine's JSON shape.
+  round_robin() { # json rounds prepare name command [name command ...]
+    python3 - "$@" <<'PY'
+import json, statistics, subprocess, sys, time
+out, rounds, prepare = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+pairs = list(zip(sys.argv[4::2], sys.argv[5::2]))
+times = {name: [] for name, _ in pairs}
+quiet = dict(shell=True, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+for r in range(rounds + 1):
+    for name, cmd in pairs:
+        subprocess.run(prepare, **quiet)
+        start = time.monotonic()
+        subprocess.run(cmd, **quiet)
+        if r:
+            times[name].append(time.monotonic() - start)
+json.dump({"results": [{"command": n, "median": statistics.median(t), "min": min(t),
+                        "max": max(t), "times": t} for n, t in times.items()]}, open(out, "w"))
+PY
+  }
   echo "== PBS: cold list"
-  hyperfine --warmup 1 --runs "$runs" --export-json "$work/pbs-cold-list.json" \
-    --prepare "$client stop --all" \
-    -n "raw file: list $part" "$fr list $raw $snap $part" \
-    -n "datastore, zstd: list $part" "$fr list $pz $snap $part" \
-    -n "datastore, encrypted: list $part" "$fr list $pe $snap_enc $part"
-  ratios "PBS datastore: cold list of a partition's root (target ≤ 1.25× the raw file's)" "$work/pbs-cold-list.json"
+  round_robin "$work/pbs-cold-list.json" $((runs * 2)) "$client stop --all" \
+    "raw file: list $part" "$fr list $raw $snap $part" \
+    "datastore, zstd: list $part" "$fr list $pz $snap $part" \
+    "datastore, encrypted: list $part" "$fr list $pe $snap_enc $part"
+  ratios "PBS datastore: cold list of a partition's root, $((runs * 2)) rounds round-robin (target ≤ 1.25× the raw file's)" "$work/pbs-cold-list.json"
 
   echo "== PBS: warm extract"
   $fr list $raw "$snap" "$part" >/dev/null
   $fr list $pz "$snap" "$part" >/dev/null
   $fr list $pe "$snap_enc" "$part" >/dev/null
-  hyperfine --warmup 1 --runs "$runs" --export-json "$work/pbs-warm-extract.json" \
-    -n "raw file: extract big.bin -" "$fr extract $raw $snap $part/big.bin -" \
-    -n "datastore, zstd: extract big.bin -" "$fr extract $pz $snap $part/big.bin -" \
-    -n "datastore, encrypted: extract big.bin -" "$fr extract $pe $snap_enc $part/big.bin -"
-  ratios "PBS datastore: warm extract of the 256 MiB file to stdout" "$work/pbs-warm-extract.json"
+  round_robin "$work/pbs-warm-extract.json" $((runs * 2)) true \
+    "raw file: extract big.bin -" "$fr extract $raw $snap $part/big.bin -" \
+    "datastore, zstd: extract big.bin -" "$fr extract $pz $snap $part/big.bin -" \
+    "datastore, encrypted: extract big.bin -" "$fr extract $pe $snap_enc $part/big.bin -"
+  ratios "PBS datastore: warm extract of the 256 MiB file to stdout, $((runs * 2)) rounds round-robin" "$work/pbs-warm-extract.json"
   python3 - "$work/pbs-warm-extract.json" "$work/warm-extract.json" "$big_bytes" <<'PY' | tee -a "$results"
 import json, sys
 pbs = json.load(open(sys.argv[1]))["results"]

@@ -214,6 +214,23 @@ Result<Bytes> decodeChunk(ByteView blob, const Digest &digest, std::size_t lengt
 	return data;
 }
 
+Result<Bytes> decodeChunk(Bytes &&blob, const Digest &digest, std::size_t length,
+			  bool wantEncrypted, const CryptConfig *crypt)
+{
+	Result<BlobKind> kind = blobKind(blob);
+	if (!kind || *kind != BlobKind::Plain || wantEncrypted)
+		return decodeChunk(ByteView(blob), digest, length, wantEncrypted, crypt);
+	if (Status crc = verifyBlobCrc(blob); !crc)
+		return crc.error();
+	if (blob.size() - kBlobHeaderSize != length)
+		return Error::invalid(EBADMSG, "blob", "", "decodes to %zu bytes, expected %zu",
+				      blob.size() - kBlobHeaderSize, length);
+	blob.erase(blob.begin(), blob.begin() + kBlobHeaderSize);
+	if (sha256(blob) != digest)
+		return Error::invalid(EBADMSG, "chunk", "", "content does not match its digest");
+	return std::move(blob);
+}
+
 Digest chunkDigest(ByteView data, const CryptConfig *crypt)
 {
 	return crypt != nullptr ? crypt->computeDigest(data) : sha256(data);

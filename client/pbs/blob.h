@@ -70,6 +70,10 @@ Result<Bytes> decodeBlob(ByteView blob, const CryptConfig *crypt, const DecodeLi
 // backup (or the reverse) is refused, as PBS refuses it.
 Result<Bytes> decodeChunk(ByteView blob, const Digest &digest, std::size_t length,
 			  bool wantEncrypted, const CryptConfig *crypt);
+// The same, consuming `blob`: a plain chunk's bytes are moved out of it
+// rather than copied (one chunk in memory instead of two).
+Result<Bytes> decodeChunk(Bytes &&blob, const Digest &digest, std::size_t length,
+			  bool wantEncrypted, const CryptConfig *crypt);
 
 // Encoding, as DataBlob::encode does it (the test datastore writer and the
 // known-answer tests use it). `compress` keeps zstd level 1 only when it

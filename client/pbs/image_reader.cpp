@@ -48,7 +48,7 @@ Result<Bytes> loadChunk(int chunksDirFd, const Digest &digest, std::size_t lengt
 	if (raw->empty())
 		return Error::invalid(EIO, "chunk", name,
 				      "is an empty placeholder (not in this datastore's local cache)");
-	Result<Bytes> data = decodeChunk(*raw, digest, length, encrypted, crypt);
+	Result<Bytes> data = decodeChunk(std::move(*raw), digest, length, encrypted, crypt);
 	if (!data)
 		return Error::invalid(data.error().errnum() == EACCES ? EACCES : EIO, "chunk", name,
 				      "%s", data.error().reason());
@@ -122,6 +122,9 @@ Result<std::shared_ptr<const Bytes>> ImageReader::chunk(std::size_t index, bool 
 		loaded_.wait(lock);
 	}
 	entries_.emplace(digest, Entry{});
+	// Bounded decoding: memory, not cores, is what more decoders cost.
+	decoderFree_.wait(lock, [this] { return decoding_ < std::max(1U, options_.decoders); });
+	++decoding_;
 	lock.unlock();
 
 	Result<Bytes> data = loadChunk(chunksDir_.get(), digest,
@@ -129,6 +132,8 @@ Result<std::shared_ptr<const Bytes>> ImageReader::chunk(std::size_t index, bool 
 				       crypt_ ? &*crypt_ : nullptr);
 
 	lock.lock();
+	--decoding_;
+	decoderFree_.notify_one();
 	auto it = entries_.find(digest);
 	if (!data) {
 		// Failures are not cached: the next read tries again (and

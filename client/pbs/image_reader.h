@@ -46,6 +46,10 @@ struct ImageReaderOptions {
 	std::size_t cacheBytes = 32 << 20;
 	// Chunks decoded ahead of a sequential reader (0: none).
 	unsigned readAhead = 2;
+	// Chunks decoded at once (the rest wait): each needs its file's bytes
+	// and its decoded bytes in memory (about 2 chunk sizes), and more
+	// decoders than cores only add memory.
+	unsigned decoders = 2;
 };
 
 struct ImageReaderStats {
@@ -107,6 +111,9 @@ private:
 	std::list<Digest> lru_; // front: most recently used, ready entries only
 	std::size_t cachedBytes_ = 0;
 	ImageReaderStats stats_;
+
+	unsigned decoding_ = 0;
+	std::condition_variable decoderFree_;
 
 	std::optional<std::size_t> lastChunk_;
 	std::deque<std::size_t> queue_;

@@ -29,6 +29,7 @@
 #include <nbdkit-plugin.h>
 
 #include <fcntl.h>
+#include <malloc.h>
 #include <sys/file.h>
 #include <sys/prctl.h>
 #include <unistd.h>
@@ -197,6 +198,10 @@ int pbsConfigComplete()
 	// of the socket: it exits when QEMU closes it.
 	if (::prctl(PR_SET_PDEATHSIG, 0) != 0)
 		return fail(Error(errno, "prctl(PR_SET_PDEATHSIG)"));
+	// Chunk-sized buffers (MiBs) come and go with every decode: a fixed
+	// mmap threshold returns them to the kernel when freed, where glibc's
+	// adaptive one would keep them in per-thread arenas (RSS).
+	::mallopt(M_MMAP_THRESHOLD, 256 << 10);
 	if (!config.datastore || !config.index || !config.csum || !config.size ||
 	    !config.encrypted) {
 		nbdkit_error("datastore, index, csum, size and encrypted are required");

@@ -136,6 +136,30 @@ TEST(Blob, CryptModeMustMatchTheIndex)
 	EXPECT_NE(std::string(decoded.error().reason()).find("encrypted"), std::string::npos);
 }
 
+TEST(Blob, ConsumingDecodeOfAPlainChunkChecksAsMuch)
+{
+	const Bytes data = test::patternBytes(8192, 6);
+	Result<Bytes> blob = encodeBlob(data, nullptr, false);
+	ASSERT_TRUE(blob);
+	const Digest digest = sha256(data);
+	Result<Bytes> ok = decodeChunk(Bytes(*blob), digest, data.size(), false, nullptr);
+	ASSERT_TRUE(ok);
+	EXPECT_EQ(*ok, data);
+	EXPECT_EQ(decodeChunk(Bytes(*blob), digest, data.size() - 1, false, nullptr).error().errnum(),
+		  EBADMSG);
+	Digest other = digest;
+	other[0] ^= 1;
+	EXPECT_EQ(decodeChunk(Bytes(*blob), other, data.size(), false, nullptr).error().errnum(),
+		  EBADMSG);
+	Bytes bad = *blob;
+	bad[100] ^= 1;
+	EXPECT_EQ(decodeChunk(std::move(bad), digest, data.size(), false, nullptr).error().errnum(),
+		  EBADMSG);
+	// A plain chunk where an encrypted one is due: refused here too.
+	const CryptConfig crypt = cryptOf(4);
+	EXPECT_FALSE(decodeChunk(Bytes(*blob), digest, data.size(), true, &crypt));
+}
+
 TEST(Blob, IncompressibleDataIsStoredPlain)
 {
 	Bytes random(8192);
