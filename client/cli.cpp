@@ -349,7 +349,7 @@ Commands::selectDatastoreSnapshot(const std::string &datastore, const std::strin
 	PbsKeyOptions keyOptions;
 	keyOptions.keyFile = t.keyFile;
 	if (!t.keyFd.empty())
-		keyOptions.keyFd = static_cast<int>(*optionalNumber(t.keyFd, "--keyfd", 3, 1 << 20));
+		keyOptions.keyFd = static_cast<int>(*optionalNumber(t.keyFd, "--keyfd", 0, 1 << 20));
 	if (!t.keyPasswordFd.empty())
 		keyOptions.passwordFd = static_cast<int>(
 			*optionalNumber(t.keyPasswordFd, "--key-password-fd", 0, 1 << 20));

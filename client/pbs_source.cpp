@@ -259,6 +259,7 @@ Result<std::vector<UniqueFd>> startPbsServers(const PbsSelection &selection, int
 		servers.push_back(std::move(*server));
 	}
 	std::vector<UniqueFd> sockets;
+	sockets.reserve(servers.size());
 	for (pbs::NbdServer &server : servers)
 		sockets.push_back(std::move(server.socket));
 	return sockets;

@@ -125,7 +125,10 @@ void listGroup(int groupFd, const std::vector<std::string> &ns, const std::strin
 		summary.id = SnapshotId{ns, type, id, time};
 		struct stat st {};
 		summary.isProtected = ::fstatat(snapFd.get(), ".protected", &st, 0) == 0;
-		Result<Manifest> manifest = readManifest(snapFd.get(), display + "/" + time);
+		std::string where = display;
+		where += '/';
+		where += time;
+		Result<Manifest> manifest = readManifest(snapFd.get(), where);
 		if (!manifest) {
 			summary.problem = manifest.error().errnum() == ENOENT
 						  ? "incomplete (no manifest)"
@@ -161,8 +164,10 @@ Status listNamespace(int nsFd, const std::vector<std::string> &ns, bool recursiv
 			if (!isSafeId(id))
 				continue;
 			UniqueFd groupFd = openDir(typeFd.get(), id);
+			std::string where = display;
+			where.append(type).append("/").append(id);
 			if (groupFd.isValid())
-				listGroup(groupFd.get(), ns, type, id, display + type + "/" + id, out);
+				listGroup(groupFd.get(), ns, type, id, where, out);
 		}
 	}
 	if (!recursive || ns.size() >= kMaxNamespaceDepth)
@@ -181,7 +186,9 @@ Status listNamespace(int nsFd, const std::vector<std::string> &ns, bool recursiv
 			continue;
 		std::vector<std::string> childNs = ns;
 		childNs.push_back(child);
-		(void)listNamespace(childFd.get(), childNs, true, display + "ns/" + child + "/", out);
+		std::string where = display;
+		where.append("ns/").append(child).append("/");
+		(void)listNamespace(childFd.get(), childNs, true, where, out);
 	}
 	return {};
 }

@@ -199,29 +199,29 @@ void ImageReader::readAheadLoop()
 
 Status ImageReader::read(std::uint64_t offset, std::size_t length, std::uint8_t *out)
 {
-	const std::uint64_t size = index_.header.size;
-	if (offset > size || length > size - offset)
+	const std::uint64_t imageSize = index_.header.size;
+	if (offset > imageSize || length > imageSize - offset)
 		return Error::invalid(EINVAL, "read", "image",
 				      "%zu bytes at %llu: beyond the end (%llu bytes)", length,
 				      static_cast<unsigned long long>(offset),
-				      static_cast<unsigned long long>(size));
+				      static_cast<unsigned long long>(imageSize));
 	const std::uint64_t chunkSize = index_.header.chunkSize;
 	std::size_t done = 0;
 	while (done < length) {
 		const std::uint64_t pos = offset + done;
-		const std::size_t index = static_cast<std::size_t>(pos / chunkSize);
+		const std::size_t number = static_cast<std::size_t>(pos / chunkSize);
 		const std::size_t within = static_cast<std::size_t>(pos % chunkSize);
-		Result<std::shared_ptr<const Bytes>> data = chunk(index, false);
+		Result<std::shared_ptr<const Bytes>> data = chunk(number, false);
 		if (!data) {
-			const std::uint64_t start = static_cast<std::uint64_t>(index) * chunkSize;
+			const std::uint64_t start = static_cast<std::uint64_t>(number) * chunkSize;
 			return Error::invalid(data.error().errnum(), "chunk", data.error().object(),
-					      "#%zu, bytes %llu-%llu of the disk: %s", index,
+					      "#%zu, bytes %llu-%llu of the disk: %s", number,
 					      static_cast<unsigned long long>(start),
 					      static_cast<unsigned long long>(
-						      start + index_.chunkLength(index) - 1),
+						      start + index_.chunkLength(number) - 1),
 					      data.error().reason());
 		}
-		noteAccess(index);
+		noteAccess(number);
 		const std::size_t n = std::min(length - done, (*data)->size() - within);
 		std::memcpy(out + done, (*data)->data() + within, n);
 		done += n;

@@ -62,7 +62,8 @@ std::string rfc3339Now()
 	std::tm tm{};
 	::gmtime_r(&now, &tm);
 	char buf[32];
-	std::strftime(buf, sizeof(buf), "%Y-%m-%dT%H:%M:%SZ", &tm);
+	if (std::strftime(buf, sizeof(buf), "%Y-%m-%dT%H:%M:%SZ", &tm) == 0)
+		return "1970-01-01T00:00:00Z";
 	return buf;
 }
 

@@ -125,6 +125,7 @@ Result<NbdServer> startNbdServer(const NbdServerSpec &spec, std::chrono::millise
 	const std::vector<std::string> args =
 		nbdServerArgv(nbdkitBinaryPath(), nbdkitPluginPath(), spec);
 	std::vector<char *> argv;
+	argv.reserve(args.size() + 1);
 	for (const std::string &arg : args)
 		argv.push_back(const_cast<char *>(arg.c_str()));
 	argv.push_back(nullptr);
