@@ -117,7 +117,7 @@ int main(int argc, char **argv)
 		    static_cast<unsigned long long>(info->uptimeMs));
 	if (argc >= 7) {
 		std::size_t entries = 0;
-		fr::Status listed = session->list(argv[6], [&](const fr::proto::Entry &) {
+		fr::Status listed = session->list(argv[6], [&](const fr::proto::Entry &) noexcept {
 			++entries;
 			return fr::Status{};
 		});
@@ -142,8 +142,8 @@ int main(int argc, char **argv)
 		std::uint64_t bytes = 0;
 		fr::Status extracted = session->extract(
 			argv[7], fr::proto::ExtractFormat::Raw, fr::proto::Compression::None,
-			[](const fr::proto::Entry &) { return fr::Status{}; },
-			[&](std::span<const std::uint8_t> chunk) {
+			[](const fr::proto::Entry &) noexcept { return fr::Status{}; },
+			[&](std::span<const std::uint8_t> chunk) noexcept {
 				bytes += chunk.size();
 				return fr::Status{};
 			});

@@ -1,14 +1,7 @@
 // SPDX-License-Identifier: AGPL-3.0-or-later
 #include "client/cli.h"
 
-#include <fcntl.h>
-#include <signal.h>
-#include <sys/stat.h>
-#include <unistd.h>
-
 #include <cerrno>
-#include <cinttypes>
-#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <ctime>
@@ -25,6 +18,7 @@
 #include "client/guest_path.h"
 #include "client/helper_launcher.h"
 #include "client/listing.h"
+#include "client/output.h"
 #include "client/pbs_source.h"
 #include "client/runtime_dir.h"
 #include "client/safe_writer.h"
@@ -34,6 +28,7 @@
 #include "client/vm_name.h"
 #include "fr_config.h"
 #include "shared/display.h"
+#include "shared/fd_io.h"
 #include "shared/validate.h"
 
 namespace fr::client {
@@ -43,8 +38,6 @@ namespace {
 using nlohmann::json;
 
 constexpr std::uint64_t kDefaultTimeout = 120;
-// list: output goes out in writes of about this size.
-constexpr std::size_t kListFlush = std::size_t{64} << 10;
 
 // A failure with its exit code, thrown to runCli's one catch.
 struct Failure {
@@ -52,47 +45,29 @@ struct Failure {
 	std::string message;
 };
 
-// The first SIGINT/SIGTERM/SIGHUP asks the running transfer to stop (so
-// that partial output is removed on the normal error path); the handler
-// then resets itself, and a second signal kills as usual.
-volatile sig_atomic_t gInterrupted = 0;
-
-extern "C" void onInterrupt(int)
-{
-	gInterrupted = 1;
-}
-
-void installInterruptHandlers()
-{
-	gInterrupted = 0;
-	struct sigaction action {};
-	action.sa_handler = onInterrupt;
-	action.sa_flags = SA_RESETHAND; // no SA_RESTART: blocking waits return EINTR
-	sigemptyset(&action.sa_mask);
-	for (int signal : {SIGINT, SIGTERM, SIGHUP})
-		::sigaction(signal, &action, nullptr);
-}
-
-Status notInterrupted()
-{
-	if (gInterrupted != 0)
-		return Error::invalid(EINTR, "file-restore", "signal", "interrupted");
-	return {};
-}
-
 [[noreturn]] void usage(const std::string &message)
 {
 	throw Failure{kExitUsage, message};
 }
 
+// The helper's failures: its exit status (client/helper_launcher.cpp) says
+// whether it refused or the VM did not come up.
+bool isHelperFailure(const Error &error)
+{
+	// helper_launcher.cpp marks them ErrorKind::Helper; until it does (it
+	// is being reworked), its errors are told by the call they name.
+	return error.kind() == ErrorKind::Helper || std::strcmp(error.call(), "file-restore-helper") == 0;
+}
+
 int exitCodeFor(const Error &error)
 {
-	if (std::strcmp(error.call(), "file-restore-helper") == 0)
-		return error.errnum() == EIO || error.errnum() == ETIMEDOUT ? kExitVmFailed
-									     : kExitRefused;
+	if (isHelperFailure(error))
+		return error.errnum() == EIO || error.errnum() == ETIMEDOUT ? kExitVmFailed : kExitRefused;
+	if (error.kind() == ErrorKind::Usage)
+		return kExitUsage;
 	switch (error.errnum()) {
 	case EINTR:
-		return gInterrupted != 0 ? kExitInterrupted : kExitFailure;
+		return interrupted() ? kExitInterrupted : kExitFailure;
 	case ENOENT:
 		return kExitNotFound;
 	case EEXIST:
@@ -105,18 +80,13 @@ int exitCodeFor(const Error &error)
 	}
 }
 
+// Every error ends here. A reader of our output that went away (`| head`)
+// is not worth a message: the one place a closed pipe is handled.
 [[noreturn]] void fail(const Error &error)
 {
+	if (error.kind() == ErrorKind::OutputClosed)
+		throw Failure{kExitFailure, ""};
 	throw Failure{exitCodeFor(error), error.message()};
-}
-
-// The guest names its own paths ("/disk0/part/1/etc"); say the user's.
-Status forUser(Status status, const char *operation, const std::string &userPath)
-{
-	if (status || std::strcmp(status.error().call(), kGuestErrorCall) != 0)
-		return status;
-	return Error::invalid(status.error().errnum(), operation, escapeForDisplay(userPath), "%s",
-			      status.error().reason());
 }
 
 template <typename T>
@@ -133,29 +103,11 @@ void check(const Status &status)
 		fail(status.error());
 }
 
-void warn(const std::string &message)
-{
-	const std::string line = "file-restore: " + message + (message.ends_with('\n') ? "" : "\n");
-	(void)!::write(2, line.data(), line.size());
-}
-
-Status writeAll(int fd, std::string_view data)
-{
-	while (!data.empty()) {
-		const ssize_t n = ::write(fd, data.data(), data.size());
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0)
-			return Error(errno, "write", fd == 1 ? "stdout" : "output");
-		data.remove_prefix(static_cast<std::size_t>(n));
-	}
-	return {};
-}
-
 // Options shared by list and extract.
 struct Target {
 	std::string repository;
 	std::vector<std::string> images;
+	std::string imageFormat; // --image-format: what the --image files are
 	bool base64 = false;
 	std::string timeout;
 	std::string transport = "auto";
@@ -202,47 +154,6 @@ std::optional<std::uint32_t> optionalNumber(const std::string &text, const char 
 	return static_cast<std::uint32_t>(*value);
 }
 
-// Progress on stderr for long transfers, only when stderr is a terminal.
-class Progress {
-public:
-	explicit Progress(std::string what) : what_(std::move(what)), tty_(::isatty(2) == 1) {}
-	~Progress() { clear(); }
-
-	void add(std::size_t bytes)
-	{
-		total_ += bytes;
-		if (!tty_)
-			return;
-		const auto now = Clock::now();
-		if (now - start_ < std::chrono::seconds(1) || now - shown_ < std::chrono::milliseconds(500))
-			return;
-		shown_ = now;
-		const double seconds =
-			std::chrono::duration_cast<std::chrono::duration<double>>(now - start_).count();
-		char line[256];
-		std::snprintf(line, sizeof(line), "\r\033[K%s: %.1f MiB (%.1f MiB/s)", what_.c_str(),
-			      static_cast<double>(total_) / 1048576.0,
-			      static_cast<double>(total_) / 1048576.0 / seconds);
-		(void)!::write(2, line, std::strlen(line));
-		visible_ = true;
-	}
-	void clear()
-	{
-		if (visible_)
-			(void)!::write(2, "\r\033[K", 4);
-		visible_ = false;
-	}
-	std::uint64_t total() const { return total_; }
-
-private:
-	std::string what_;
-	bool tty_;
-	bool visible_ = false;
-	std::uint64_t total_ = 0;
-	Clock::time_point start_ = Clock::now();
-	Clock::time_point shown_ = start_;
-};
-
 class Commands {
 public:
 	Commands(Options &options, SessionFactory &sessions) : o_(options), sessions_(sessions) {}
@@ -279,14 +190,11 @@ private:
 		return start_ + std::chrono::seconds(seconds);
 	}
 	OutputFormat format() const { return outputFormatOf(o_.outputFormat); }
-	void print(const std::string &text)
-	{
-		Status written = writeAll(1, text);
-		// A reader that went away (`| head`) is not an error worth a message.
-		if (!written && written.error().errnum() == EPIPE)
-			throw Failure{kExitFailure, ""};
-		check(written);
-	}
+	void print(const std::string &text) { check(writeStdout(text)); }
+	// The sink for extract's arguments (the target: '-' or a directory).
+	std::unique_ptr<OutputSink> extractSink(const Resolved &r, std::string target);
+	nlohmann::json statusJson(const std::vector<VmStatusRow> &rows, std::int64_t now) const;
+	static std::string statusText(const VmStatusRow &row, std::int64_t now);
 
 	Options &o_;
 	SessionFactory &sessions_;
@@ -386,7 +294,13 @@ Commands::Resolved Commands::resolve(const std::string *snapshot, const std::str
 		path = *decoded;
 	}
 	if (!t.images.empty()) {
-		out.spec.archives = check(imageArchives(t.images));
+		std::optional<ImageFormat> format;
+		if (!t.imageFormat.empty()) {
+			format = parseFormatName(t.imageFormat);
+			if (!format || format == ImageFormat::Nbd)
+				usage("--image-format: must be raw, qcow2, vmdk, vdi or vhdx");
+		}
+		out.spec.archives = check(imageArchives(t.images, format));
 		std::vector<std::string> paths;
 		for (const Archive &archive : out.spec.archives)
 			paths.push_back(archive.path);
@@ -485,53 +399,8 @@ int Commands::list()
 								 : (o_.target.base64 ? "Lw==" : "/");
 	Resolved r = resolve(snapshot, path);
 
-	const bool text = format() == OutputFormat::Text;
-	const bool pretty = format() == OutputFormat::JsonPretty;
-	// Entries stream out as the guest sends them, text or JSON (the array
-	// written element by element), through a buffer of kListFlush bytes:
-	// memory stays flat however large the directory. Once anything went
-	// out, a later error goes to stderr (stdout then ends mid-listing; in
-	// JSON an unterminated array, with a non-zero exit).
-	std::string pending;
-	std::uint64_t emitted = 0;
-	auto flush = [&]() -> Status {
-		if (pending.empty())
-			return {};
-		stdoutIsData_ = true;
-		Status written = writeAll(1, pending);
-		pending.clear();
-		return written;
-	};
-	// Runs inside the guest session's callback: returns errors, never
-	// throws (the protocol library is built without exceptions).
-	auto emit = [&](const GuestEntry &entry) -> Status {
-		if (text) {
-			pending += entryText(entry);
-			pending += '\n';
-		} else {
-			std::string full = r.target.userPath;
-			if (full != "/")
-				full += '/';
-			full += entry.name;
-			std::string item = dumpJson(entryJson(full, entry), format());
-			item.pop_back(); // dumpJson's newline
-			if (pretty) {
-				// As nlohmann's own indentation of an array's elements.
-				std::string indented;
-				for (char c : item) {
-					indented += c;
-					if (c == '\n')
-						indented += "  ";
-				}
-				item = std::move(indented);
-			}
-			pending += emitted == 0 ? (pretty ? "[\n  " : "[") : (pretty ? ",\n  " : ",");
-			pending += item;
-		}
-		++emitted;
-		return pending.size() >= kListFlush ? flush() : Status{};
-	};
-
+	ListingPrinter printer(format(), r.target.userPath);
+	Status listed;
 	if (r.target.isRoot) {
 		// The archives: known without starting a VM.
 		for (const Archive &archive : r.spec.archives) {
@@ -541,34 +410,39 @@ int Commands::list()
 			if (r.pbs) // the disk's size, from the manifest
 				if (const pbs::ImageArchive *image = pbs::findImage(r.pbs->snapshot, archive.name))
 					entry.size = image->size;
-			Status shown = emit(entry);
-			if (!shown && shown.error().errnum() == EPIPE)
-				throw Failure{kExitFailure, ""};
-			check(shown);
+			if (listed = printer.add(entry); !listed)
+				break;
 		}
 	} else {
 		VmConnection vm = check(manager().acquire(r.spec, deadline()));
-		Status listed = vm.session().list(r.target.guestPath, [&](const GuestEntry &entry) -> Status {
-			// One component, as the protocol promises; anything else would
-			// make "filepath" lie about where the entry is.
-			if (entry.name.empty() || entry.name.find('/') != std::string::npos ||
-			    entry.name == "." || entry.name == "..")
-				return Error::invalid(EPROTO, "list", escapeForDisplay(entry.name),
-						      "the guest sent an invalid entry name");
-			Status shown = emit(entry);
+		listed = vm.session().list(r.target.guestPath, [&](const GuestEntry &entry) noexcept {
+			Status shown = printer.add(entry);
 			return shown ? notInterrupted() : shown;
 		});
-		if (!listed && listed.error().errnum() == EPIPE)
-			throw Failure{kExitFailure, ""}; // `| head`: nothing to report
-		check(forUser(withChunkReports(listed, r), "list", r.target.userPath));
 	}
-	if (!text)
-		pending += emitted == 0 ? "[]\n" : (pretty ? "\n]\n" : "]\n");
-	Status written = flush();
-	if (!written && written.error().errnum() == EPIPE)
-		throw Failure{kExitFailure, ""};
-	check(written);
+	if (listed)
+		listed = printer.finish();
+	// Once anything went out, an error goes to stderr (stdout ends
+	// mid-listing).
+	stdoutIsData_ = printer.started();
+	check(forUser(withChunkReports(listed, r), "list", r.target.userPath));
 	return kExitOk;
+}
+
+std::unique_ptr<OutputSink> Commands::extractSink(const Resolved &r, std::string target)
+{
+	if (!o_.format.empty())
+		return archiveStdoutSink(o_.format == "zip" ? ExtractFormat::Zip : ExtractFormat::Tar, o_.zstd);
+	if (target == "-")
+		return rawStdoutSink();
+	openRuntime();
+	DirectorySinkOptions options;
+	options.target = target.empty() ? "." : std::move(target);
+	options.finalName = r.target.baseName;
+	options.symlinks = o_.symlinks;
+	options.verbose = o_.verbose;
+	options.journalDirFd = dir_->fd.get();
+	return directorySink(std::move(options));
 }
 
 int Commands::extract()
@@ -581,128 +455,89 @@ int Commands::extract()
 	const std::string *snapshot = images ? nullptr : &o_.positionals[0];
 	const std::string &path = o_.positionals[minimum - 1];
 	std::string target = o_.positionals.size() > minimum ? o_.positionals[minimum] : "";
-	ExtractFormat archiveFormat = ExtractFormat::Raw;
-	if (!o_.format.empty()) {
-		archiveFormat = o_.format == "zip" ? ExtractFormat::Zip : ExtractFormat::Tar;
-		if (target.empty())
-			target = "-";
-		if (target != "-")
-			usage("--format writes the archive to stdout: give '-' as the target (or none)");
-	} else if (o_.zstd) {
+	if (!o_.format.empty() && !target.empty() && target != "-")
+		usage("--format writes the archive to stdout: give '-' as the target (or none)");
+	if (o_.format.empty() && o_.zstd)
 		usage("--zstd needs --format tar|zip");
-	}
-	if (target.empty())
-		target = ".";
 
 	Resolved r = resolve(snapshot, path);
 	if (r.target.isRoot)
 		usage("extract needs a path inside an archive, e.g. /" +
 		      escapeForDisplay(r.spec.archives.front().name) + "/part/1/etc");
-
-	if (target == "-") {
-		stdoutIsData_ = true;
-		VmConnection vm = check(manager().acquire(r.spec, deadline()));
-		Progress progress("receiving");
-		Status status = vm.session().extract(
-			r.target.guestPath, archiveFormat, o_.zstd,
-			[](const GuestEntry &) { return Status{}; },
-			[&](std::string_view chunk) {
-				progress.add(chunk.size());
-				Status interrupted = notInterrupted();
-				return interrupted ? writeAll(1, chunk) : interrupted;
-			});
-		progress.clear();
-		if (!status && status.error().errnum() == EPIPE)
-			throw Failure{kExitFailure, ""};
-		status = forUser(withChunkReports(status, r), "extract", r.target.userPath);
-		if (!status && status.error().errnum() == EISDIR)
-			throw Failure{kExitUsage, status.error().message() +
-							  " (a directory needs --format tar|zip, or a "
-							  "target directory)"};
-		check(status);
-		return kExitOk;
-	}
-
-	// Into a directory: the target is ours to create (mkdir -p), trusted as
-	// the user's own path; everything below it is written by the safe writer.
-	if (::mkdir(target.c_str(), 0777) != 0 && errno != EEXIST) {
-		std::string prefix;
-		for (std::size_t slash = target.find('/', 1); slash != std::string::npos;
-		     slash = target.find('/', slash + 1))
-			(void)::mkdir(target.substr(0, slash).c_str(), 0777);
-		if (::mkdir(target.c_str(), 0777) != 0 && errno != EEXIST)
-			fail(Error(errno, "mkdir", escapeForDisplay(target)));
-	}
-	UniqueFd targetFd(::open(target.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
-	if (!targetFd.isValid())
-		fail(Error(errno, "open", escapeForDisplay(target)));
-	const std::string targetPath = check(canonicalPath(target, "target"));
-	cleanLeftovers(targetFd.get());
-	const std::string &finalName = r.target.baseName;
-	struct stat st {};
-	if (::fstatat(targetFd.get(), finalName.c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0)
-		throw Failure{kExitExists, "extract(" + escapeForDisplay(targetPath + "/" + finalName) +
-						   "): exists already; not replaced"};
-
+	std::unique_ptr<OutputSink> sink = extractSink(r, std::move(target));
+	stdoutIsData_ = sink->usesStdout();
+	check(sink->prepare());
 	VmConnection vm = check(manager().acquire(r.spec, deadline()));
-	std::unique_ptr<Staging> staging =
-		check(Staging::create(targetFd.get(), targetPath, dir_->fd.get()));
-	UnpackOptions unpack;
-	unpack.symlinks = o_.symlinks;
-	const mode_t mask = ::umask(0);
-	::umask(mask);
-	unpack.umask = mask;
-	TarSink sink(staging->fd(), unpack);
-	check(sink.start());
-	Progress progress("extracting");
-	std::optional<GuestEntry> object;
-	Status received = vm.session().extract(
-		r.target.guestPath, ExtractFormat::Tar, false,
-		[&](const GuestEntry &entry) {
-			object = entry;
-			return Status{};
-		},
-		[&](std::string_view chunk) {
-			progress.add(chunk.size());
-			Status interrupted = notInterrupted();
-			return interrupted ? sink.write(chunk) : interrupted;
-		});
-	Status unpacked = sink.finish();
-	progress.clear();
-	check(forUser(withChunkReports(received, r), "extract", r.target.userPath));
-	check(unpacked);
-	const UnpackReport &report = sink.report();
-	for (const std::string &skipped : report.skipped)
-		warn("skipped " + skipped);
-	if (!object)
-		fail(Error::invalid(EPROTO, "extract", escapeForDisplay(r.target.userPath),
-				    "the guest did not describe what it sent"));
-	// A directory's members are named relative to it (it is no member
-	// itself): the staging directory becomes the directory, with the
-	// metadata of the leading entry. Anything else is one member named
-	// after it.
-	if (object->type == EntryType::Directory) {
-		if (::fchmod(staging->fd(), object->mode & 0777 & ~mask) != 0)
-			fail(Error(errno, "chmod", escapeForDisplay(targetPath + "/" + finalName)));
-		const timespec times[2] = {{0, UTIME_OMIT}, {static_cast<time_t>(object->mtime), 0}};
-		(void)::futimens(staging->fd(), times);
-		check(staging->commit("", finalName));
-	} else if (report.singleFile) {
-		check(staging->commit(*report.singleFile, finalName));
-	} else if (object->type == EntryType::Symlink && !o_.symlinks) {
-		throw Failure{kExitUsage, "extract(" + escapeForDisplay(r.target.userPath) +
-						  "): is a symlink; --symlinks extracts it as one"};
-	} else {
-		fail(Error::invalid(EPROTO, "extract", escapeForDisplay(r.target.userPath),
-				    "not a regular file, directory or symlink, or the guest sent "
-				    "something else"));
-	}
-	if (o_.verbose)
-		warn("extracted " + escapeForDisplay(r.target.userPath) + " to " +
-		     escapeForDisplay(targetPath + "/" + finalName) + " (" +
-		     std::to_string(report.files) + " files, " + std::to_string(report.directories) +
-		     " directories, " + std::to_string(report.bytes) + " bytes)");
+	check(withChunkReports(sink->receive(vm.session(), r.target), r));
 	return kExitOk;
+}
+
+nlohmann::json Commands::statusJson(const std::vector<VmStatusRow> &rows, std::int64_t now) const
+{
+	json out = json::array();
+	for (const VmStatusRow &row : rows) {
+		const VmRecord &vm = row.record;
+		json archives = json::array();
+		for (const Archive &archive : vm.archives)
+			archives.push_back(escapeForDisplay(archive.name));
+		json item = {
+			{"name", vm.name},
+			{"pid", vm.pid},
+			{"cid", vm.cid ? json(*vm.cid) : json(nullptr)},
+			{"transport", transportName(vm.transport)},
+			{"uptime", std::max<std::int64_t>(0, now - vm.startedAt)},
+			{"state", row.state},
+			{"archives", archives},
+			{"idle_left", nullptr},
+		};
+		if (!vm.datastore.empty()) {
+			item["datastore"] = escapeForDisplay(vm.datastore);
+			item["snapshot"] = escapeForDisplay(vm.snapshot);
+		}
+		if (row.guest) {
+			json guest = json::object();
+			if (row.guest->idleLeftSeconds)
+				item["idle_left"] = *row.guest->idleLeftSeconds;
+			if (row.guest->uptimeSeconds)
+				guest["uptime"] = *row.guest->uptimeSeconds;
+			for (const auto &[key, value] : row.guest->details)
+				guest[escapeForDisplay(key)] = escapeForDisplay(value);
+			item["guest"] = guest;
+		}
+		if (!row.problem.empty())
+			item["problem"] = row.problem;
+		out.push_back(item);
+	}
+	return out;
+}
+
+std::string Commands::statusText(const VmStatusRow &row, std::int64_t now)
+{
+	const VmRecord &vm = row.record;
+	std::string line = vm.name + "\n";
+	line += "  pid " + std::to_string(vm.pid) + ", " + transportName(vm.transport) +
+		(vm.cid ? " cid " + std::to_string(*vm.cid) : std::string()) + ", up " +
+		durationText(static_cast<std::uint64_t>(std::max<std::int64_t>(0, now - vm.startedAt))) +
+		", " + row.state;
+	if (row.guest && row.guest->idleLeftSeconds)
+		line += ", idle timeout in " + durationText(*row.guest->idleLeftSeconds);
+	if (!vm.datastore.empty())
+		line += "\n  datastore " + escapeForDisplay(vm.datastore) + ", snapshot " +
+			escapeForDisplay(vm.snapshot);
+	line += "\n  disks:";
+	for (std::size_t i = 0; i < vm.archives.size(); ++i)
+		line += (i ? ", " : " ") + escapeForDisplay(vm.archives[i].name);
+	line += "\n";
+	if (row.guest && !row.guest->details.empty()) {
+		line += "  guest:";
+		for (std::size_t i = 0; i < row.guest->details.size(); ++i)
+			line += (i ? ", " : " ") + escapeForDisplay(row.guest->details[i].first) + " " +
+				escapeForDisplay(row.guest->details[i].second);
+		line += "\n";
+	}
+	if (!row.problem.empty())
+		line += "  did not answer (" + row.problem + "); stopped\n";
+	return line;
 }
 
 int Commands::status()
@@ -715,74 +550,13 @@ int Commands::status()
 	const std::vector<VmStatusRow> rows = check(manager().status(deadline()));
 	const std::int64_t now = static_cast<std::int64_t>(std::time(nullptr));
 	if (format() != OutputFormat::Text) {
-		json out = json::array();
-		for (const VmStatusRow &row : rows) {
-			const VmRecord &vm = row.record;
-			json archives = json::array();
-			for (const Archive &archive : vm.archives)
-				archives.push_back(escapeForDisplay(archive.name));
-			json item = {
-				{"name", vm.name},
-				{"pid", vm.pid},
-				{"cid", vm.cid ? json(*vm.cid) : json(nullptr)},
-				{"transport", transportName(vm.transport)},
-				{"uptime", std::max<std::int64_t>(0, now - vm.startedAt)},
-				{"state", row.state},
-				{"archives", archives},
-				{"idle_left", nullptr},
-			};
-			if (!vm.datastore.empty()) {
-				item["datastore"] = escapeForDisplay(vm.datastore);
-				item["snapshot"] = escapeForDisplay(vm.snapshot);
-			}
-			if (row.guest) {
-				json guest = json::object();
-				if (row.guest->idleLeftSeconds)
-					item["idle_left"] = *row.guest->idleLeftSeconds;
-				if (row.guest->uptimeSeconds)
-					guest["uptime"] = *row.guest->uptimeSeconds;
-				for (const auto &[key, value] : row.guest->details)
-					guest[escapeForDisplay(key)] = escapeForDisplay(value);
-				item["guest"] = guest;
-			}
-			if (!row.problem.empty())
-				item["problem"] = row.problem;
-			out.push_back(item);
-		}
-		print(dumpJson(out, format()));
+		print(dumpJson(statusJson(rows, now), format()));
 		return kExitOk;
 	}
-	if (rows.empty()) {
+	if (rows.empty())
 		print("no VMs running\n");
-		return kExitOk;
-	}
-	for (const VmStatusRow &row : rows) {
-		const VmRecord &vm = row.record;
-		std::string line = vm.name + "\n";
-		line += "  pid " + std::to_string(vm.pid) + ", " + transportName(vm.transport) +
-			(vm.cid ? " cid " + std::to_string(*vm.cid) : std::string()) + ", up " +
-			durationText(static_cast<std::uint64_t>(std::max<std::int64_t>(0, now - vm.startedAt))) +
-			", " + row.state;
-		if (row.guest && row.guest->idleLeftSeconds)
-			line += ", idle timeout in " + durationText(*row.guest->idleLeftSeconds);
-		if (!vm.datastore.empty())
-			line += "\n  datastore " + escapeForDisplay(vm.datastore) + ", snapshot " +
-				escapeForDisplay(vm.snapshot);
-		line += "\n  disks:";
-		for (std::size_t i = 0; i < vm.archives.size(); ++i)
-			line += (i ? ", " : " ") + escapeForDisplay(vm.archives[i].name);
-		line += "\n";
-		if (row.guest && !row.guest->details.empty()) {
-			line += "  guest:";
-			for (std::size_t i = 0; i < row.guest->details.size(); ++i)
-				line += (i ? ", " : " ") + escapeForDisplay(row.guest->details[i].first) + " " +
-					escapeForDisplay(row.guest->details[i].second);
-			line += "\n";
-		}
-		if (!row.problem.empty())
-			line += "  did not answer (" + row.problem + "); stopped\n";
-		print(line);
-	}
+	for (const VmStatusRow &row : rows)
+		print(statusText(row, now));
 	return kExitOk;
 }
 
@@ -813,6 +587,9 @@ void addTargetOptions(CLI::App *command, Target &t)
 {
 	command->add_option("--repository", t.repository,
 			    "the repository directory (default: $FILE_RESTORE_REPOSITORY)");
+	command->add_option("--image-format", t.imageFormat,
+			    "the format of the --image files: raw, qcow2, vmdk, vdi or vhdx (default: "
+			    "from each file's name, .img/.raw and anything else raw; never from the bytes)");
 	command->add_option("--image", t.images,
 			    "an ad-hoc disk image instead of a snapshot (repeatable)")
 		->allow_extra_args(false);
@@ -855,20 +632,21 @@ void printError(bool asJson, int code, const std::string &message, int jsonFd = 
 		const nlohmann::json doc = {{"error", message}, {"exit_code", code}};
 		const std::string text =
 			doc.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) + "\n";
-		(void)!::write(jsonFd, text.data(), text.size());
+		(void)writeAll(jsonFd, text, "error output");
 	} else {
 		warn("error: " + message);
 	}
 }
 
-} // namespace
+struct Subcommands {
+	CLI::App *list;
+	CLI::App *extract;
+	CLI::App *status;
+	CLI::App *stop;
+};
 
-int runCli(int argc, char **argv, SessionFactory &sessions)
+Subcommands defineCommands(CLI::App &app, Options &o)
 {
-	Options o;
-	CLI::App app{"file-restore: restore single files from VM disk backups, without mounting "
-		     "them on the host",
-		     "file-restore"};
 	app.set_version_flag("--version", std::string("file-restore ") + FR_VERSION);
 	app.require_subcommand(1);
 	app.fallthrough();
@@ -899,7 +677,40 @@ int runCli(int argc, char **argv, SessionFactory &sessions)
 	stop->add_option("names", o.positionals, "VM names (see status)");
 	stop->add_flag("--all", o.all, "stop every VM of this user");
 	stop->add_option("--timeout", o.target.timeout, "seconds to wait (default 120)");
+	return Subcommands{list, extract, status, stop};
+}
 
+// Runs the parsed command: the only place its failures are caught.
+int runCommand(Commands &commands, const Subcommands &parsed, bool jsonErrors)
+{
+	try {
+		if (parsed.list->parsed())
+			return commands.list();
+		if (parsed.extract->parsed())
+			return commands.extract();
+		if (parsed.status->parsed())
+			return commands.status();
+		return commands.stop();
+	} catch (const Failure &failure) {
+		if (!failure.message.empty())
+			printError(jsonErrors, failure.code, failure.message,
+				   commands.stdoutIsData() ? 2 : 1);
+		return failure.code;
+	} catch (const std::exception &e) {
+		printError(jsonErrors, kExitFailure, e.what(), commands.stdoutIsData() ? 2 : 1);
+		return kExitFailure;
+	}
+}
+
+} // namespace
+
+int runCli(int argc, char **argv, SessionFactory &sessions)
+{
+	Options o;
+	CLI::App app{"file-restore: restore single files from VM disk backups, without mounting "
+		     "them on the host",
+		     "file-restore"};
+	const Subcommands commands = defineCommands(app, o);
 	const bool jsonErrors = wantsJson(argc, argv);
 	try {
 		app.parse(argc, argv);
@@ -917,24 +728,8 @@ int runCli(int argc, char **argv, SessionFactory &sessions)
 	}
 
 	installInterruptHandlers();
-	Commands commands(o, sessions);
-	try {
-		if (list->parsed())
-			return commands.list();
-		if (extract->parsed())
-			return commands.extract();
-		if (status->parsed())
-			return commands.status();
-		return commands.stop();
-	} catch (const Failure &failure) {
-		if (!failure.message.empty())
-			printError(jsonErrors, failure.code, failure.message,
-				   commands.stdoutIsData() ? 2 : 1);
-		return failure.code;
-	} catch (const std::exception &e) {
-		printError(jsonErrors, kExitFailure, e.what(), commands.stdoutIsData() ? 2 : 1);
-		return kExitFailure;
-	}
+	Commands run(o, sessions);
+	return runCommand(run, commands, jsonErrors);
 }
 
 } // namespace fr::client

@@ -14,6 +14,7 @@
 
 #include "fr_config.h"
 #include "shared/display.h"
+#include "shared/host_tsc.h"
 #include "shared/unique_fd.h"
 
 extern char **environ;
@@ -93,6 +94,7 @@ std::vector<std::string> helperArgv(const std::string &path, const HelperRequest
 		start.socketPath = request.socketPath;
 	start.memoryMiB = request.memoryMib;
 	start.timeout = request.idleTimeout;
+	start.tscKhz = request.tscKhz;
 	start.ticketFd = contract::kTicketFd;
 	start.logFd = contract::kLogFd;
 	int nbdFd = contract::kFirstNbdFd;
@@ -170,7 +172,11 @@ Result<HelperOutput> SpawnHelperRunner::start(const HelperRequest &request,
 	posix_spawnattr_setsigdefault(&attr, &defaults);
 	posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
 
-	const std::vector<std::string> args = helperArgv(path_, request);
+	HelperRequest measured = request;
+	if (const std::optional<std::uint64_t> khz = hostTscKhz();
+	    khz && *khz >= contract::kMinTscKhz && *khz <= contract::kMaxTscKhz)
+		measured.tscKhz = static_cast<std::uint32_t>(*khz);
+	const std::vector<std::string> args = helperArgv(path_, measured);
 	std::vector<char *> argv;
 	for (const std::string &arg : args)
 		argv.push_back(const_cast<char *>(arg.c_str()));

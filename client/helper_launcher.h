@@ -25,6 +25,7 @@ struct HelperRequest {
 	std::string socketPath; // serial only
 	std::optional<std::uint32_t> memoryMib;
 	std::optional<std::uint32_t> idleTimeout;
+	std::optional<std::uint32_t> tscKhz; // SpawnHelperRunner measures it
 	std::vector<Archive> images;
 	// One connected socket per Nbd image, in the images' order (a PBS
 	// datastore's NBD servers, client/pbs_source.h); borrowed. The helper

@@ -4,8 +4,10 @@
 #include <cinttypes>
 #include <cstdio>
 #include <ctime>
+#include <exception>
 
 #include "client/encoding.h"
+#include "client/output.h"
 #include "shared/display.h"
 
 namespace fr::client {
@@ -85,6 +87,82 @@ std::string dumpJson(const nlohmann::json &value, OutputFormat format)
 	// base64, hence valid UTF-8; replace anyway rather than throw.
 	const int indent = format == OutputFormat::JsonPretty ? 2 : -1;
 	return value.dump(indent, ' ', false, nlohmann::json::error_handler_t::replace) + "\n";
+}
+
+// --- ListingPrinter --------------------------------------------------------------
+
+namespace {
+
+// list: output goes out in writes of about this size.
+constexpr std::size_t kListFlush = std::size_t{64} << 10;
+
+} // namespace
+
+ListingPrinter::ListingPrinter(OutputFormat format, std::string directory)
+	: format_(format), directory_(std::move(directory))
+{
+}
+
+Status ListingPrinter::add(const GuestEntry &entry) noexcept
+{
+	if (entry.name.empty() || entry.name.find('/') != std::string::npos || entry.name == "." ||
+	    entry.name == "..")
+		return Error::invalid(EPROTO, "list", escapeForDisplay(entry.name),
+				      "the guest sent an invalid entry name");
+	try {
+		if (Status ok = append(entry); !ok)
+			return ok;
+	} catch (const std::exception &e) { // the JSON library's, or bad_alloc
+		return Error::invalid(EIO, "list", "output", "%s", e.what());
+	}
+	return pending_.size() >= kListFlush ? flush() : Status{};
+}
+
+Status ListingPrinter::append(const GuestEntry &entry)
+{
+	++count_;
+	if (format_ == OutputFormat::Text) {
+		pending_ += entryText(entry);
+		pending_ += '\n';
+		return {};
+	}
+	std::string full = directory_;
+	if (full != "/")
+		full += '/';
+	full += entry.name;
+	std::string item = dumpJson(entryJson(full, entry), format_);
+	item.pop_back(); // dumpJson's newline
+	const bool pretty = format_ == OutputFormat::JsonPretty;
+	if (pretty) {
+		// As nlohmann's own indentation of an array's elements.
+		std::string indented;
+		for (char c : item) {
+			indented += c;
+			if (c == '\n')
+				indented += "  ";
+		}
+		item = std::move(indented);
+	}
+	pending_ += count_ == 1 ? (pretty ? "[\n  " : "[") : (pretty ? ",\n  " : ",");
+	pending_ += item;
+	return {};
+}
+
+Status ListingPrinter::finish() noexcept
+{
+	if (format_ != OutputFormat::Text)
+		pending_ += count_ == 0 ? "[]\n" : (format_ == OutputFormat::JsonPretty ? "\n]\n" : "]\n");
+	return flush();
+}
+
+Status ListingPrinter::flush() noexcept
+{
+	if (pending_.empty())
+		return {};
+	started_ = true;
+	Status written = writeStdout(pending_);
+	pending_.clear();
+	return written;
 }
 
 } // namespace fr::client

@@ -3,7 +3,7 @@
 #include <csignal>
 
 #include "client/cli.h"
-#include "client/guest_session.h"
+#include "client/protocol_session.h"
 
 int main(int argc, char **argv)
 {

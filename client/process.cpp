@@ -13,6 +13,7 @@
 #include <charconv>
 #include <climits>
 
+#include "shared/fd_io.h"
 #include "shared/helper_contract.h"
 
 namespace fr::client {
@@ -27,23 +28,7 @@ int pidfdOpen(pid_t pid)
 
 Result<std::string> readProcFile(pid_t pid, const char *leaf, std::size_t limit)
 {
-	const std::string path = "/proc/" + std::to_string(pid) + "/" + leaf;
-	UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
-	if (!fd.isValid())
-		return Error(errno, "open", path);
-	std::string text;
-	char buf[4096];
-	while (text.size() < limit) {
-		const ssize_t n = ::read(fd.get(), buf, sizeof(buf));
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0)
-			return Error(errno, "read", path);
-		if (n == 0)
-			break;
-		text.append(buf, static_cast<std::size_t>(n));
-	}
-	return text;
+	return readFile("/proc/" + std::to_string(pid) + "/" + leaf, limit);
 }
 
 } // namespace
@@ -188,22 +173,8 @@ Status terminateVerified(pid_t pid, std::uint64_t startTime, std::string_view vm
 std::vector<QemuProcess> findOurQemus()
 {
 	std::vector<QemuProcess> found;
-	DIR *dir = ::opendir("/proc");
-	if (dir == nullptr)
-		return found;
-	while (const dirent *entry = ::readdir(dir)) {
-		pid_t pid = 0;
-		const std::string_view name(entry->d_name);
-		const auto [ptr, ec] = std::from_chars(name.data(), name.data() + name.size(), pid);
-		if (ec != std::errc() || ptr != name.data() + name.size() || pid < 2)
-			continue;
-		Result<std::string> cmdline = readProcFile(pid, "cmdline", 1 << 20);
-		if (!cmdline)
-			continue;
-		if (const std::optional<std::string_view> vm = contract::markedVmName(*cmdline))
-			found.push_back({pid, std::string(*vm)});
-	}
-	::closedir(dir);
+	for (contract::MarkedQemu &qemu : contract::findMarkedQemus())
+		found.push_back({qemu.pid, std::move(qemu.vmName)});
 	return found;
 }
 

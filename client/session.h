@@ -2,14 +2,14 @@
 #pragma once
 
 // The client's seam around the guest protocol: what the CLI needs from a
-// connected, authenticated VM. The real implementation (guest_session.cpp)
-// wraps the protocol session from shared/; tests substitute fakes. Every
+// connected, authenticated VM. The real implementation
+// (protocol_session.cpp) wraps the protocol session from shared/; tests
+// substitute fakes. Every
 // byte a session hands back came from the guest and is hostile: names are
 // bytes to be escaped for display, data is checked by whoever consumes it.
 
 #include <chrono>
 #include <cstdint>
-#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "shared/result.h"
+#include "shared/status_callback.h"
 #include "shared/unique_fd.h"
 
 namespace fr::client {
@@ -54,9 +55,13 @@ struct GuestStatus {
 	std::vector<std::pair<std::string, std::string>> details;
 };
 
-class GuestSession {
+// Errors of kind ErrorKind::Guest came from the guest's error trailer (the
+// object is the guest path): the CLI rewords them with the user's path.
+// Callbacks return a Status and cannot throw (shared/status_callback.h): an
+// error they return ends the request and is returned by it.
+class VmSession {
 public:
-	virtual ~GuestSession() = default;
+	virtual ~VmSession() = default;
 
 	// keepTimeout: ask without resetting the guest's idle timer.
 	virtual Result<GuestStatus> status(bool keepTimeout) = 0;
@@ -64,22 +69,18 @@ public:
 	virtual Status stop() = 0;
 	// Streams the entries of a guest directory; `onEntry` may stop the
 	// listing by returning an error (which list() then returns).
-	using EntryCallback = std::function<Status(const GuestEntry &)>;
-	virtual Status list(std::string_view guestPath, const EntryCallback &onEntry) = 0;
+	using EntryCallback = StatusCallback<const GuestEntry &>;
+	virtual Status list(std::string_view guestPath, EntryCallback onEntry) = 0;
 	// Streams a file (Raw) or any object (Tar/Zip, optionally zstd):
 	// `onStart` first, with the entry describing the object itself, then
 	// `onData` per chunk. Returns success only after the guest's success
 	// trailer: a truncated stream is always an error. Tar members are named
 	// relative to an extracted directory (which is not a member itself); a
 	// single file is one member named after it (docs/protocol.md).
-	using DataCallback = std::function<Status(std::string_view chunk)>;
+	using DataCallback = StatusCallback<std::string_view>;
 	virtual Status extract(std::string_view guestPath, ExtractFormat format, bool zstd,
-			       const EntryCallback &onStart, const DataCallback &onData) = 0;
+			       EntryCallback onStart, DataCallback onData) = 0;
 };
-
-// Errors whose call() is this came from the guest's error trailer (the
-// object is the guest path): the CLI rewords them with the user's path.
-inline constexpr const char *kGuestErrorCall = "guest";
 
 // Turns a connected socket into an authenticated session (the mutual
 // handshake with the VM's ticket). `handshakeTimeout` bounds the handshake
@@ -88,7 +89,7 @@ inline constexpr const char *kGuestErrorCall = "guest";
 class SessionFactory {
 public:
 	virtual ~SessionFactory() = default;
-	virtual Result<std::unique_ptr<GuestSession>>
+	virtual Result<std::unique_ptr<VmSession>>
 	open(UniqueFd fd, std::string_view ticketHex, std::chrono::milliseconds handshakeTimeout,
 	     std::chrono::milliseconds ioTimeout) = 0;
 };

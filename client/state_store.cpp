@@ -10,6 +10,7 @@
 #include <ctime>
 
 #include "client/file_lock.h"
+#include "shared/fd_io.h"
 #include "shared/unique_fd.h"
 
 namespace fr::client {
@@ -17,38 +18,6 @@ namespace fr::client {
 namespace {
 
 constexpr const char *kTempFile = "vm-map.json.tmp";
-
-Result<std::string> readAll(int fd, std::size_t limit)
-{
-	std::string text;
-	char buf[65536];
-	for (;;) {
-		const ssize_t n = ::read(fd, buf, sizeof(buf));
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0)
-			return Error(errno, "read", kStateMapFile);
-		if (n == 0)
-			return text;
-		text.append(buf, static_cast<std::size_t>(n));
-		if (text.size() > limit)
-			return Error::invalid(EFBIG, "read", kStateMapFile, "larger than %zu bytes",
-					      limit);
-	}
-}
-
-Status writeAll(int fd, std::string_view text)
-{
-	while (!text.empty()) {
-		const ssize_t n = ::write(fd, text.data(), text.size());
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0)
-			return Error(errno, "write", kTempFile);
-		text.remove_prefix(static_cast<std::size_t>(n));
-	}
-	return {};
-}
 
 std::string utcStamp()
 {
@@ -83,7 +52,7 @@ Result<StateMap> StateStore::load(std::optional<CorruptMap> &corrupt)
 		return Error(errno, "chmod", dirPath_ + "/" + kStateMapFile);
 
 	std::string reason;
-	Result<std::string> text = readAll(fd.get(), kStateMapMaxBytes);
+	Result<std::string> text = readAll(fd.get(), kStateMapMaxBytes, kStateMapFile);
 	if (text) {
 		Result<StateMap> map = parseStateMap(*text);
 		if (map)
@@ -121,7 +90,7 @@ Status StateStore::store(const StateMap &map)
 			     0600));
 	if (!fd.isValid())
 		return Error(errno, "open", dirPath_ + "/" + kTempFile);
-	Status written = writeAll(fd.get(), text);
+	Status written = writeAll(fd.get(), text, kTempFile);
 	if (written && ::fsync(fd.get()) != 0)
 		written = Error(errno, "fsync", dirPath_ + "/" + kTempFile);
 	if (!written) {

@@ -138,7 +138,7 @@ void VmManager::retire(const VmRecord &vm, Deadline deadline)
 		ctx_.warn("could not update the state map: " + dropped.error().message());
 }
 
-Result<std::unique_ptr<GuestSession>> VmManager::connect(const VmRecord &vm, Deadline deadline,
+Result<std::unique_ptr<VmSession>> VmManager::connect(const VmRecord &vm, Deadline deadline,
 							  bool booting)
 {
 	std::optional<Error> last;
@@ -161,7 +161,7 @@ Result<std::unique_ptr<GuestSession>> VmManager::connect(const VmRecord &vm, Dea
 			// its port, so one attempt may wait out the whole boot. vsock:
 			// connect() fails until the daemon listens, then answers fast.
 			// The same timeout then bounds each wait for the guest.
-			Result<std::unique_ptr<GuestSession>> session =
+			Result<std::unique_ptr<VmSession>> session =
 				ctx_.sessions->open(std::move(*fd), vm.ticket,
 						    std::max(remaining(deadline), milliseconds(1)),
 						    ctx_.ioTimeout);
@@ -213,7 +213,7 @@ Result<VmConnection> VmManager::acquire(const VmSpec &spec, Deadline deadline)
 			ctx_.warn("VM " + spec.name + " serves other disk images; restarting it");
 			retire(existing, deadline);
 		} else {
-			Result<std::unique_ptr<GuestSession>> session =
+			Result<std::unique_ptr<VmSession>> session =
 				connect(existing, earlier(deadline, Clock::now() + ctx_.reuseTimeout),
 					false);
 			if (session)
@@ -337,7 +337,7 @@ Result<VmConnection> VmManager::start(const VmSpec &spec, FileLock lock, Deadlin
 	}
 
 	const auto bootStart = Clock::now();
-	Result<std::unique_ptr<GuestSession>> session = connect(record, deadline, true);
+	Result<std::unique_ptr<VmSession>> session = connect(record, deadline, true);
 	if (!session) {
 		ctx_.warn("VM " + spec.name + " did not come up within " +
 			  std::to_string(seconds(std::chrono::duration_cast<milliseconds>(
@@ -367,7 +367,7 @@ Status VmManager::stop(const std::string &name, Deadline deadline)
 						  "VM lock");
 	Result<VerifiedProcess> process = verifyProcess(vm.pid, vm.startTime, vm.name);
 	if (lock && process && process->state == ProcessState::Ours) {
-		Result<std::unique_ptr<GuestSession>> session =
+		Result<std::unique_ptr<VmSession>> session =
 			connect(vm, earlier(deadline, Clock::now() + ctx_.stopGrace), false);
 		if (session)
 			(void)(*session)->stop();
@@ -429,7 +429,7 @@ Result<std::vector<VmStatusRow>> VmManager::status(Deadline deadline)
 			rows.push_back(std::move(row));
 			continue;
 		}
-		Result<std::unique_ptr<GuestSession>> session =
+		Result<std::unique_ptr<VmSession>> session =
 			connect(vm, earlier(deadline, Clock::now() + ctx_.reuseTimeout), false);
 		Result<GuestStatus> guest = session ? (*session)->status(true)
 						    : Result<GuestStatus>(session.error());

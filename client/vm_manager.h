@@ -77,13 +77,13 @@ struct ManagerContext {
 // A VM this call holds: its lock, its record and an authenticated session.
 class VmConnection {
 public:
-	VmConnection(FileLock lock, VmRecord record, std::unique_ptr<GuestSession> session,
+	VmConnection(FileLock lock, VmRecord record, std::unique_ptr<VmSession> session,
 		     bool started)
 		: lock_(std::move(lock)), record_(std::move(record)), session_(std::move(session)),
 		  started_(started)
 	{
 	}
-	GuestSession &session() { return *session_; }
+	VmSession &session() { return *session_; }
 	const VmRecord &record() const { return record_; }
 	// Whether this call booted the VM.
 	bool started() const { return started_; }
@@ -91,7 +91,7 @@ public:
 private:
 	FileLock lock_;
 	VmRecord record_;
-	std::unique_ptr<GuestSession> session_;
+	std::unique_ptr<VmSession> session_;
 	bool started_;
 };
 
@@ -139,7 +139,7 @@ public:
 private:
 	Result<StateMap> readMap(Deadline deadline);
 	Status updateMap(Deadline deadline, const StateStore::Change &change);
-	Result<std::unique_ptr<GuestSession>> connect(const VmRecord &vm, Deadline deadline,
+	Result<std::unique_ptr<VmSession>> connect(const VmRecord &vm, Deadline deadline,
 						       bool booting);
 	Result<VmConnection> start(const VmSpec &spec, FileLock lock, Deadline deadline);
 	// Kills the VM (verified) and drops its map entry.

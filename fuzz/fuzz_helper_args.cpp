@@ -12,7 +12,7 @@
 #include <string_view>
 #include <vector>
 
-#include "helper/qemu_command.h"
+#include "shared/qemu_command.h"
 #include "shared/helper_contract.h"
 #include "shared/guest_abi.h"
 
@@ -57,21 +57,21 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t *data, std::size_t size
 		std::abort();
 	// The command line built from it: QEMU option values that carry caller
 	// strings hold nothing but the checked name.
-	fr::helper::QemuConfig config;
+	fr::QemuConfig config;
 	config.qemuBinary = "/usr/bin/qemu-system-x86_64";
 	config.name = args->name;
 	config.transport = args->transport;
-	config.kernelCmdline = fr::helper::buildKernelCmdline(args->timeout.value_or(600), args->transport, 1);
-	fr::helper::QemuFds fds{0, 1, 3, 4, 5, {}};
+	config.kernelCmdline = fr::buildKernelCmdline(args->timeout.value_or(600), args->transport, 1);
+	fr::QemuFds fds{0, 1, 3, 4, 5, {}};
 	for (const fr::contract::ImageArg &image : args->images) {
 		config.formats.push_back(image.format);
 		fds.images.push_back(image.fd >= 0 ? image.fd : 9);
 	}
 	// The caller's name must not add a single separator to any option.
-	fr::helper::QemuConfig plain = config;
+	fr::QemuConfig plain = config;
 	plain.name = "x";
-	const std::vector<std::string> built = fr::helper::buildQemuCommand(config, fds).argv;
-	const std::vector<std::string> reference = fr::helper::buildQemuCommand(plain, fds).argv;
+	const std::vector<std::string> built = fr::buildQemuCommand(config, fds).argv;
+	const std::vector<std::string> reference = fr::buildQemuCommand(plain, fds).argv;
 	if (built.size() != reference.size())
 		std::abort();
 	for (std::size_t i = 0; i < built.size(); ++i)

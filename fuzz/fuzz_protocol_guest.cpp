@@ -13,6 +13,7 @@
 #include <cstring>
 #include <vector>
 
+#include "fuzz/scripted_stream.h"
 #include "guest/server.h"
 #include "shared/log.h"
 #include "shared/protocol.h"
@@ -28,50 +29,33 @@ const proto::Key kKey = [] {
 	return key;
 }();
 
-// Host bytes to read, in chunks whose sizes vary with the input; output
-// collected (and bounded).
-class ScriptStream final : public ByteStream {
+// Host bytes to read; the daemon's output collected (and bounded). In the
+// authenticated mode the fuzz bytes are released once the server hello is
+// out, after the Auth frame the harness computes for it.
+class HostScript final : public fuzz::ScriptedStream {
 public:
-	std::vector<std::uint8_t> input;
+	HostScript() : ScriptedStream(7, 3, 61, std::size_t{1} << 20) {}
+
 	std::vector<std::uint8_t> pending; // released once the server hello is out
-	std::vector<std::uint8_t> output;
 	bool authenticate = false;
 	proto::Nonce clientNonce{};
-	std::size_t pos = 0;
-	std::size_t chunk = 7;
 
-	Result<std::size_t> read(std::span<std::uint8_t> buf, int) override
+private:
+	void onWrite() override
 	{
-		if (pos >= input.size())
-			return std::size_t{0};
-		std::size_t n = input.size() - pos;
-		n = n < buf.size() ? n : buf.size();
-		n = n < chunk ? n : chunk;
-		std::memcpy(buf.data(), input.data() + pos, n);
-		pos += n;
-		chunk = chunk * 3 % 61 + 1;
-		return n;
-	}
-
-	Status write(std::span<const std::uint8_t> buf, int) override
-	{
-		if (output.size() < (std::size_t{1} << 20))
-			output.insert(output.end(), buf.begin(), buf.end());
-		if (authenticate && !pending.empty()) {
-			const std::size_t at = proto::scanForMagic(output, proto::kServerHelloMagic);
-			if (output.size() >= at + proto::kServerHelloSize) {
-				Result<proto::ServerHello> hello = proto::decodeServerHello(
-					std::span<const std::uint8_t, proto::kServerHelloSize>(output.data() + at,
-											 proto::kServerHelloSize));
-				if (hello) {
-					proto::encodeAuth(input, proto::clientProof(kKey, proto::kVersion, clientNonce,
-										    hello->serverNonce));
-					input.insert(input.end(), pending.begin(), pending.end());
-					pending.clear();
-				}
-			}
-		}
-		return {};
+		if (!authenticate || pending.empty())
+			return;
+		const std::size_t at = proto::scanForMagic(written, proto::kServerHelloMagic);
+		if (written.size() < at + proto::kServerHelloSize)
+			return;
+		Result<proto::ServerHello> hello = proto::decodeServerHello(
+			std::span(written).subspan(at).first<proto::kServerHelloSize>());
+		if (!hello)
+			return;
+		proto::encode(input, proto::Auth{proto::clientProof(kKey, proto::kVersion, clientNonce,
+								     hello->serverNonce)});
+		input.insert(input.end(), pending.begin(), pending.end());
+		pending.clear();
 	}
 };
 
@@ -122,11 +106,11 @@ void decodeEverything(std::span<const std::uint8_t> bytes)
 	if (bytes.size() >= proto::kClientHelloSize)
 		(void)proto::decodeClientHello(
 			std::span<const std::uint8_t, proto::kClientHelloSize>(bytes.data(), proto::kClientHelloSize));
-	(void)proto::decodeAuth(bytes);
-	(void)proto::decodeStatusRequest(bytes);
-	(void)proto::decodeList(bytes);
-	(void)proto::decodeExtract(bytes);
-	(void)proto::decodeAck(bytes);
+	(void)proto::decode<proto::Auth>(bytes);
+	(void)proto::decode<proto::StatusRequest>(bytes);
+	(void)proto::decode<proto::ListRequest>(bytes);
+	(void)proto::decode<proto::ExtractRequest>(bytes);
+	(void)proto::decode<proto::Ack>(bytes);
 }
 
 } // namespace
@@ -138,7 +122,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t *data, std::size_t size
 		return 0;
 	decodeEverything(std::span(data + 1, size - 1));
 
-	ScriptStream stream;
+	HostScript stream;
 	const bool authenticated = (data[0] & 1) != 0;
 	if (authenticated) {
 		stream.authenticate = true;

@@ -14,6 +14,7 @@
 #include <cstring>
 #include <vector>
 
+#include "fuzz/scripted_stream.h"
 #include "shared/guest_session.h"
 #include "shared/protocol.h"
 
@@ -28,46 +29,30 @@ const proto::Key kKey = [] {
 	return key;
 }();
 
-class GuestScript final : public ByteStream {
+// The guest's bytes: the fuzz script, as the whole answer or after a
+// correct handshake answered here.
+class GuestScript final : public fuzz::ScriptedStream {
 public:
-	std::vector<std::uint8_t> input;
+	GuestScript() : ScriptedStream(5, 7, 97, 65536) {}
+
 	std::vector<std::uint8_t> script; // the fuzz bytes
 	bool answerHandshake = false;
-	bool answered = false;
-	std::vector<std::uint8_t> written;
-	std::size_t pos = 0;
-	std::size_t chunk = 5;
 
-	Result<std::size_t> read(std::span<std::uint8_t> buf, int) override
+private:
+	void onWrite() override
 	{
-		if (pos >= input.size())
-			return std::size_t{0};
-		std::size_t n = input.size() - pos;
-		n = n < buf.size() ? n : buf.size();
-		n = n < chunk ? n : chunk;
-		std::memcpy(buf.data(), input.data() + pos, n);
-		pos += n;
-		chunk = chunk * 7 % 97 + 1;
-		return n;
-	}
-
-	Status write(std::span<const std::uint8_t> buf, int) override
-	{
-		if (written.size() < 65536)
-			written.insert(written.end(), buf.begin(), buf.end());
-		if (answered)
-			return {};
+		if (answered_)
+			return;
 		const std::size_t at = proto::scanForMagic(written, proto::kClientHelloMagic);
 		if (written.size() < at + proto::kClientHelloSize)
-			return {};
-		answered = true;
+			return;
+		answered_ = true;
 		if (!answerHandshake) {
 			input = script;
-			return {};
+			return;
 		}
 		Result<proto::ClientHello> hello = proto::decodeClientHello(
-			std::span<const std::uint8_t, proto::kClientHelloSize>(written.data() + at,
-									      proto::kClientHelloSize));
+			std::span(written).subspan(at).first<proto::kClientHelloSize>());
 		if (!hello)
 			std::abort(); // the session's own hello must decode
 		proto::ServerHello server;
@@ -76,13 +61,14 @@ public:
 		server.proof = proto::serverProof(kKey, proto::kVersion, server.clientNonce, server.serverNonce);
 		const proto::ServerHelloBytes bytes = proto::encodeServerHello(server);
 		input.assign(bytes.begin(), bytes.end());
-		proto::encodeAuthOk(input);
+		proto::encode(input, proto::AuthOk{});
 		input.insert(input.end(), script.begin(), script.end());
-		return {};
 	}
+
+	bool answered_ = false;
 };
 
-Status checkEntry(const proto::Entry &entry)
+Status checkEntry(const proto::Entry &entry) noexcept
 {
 	if (!proto::checkName(entry.name) || !proto::checkLinkTarget(entry.linkTarget) || entry.mode > 07777)
 		std::abort(); // a hostile name got through to the caller
@@ -107,13 +93,16 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t *data, std::size_t size
 			(void)session->status(round % 2 == 0);
 			break;
 		case 1:
-			(void)session->list("/disk0/part/1", checkEntry);
+			(void)session->list("/disk0/part/1", [](const proto::Entry &entry) noexcept {
+				return checkEntry(entry);
+			});
 			break;
 		case 2: {
 			std::uint64_t total = 0;
 			(void)session->extract(
-				"/disk0/raw/file", proto::ExtractFormat::Tar, proto::Compression::Zstd, checkEntry,
-				[&](std::span<const std::uint8_t> bytes) {
+				"/disk0/raw/file", proto::ExtractFormat::Tar, proto::Compression::Zstd,
+				[](const proto::Entry &entry) noexcept { return checkEntry(entry); },
+				[&](std::span<const std::uint8_t> bytes) noexcept {
 					total += bytes.size();
 					if (bytes.empty() || bytes.size() > proto::kMaxBodySize)
 						std::abort();

@@ -5,19 +5,12 @@
 // (Hold); a status request with "keep timeout" only reads it. The main loop
 // powers the VM off once expired() or after requestStop().
 
-#include <time.h>
-
 #include <atomic>
 #include <cstdint>
 
-namespace fr::guest {
+#include "shared/clock.h"
 
-inline std::uint64_t monotonicMs() noexcept
-{
-	timespec ts{};
-	::clock_gettime(CLOCK_MONOTONIC, &ts);
-	return static_cast<std::uint64_t>(ts.tv_sec) * 1000 + static_cast<std::uint64_t>(ts.tv_nsec) / 1000000;
-}
+namespace fr::guest {
 
 class Activity {
 public:
@@ -53,8 +46,8 @@ public:
 		const std::uint64_t timeout = std::uint64_t{timeoutS_} * 1000;
 		if (active_ > 0)
 			return timeout;
-		const std::uint64_t idle = monotonicMs() - last_;
-		return idle >= timeout ? 0 : timeout - idle;
+		const std::int64_t idle = monotonicMs() - last_;
+		return idle >= static_cast<std::int64_t>(timeout) ? 0 : timeout - static_cast<std::uint64_t>(idle);
 	}
 	bool expired() const noexcept { return idleLeftMs() == 0; }
 
@@ -63,7 +56,7 @@ public:
 
 private:
 	const std::uint32_t timeoutS_;
-	std::atomic<std::uint64_t> last_;
+	std::atomic<std::int64_t> last_;
 	std::atomic<std::uint32_t> active_{0};
 	std::atomic<bool> stop_{false};
 };

@@ -45,14 +45,54 @@ declare -A groups=(
   [exfat]="exfat nls_utf8"
   [isofs]="isofs nls_utf8"
   [udf]="udf"
-  [dm]="dm_mod"
+  [f2fs]="f2fs"
+  [hfsplus]="hfsplus nls_utf8"
+  [hfs]="hfs nls_utf8"
+  [jfs]="jfs nls_utf8"
+  [nilfs2]="nilfs2"
+  [reiserfs]="reiserfs"
+  [squashfs]="squashfs"
+  # The tools image (below) is a squashfs on a loop device.
+  [tools]="loop squashfs"
+  # The throwaway copy-on-write layer journals are replayed into: a
+  # dm-snapshot over the read-only disk, its store a loop device on tmpfs.
+  [cow]="loop dm_snapshot"
+  [lvm]="dm_snapshot dm_mirror dm_thin_pool"
+  [lvmraid]="dm_raid"
+  [md]="linear raid0 raid1 raid10 raid456"
+  # dm-crypt and what LUKS ciphers need; aesni_intel fails (ENODEV) on a
+  # CPU without AES-NI (TCG's default model), which the loader tolerates.
+  [luks]="aesni_intel xts essiv cbc algif_skcipher dm_crypt"
+  [fuse]="fuse"
 )
-group_order=(base serial vsock ext4 xfs btrfs vfat exfat isofs udf dm)
+group_order=(base serial vsock ext4 xfs btrfs vfat exfat isofs udf f2fs hfsplus hfs jfs nilfs2 reiserfs squashfs
+  tools cow lvm lvmraid md luks fuse)
 # Loaded at boot: stored plain for finit_module. Everything else is loaded
 # on first use and stored zstd-compressed (the daemon decompresses it), so
 # the image stays small (guest/modules.h).
 boot_groups=" base serial vsock "
-max_initramfs=$((8 * 1024 * 1024))
+# What LVM, md, LUKS and NTFS need in userspace: Debian's own tools, with
+# their libraries, from these packages (fetched with `apt-get download`
+# into CACHEDIR/debs once). They go into a zstd squashfs (tools.sqfs) that
+# the daemon mounts on a loop device the first time a disk needs one of
+# them: nothing of it is read at boot, and only the pages used are ever
+# decompressed into RAM.
+tool_packages=(
+  libc6 libgcc-s1
+  lvm2 dmsetup libdevmapper1.02.1 libdevmapper-event1.02.1 libaio1 libedit2 libbsd0 libmd0 libtinfo6
+  libsystemd0 libcap2 libgcrypt20 libgpg-error0 liblz4-1 liblzma5 libzstd1 libselinux1 libpcre2-8-0
+  libudev1 libblkid1
+  mdadm
+  cryptsetup-bin libcryptsetup12 libargon2-1 libjson-c5 libpopt0 libssl3 libuuid1
+  ntfs-3g libntfs-3g89
+)
+# The programs the daemon runs (their libraries follow from DT_NEEDED).
+tool_programs=(sbin/lvm sbin/dmsetup sbin/mdadm sbin/cryptsetup bin/ntfs-3g)
+max_initramfs=$((24 * 1024 * 1024))
+
+# apt-get as root cannot drop to _apt in a directory _apt cannot write.
+sandbox=()
+[[ $(id -u) -eq 0 ]] && sandbox=(-o APT::Sandbox::User=root)
 
 mkdir -p "$outdir"
 work=$(mktemp -d "$outdir/.image.XXXXXX")
@@ -68,8 +108,6 @@ if [[ -z $kernel ]]; then
       awk '$1 == "Depends:" && $2 ~ /^linux-image-[0-9]/ { print $2; exit }')
     [[ -n $pkg ]] || die "cannot resolve linux-image-amd64 (apt-get update?); or set -Dguest_kernel=<.deb or tree>"
     echo "build-image: downloading $pkg into $cachedir" >&2
-    sandbox=()
-    [[ $(id -u) -eq 0 ]] && sandbox=(-o APT::Sandbox::User=root)
     (cd "$cachedir" && apt-get "${sandbox[@]}" -q download "$pkg" >&2) ||
       die "apt-get download $pkg failed; set -Dguest_kernel=<.deb or tree> to build offline"
     deb=$(find "$cachedir" -maxdepth 1 -name "${pkg}_*.deb" | sort -V | tail -n 1)
@@ -219,7 +257,59 @@ for file in "${!sources[@]}"; do
   fi
 done
 
-# --- 4. the initramfs --------------------------------------------------------
+# --- 4. the tools (LVM, md, LUKS, NTFS) -------------------------------------
+debdir=$cachedir/debs
+mkdir -p "$debdir"
+missing=()
+for p in "${tool_packages[@]}"; do
+  compgen -G "$debdir/${p}_*.deb" >/dev/null || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  echo "build-image: downloading ${missing[*]} into $debdir" >&2
+  (cd "$debdir" && apt-get "${sandbox[@]}" -q download "${missing[@]}" >&2) ||
+    die "apt-get download of the guest tools failed (apt-get update?); or copy their .debs into $debdir"
+fi
+troot=$work/tools-root
+mkdir -p "$troot"
+for p in "${tool_packages[@]}"; do
+  deb=$(find "$debdir" -maxdepth 1 -name "${p}_*.deb" | sort -V | tail -n 1)
+  [[ -n $deb ]] || die "no ${p}_*.deb in $debdir"
+  dpkg-deb -x "$deb" "$troot" || die "cannot unpack $deb"
+done
+# The libraries the programs need, transitively (DT_NEEDED), all from the
+# unpacked packages: a soname none of them holds fails the build, naming it.
+declare -A libs=()
+queue=("${tool_programs[@]}" lib/x86_64-linux-gnu/ld-linux-x86-64.so.2)
+while ((${#queue[@]})); do
+  f=${queue[0]}
+  queue=("${queue[@]:1}")
+  [[ -f $troot/$f ]] || die "the tool packages hold no $f"
+  while read -r soname; do
+    [[ -n ${libs[$soname]:-} ]] && continue
+    found=
+    for d in lib/x86_64-linux-gnu usr/lib/x86_64-linux-gnu; do
+      if [[ -e $troot/$d/$soname ]]; then found=$d/$soname; break; fi
+    done
+    [[ -n $found ]] || die "$f needs $soname, which none of the tool packages holds (add its package to tool_packages)"
+    libs[$soname]=$found
+    queue+=("$found")
+  done < <(readelf -d "$troot/$f" | sed -n 's/.*(NEEDED).*\[\(.*\)\]/\1/p')
+done
+ttree=$work/tools
+mkdir -p "$ttree/bin" "$ttree/lib"
+for prog in "${tool_programs[@]}"; do
+  cp "$troot/$prog" "$ttree/bin/"
+done
+for soname in "${!libs[@]}" ld-linux-x86-64.so.2; do
+  cp -L "$troot/${libs[$soname]:-lib/x86_64-linux-gnu/$soname}" "$ttree/lib/$soname"
+done
+# Reproducible: fixed times, root-owned, no xattrs; zstd for TCG's sake (xz
+# decompresses several times slower).
+find "$ttree" -exec touch -h -d @0 {} +
+mksquashfs "$ttree" "$work/tools.sqfs" -comp zstd -Xcompression-level 19 -noappend -all-root -no-xattrs \
+  -no-progress -quiet -mkfs-time 0 -all-time 0 >&2 || die "mksquashfs failed (squashfs-tools installed?)"
+
+# --- 5. the initramfs --------------------------------------------------------
 strip --strip-all -o "$work/init" "$daemon"
 locale=/usr/lib/locale/C.utf8/LC_CTYPE
 [[ -f $locale ]] || die "no $locale (Debian's libc-bin ships it)"
@@ -228,6 +318,11 @@ spec=$work/spec
   echo "file init 0755 $work/init"
   for d in dev proc sys run lib lib/modules; do echo "dir $d 0755"; done
   echo "nod dev/console 0600 c 5 1"
+  # The tools image and where the daemon mounts it; their programs' ELF
+  # interpreter, /lib64/ld-linux-x86-64.so.2, is found through the link.
+  echo "file tools.sqfs 0444 $work/tools.sqfs"
+  echo "dir tools 0755"
+  echo "slink lib64 0777 tools/lib"
   echo "file lib/modules/order 0644 $order"
   # The daemon's LC_CTYPE (C.UTF-8), for libarchive's name handling; the
   # same glibc as the statically linked daemon.
@@ -244,8 +339,8 @@ spec=$work/spec
 "$mkcpio" <"$spec" >"$work/initramfs.cpio"
 mv "$work/initramfs.cpio" "$work/initramfs.img"
 size=$(stat -c %s "$work/initramfs.img")
-((size < max_initramfs)) || die "initramfs.img is $size bytes, over the 8 MiB budget"
+((size < max_initramfs)) || die "initramfs.img is $size bytes, over the 24 MiB budget"
 
 mv -f "$vmlinux" "$outdir/vmlinuz"
 mv -f "$work/initramfs.img" "$outdir/initramfs.img"
-echo "build-image: kernel $kver, $(wc -l <"$order") module loads, initramfs $size bytes" >&2
+echo "build-image: kernel $kver, $(wc -l <"$order") module loads, tools $(stat -c %s "$work/tools.sqfs") bytes, initramfs $size bytes" >&2

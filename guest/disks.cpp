@@ -4,19 +4,26 @@
 #include <blkid.h>
 #include <dirent.h>
 #include <fcntl.h>
+#include <linux/btrfs.h>
+#include <linux/btrfs_tree.h>
 #include <linux/fs.h>
 #include <sys/ioctl.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
+#include <sys/sysinfo.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <memory>
 
 #include "guest/activity.h"
+#include "guest/dm.h"
+#include "shared/fd_io.h"
 #include "shared/guest_abi.h"
 #include "shared/log.h"
+#include "shared/protocol.h"
 #include "shared/validate.h"
 
 namespace fr::guest {
@@ -24,35 +31,70 @@ namespace fr::guest {
 namespace {
 
 // ext2/ext3 are mounted by the ext4 driver (CONFIG_EXT4_USE_FOR_EXT2).
-// noload / norecovery / rescue=nologreplay: a dirty journal or log is not
-// replayed (the device is read-only anyway; replaying would fail or, worse,
-// run the journal code on hostile data for nothing).
+// A journalled filesystem is first mounted as it is (a clean journal needs
+// nothing); one whose journal or log needs replaying refuses that on a
+// read-only device, and is then mounted on a throwaway copy-on-write layer
+// that takes the replay, or, failing that, with the `noReplay` options.
 constexpr FsSpec kFsSpecs[] = {
-	{"ext2", "ext4", "noload", "ext4"},
-	{"ext3", "ext4", "noload", "ext4"},
-	{"ext4", "ext4", "noload", "ext4"},
-	{"xfs", "xfs", "norecovery", "xfs"},
-	{"btrfs", "btrfs", "rescue=nologreplay", "btrfs"},
-	{"vfat", "vfat", "iocharset=utf8,shortname=mixed", "vfat"},
-	{"exfat", "exfat", "iocharset=utf8", "exfat"},
-	{"iso9660", "iso9660", "iocharset=utf8", "isofs"},
-	{"udf", "udf", "utf8", "udf"},
+	{"ext2", "ext4", "", nullptr, "ext4"},
+	{"ext3", "ext4", "", "noload", "ext4"},
+	{"ext4", "ext4", "", "noload", "ext4"},
+	{"xfs", "xfs", "", "norecovery", "xfs"},
+	{"btrfs", "btrfs", "", "rescue=nologreplay", "btrfs"},
+	{"vfat", "vfat", "iocharset=utf8,shortname=mixed", nullptr, "vfat"},
+	{"exfat", "exfat", "iocharset=utf8", nullptr, "exfat"},
+	{"iso9660", "iso9660", "iocharset=utf8", nullptr, "isofs"},
+	{"udf", "udf", "utf8", nullptr, "udf"},
+	{"f2fs", "f2fs", "", "norecovery", "f2fs"},
+	{"hfsplus", "hfsplus", "nls=utf8", nullptr, "hfsplus"},
+	{"hfs", "hfs", "iocharset=utf8", nullptr, "hfs"},
+	{"jfs", "jfs", "iocharset=utf8", nullptr, "jfs"},
+	{"nilfs2", "nilfs2", "", "norecovery", "nilfs2"},
+	{"reiserfs", "reiserfs", "", "nolog", "reiserfs"},
+	{"squashfs", "squashfs", "", nullptr, "squashfs"},
+	// ntfs-3g over FUSE (the Debian kernel has no ntfs3): mountNtfs.
+	{"ntfs", "", "", nullptr, "fuse"},
 };
 
-// Reads a small sysfs attribute, without the trailing newline.
+constexpr int kLvmTimeoutMs = 60000;
+constexpr int kMdTimeoutMs = 60000;
+constexpr int kNtfsTimeoutMs = 60000;
+// The throwaway layer's store: at most this, and at most a quarter of RAM.
+constexpr std::uint64_t kCowMaxBytes = std::uint64_t{256} << 20;
+
+// LVM: read-only and quiet. No locking (nothing else runs here), no udev,
+// no metadata backups or archives (they would be written to /etc), no
+// thin_check (not in the image; the kernel checks the pool's metadata),
+// only the VM's block devices.
+constexpr const char *kLvmConf = R"(devices {
+	obtain_device_list_from_udev = 0
+	external_device_info_source = "none"
+	use_devicesfile = 0
+	hints = "none"
+	write_cache_state = 0
+	filter = [ "a|^/dev/vd|", "a|^/dev/dm-|", "a|^/dev/md|", "r|.*|" ]
+}
+global {
+	thin_check_executable = ""
+	thin_repair_executable = ""
+	event_activation = 0
+	locking_dir = "/run/lock/lvm"
+}
+activation {
+	udev_sync = 0
+	udev_rules = 0
+	monitoring = 0
+	polling_interval = 0
+}
+backup { backup = 0 archive = 0 }
+)";
+
 Result<std::string> readAttribute(const std::string &path)
 {
-	UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
-	if (!fd.isValid())
-		return Error(errno, "open", path);
-	char buf[256];
-	ssize_t n;
-	do {
-		n = ::read(fd.get(), buf, sizeof(buf));
-	} while (n < 0 && errno == EINTR);
-	if (n < 0)
-		return Error(errno, "read", path);
-	std::string value(buf, static_cast<std::size_t>(n));
+	Result<std::string> text = readFile(path, 4096); // one page at most
+	if (!text)
+		return text.error();
+	std::string value = std::move(*text);
 	while (!value.empty() && (value.back() == '\n' || value.back() == ' '))
 		value.pop_back();
 	return value;
@@ -71,21 +113,15 @@ struct ProbeDeleter {
 	void operator()(blkid_probe pr) const noexcept { blkid_free_probe(pr); }
 };
 
-struct Probed {
-	std::string type;   // a filesystem (TYPE)
-	std::string ptType; // a partition table (PTTYPE)
-};
-
 // One libblkid safe probe: superblocks (and partition tables if asked).
 // Ambiguous results (several signatures) count as nothing: guessing is how
 // a crafted image gets the wrong driver.
-Probed probeDevice(const std::string &dev, bool partitions)
+void probeDevice(const std::string &dev, bool partitions, std::string &type, std::string &ptType)
 {
-	Probed result;
 	std::unique_ptr<blkid_struct_probe, ProbeDeleter> pr(blkid_new_probe_from_filename(dev.c_str()));
 	if (!pr) {
 		logf(LogLevel::Warning, "blkid: cannot probe %s", dev.c_str());
-		return result;
+		return;
 	}
 	blkid_probe_enable_superblocks(pr.get(), 1);
 	blkid_probe_set_superblocks_flags(pr.get(), BLKID_SUBLKS_TYPE);
@@ -93,20 +129,21 @@ Probed probeDevice(const std::string &dev, bool partitions)
 	const int rc = blkid_do_safeprobe(pr.get());
 	if (rc == -2) {
 		logf(LogLevel::Warning, "blkid: %s has ambiguous signatures: not mounted", dev.c_str());
-		return result;
+		type = "ambiguous";
+		return;
 	}
 	if (rc != 0)
-		return result;
+		return;
 	const char *value = nullptr;
 	if (blkid_probe_lookup_value(pr.get(), "TYPE", &value, nullptr) == 0 && value != nullptr)
-		result.type = value;
+		type = value;
 	if (partitions && blkid_probe_lookup_value(pr.get(), "PTTYPE", &value, nullptr) == 0 && value != nullptr)
-		result.ptType = value;
-	return result;
+		ptType = value;
 }
 
 // Marks a block device read-only in the guest kernel too: even a bug in a
-// filesystem driver cannot then write (QEMU refuses writes as well).
+// filesystem driver or a tool cannot then write (QEMU refuses writes as
+// well).
 void setReadOnly(const std::string &dev)
 {
 	UniqueFd fd(::open(dev.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK));
@@ -125,6 +162,81 @@ Status makeDirs(const std::string &path)
 			return Error(errno, "mkdir", prefix);
 	}
 	return {};
+}
+
+Status writeText(const std::string &path, const std::string &text)
+{
+	UniqueFd fd(::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600));
+	if (!fd.isValid())
+		return Error(errno, "open", path);
+	if (::write(fd.get(), text.data(), text.size()) != static_cast<ssize_t>(text.size()))
+		return Error(errno, "write", path);
+	return {};
+}
+
+// LVM and md names as the tools allow them; anything else from a hostile
+// disk is not put in the tree.
+bool validVolumeName(std::string_view name)
+{
+	if (name.empty() || name.size() > 127 || name == "." || name == "..")
+		return false;
+	for (char c : name)
+		if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' ||
+		      c == '.' || c == '-' || c == '+'))
+			return false;
+	return true;
+}
+
+std::vector<std::string> splitLines(const std::string &text)
+{
+	std::vector<std::string> lines;
+	std::size_t from = 0;
+	while (from < text.size()) {
+		std::size_t end = text.find('\n', from);
+		if (end == std::string::npos)
+			end = text.size();
+		std::string line = text.substr(from, end - from);
+		while (!line.empty() && (line.front() == ' ' || line.front() == '\t'))
+			line.erase(line.begin());
+		if (!line.empty())
+			lines.push_back(line);
+		from = end + 1;
+	}
+	return lines;
+}
+
+std::vector<std::string> splitFields(const std::string &line, char separator)
+{
+	std::vector<std::string> fields;
+	std::size_t from = 0;
+	for (;;) {
+		const std::size_t end = line.find(separator, from);
+		fields.push_back(line.substr(from, end == std::string::npos ? std::string::npos : end - from));
+		if (end == std::string::npos)
+			return fields;
+		from = end + 1;
+	}
+}
+
+const char *errnoText(int err)
+{
+	// strerrordesc_np: thread-safe and locale-free, unlike strerror.
+	const char *text = strerrordesc_np(err);
+	return text != nullptr ? text : "unknown error";
+}
+
+Error notInTree(const std::string &where)
+{
+	return Error::invalid(ENOENT, "path", where.substr(0, 64), "no such entry in the VM's tree");
+}
+
+std::uint64_t cowStoreBytes()
+{
+	struct sysinfo info {};
+	if (::sysinfo(&info) != 0)
+		return std::uint64_t{32} << 20;
+	const std::uint64_t ram = static_cast<std::uint64_t>(info.totalram) * info.mem_unit;
+	return std::min(kCowMaxBytes, ram / 4);
 }
 
 } // namespace
@@ -173,152 +285,729 @@ Status SystemVolumes::discover()
 	return {};
 }
 
-std::vector<std::uint32_t> SystemVolumes::disks()
+std::uint32_t SystemVolumes::diskCount()
 {
 	std::lock_guard lock(mutex_);
-	std::vector<std::uint32_t> out;
-	for (const auto &entry : disks_)
-		out.push_back(entry.first);
-	return out;
-}
-
-Status SystemVolumes::probe(std::uint32_t index, Disk &disk)
-{
-	if (disk.probed)
-		return {};
-	const std::string sys = sysBlock_ + "/" + disk.name;
-	const std::string dev = devDir_ + "/" + disk.name;
-	disk.layout.sizeBytes = sectorsToBytes(sys + "/size");
-	const Probed whole = probeDevice(dev, true);
-	if (!whole.type.empty()) {
-		if (fsSpecFor(whole.type) != nullptr)
-			disk.layout.wholeFsType = whole.type;
-		else
-			logf(LogLevel::Info, "disk%u: filesystem type %s is not supported", index, whole.type.c_str());
-	}
-	// Partitions as the kernel parsed them: /sys/block/vda/vdaN/partition.
-	DIR *dir = ::opendir(sys.c_str());
-	if (dir == nullptr)
-		return Error(errno, "opendir", sys);
-	std::map<std::uint32_t, std::string> parts;
-	while (const dirent *d = ::readdir(dir)) {
-		const std::string name = d->d_name;
-		if (name.rfind(disk.name, 0) != 0)
-			continue;
-		Result<std::string> number = readAttribute(sys + "/" + name + "/partition");
-		if (!number)
-			continue;
-		Result<std::uint64_t> n = parseDecimal(*number, 1, kMaxPartition, "partition");
-		if (n)
-			parts.emplace(static_cast<std::uint32_t>(*n), name);
-	}
-	::closedir(dir);
-	disk.layout.hasTable = !whole.ptType.empty() || !parts.empty();
-	for (const auto &[number, name] : parts) {
-		const Probed probed = probeDevice(devDir_ + "/" + name, false);
-		if (probed.type.empty() || fsSpecFor(probed.type) == nullptr) {
-			logf(LogLevel::Info, "disk%u part %u: %s, not listed", index, number,
-			     probed.type.empty() ? "no known filesystem" : probed.type.c_str());
-			continue;
-		}
-		PartitionInfo info;
-		info.number = number;
-		info.sizeBytes = sectorsToBytes(sys + "/" + name + "/size");
-		info.fsType = probed.type;
-		disk.layout.partitions.push_back(info);
-	}
-	disk.probed = true;
-	logf(LogLevel::Info, "disk%u (%s): %s%s%s, %zu partition(s) with a supported filesystem", index,
-	     disk.name.c_str(), disk.layout.hasTable ? "partition table " : "",
-	     whole.ptType.c_str(), disk.layout.wholeFsType.empty() ? "" : (" whole-disk " + disk.layout.wholeFsType).c_str(),
-	     disk.layout.partitions.size());
-	return {};
-}
-
-Result<DiskLayout> SystemVolumes::layout(std::uint32_t disk)
-{
-	std::lock_guard lock(mutex_);
-	auto it = disks_.find(disk);
-	if (it == disks_.end())
-		return Error::invalid(ENOENT, "disk", std::to_string(disk), "no such disk");
-	if (Status ok = probe(disk, it->second); !ok)
-		return ok.error();
-	return it->second.layout;
-}
-
-Result<int> SystemVolumes::mount(std::uint32_t index, Disk &disk, Bucket bucket, std::uint32_t partition,
-				 const std::string &fsType)
-{
-	const FsSpec *spec = fsSpecFor(fsType);
-	if (spec == nullptr)
-		return Error::invalid(EOPNOTSUPP, "mount", fsType, "filesystem type not supported");
-	if (Status ok = modules_.loadGroup(spec->moduleGroup); !ok)
-		return ok.error();
-	std::string dev = devDir_ + "/" + disk.name;
-	std::string where = mountBase_ + "/disk" + std::to_string(index);
-	if (bucket == Bucket::Part) {
-		// vda1, but nvme-style names (p1) never occur for virtio.
-		dev += std::to_string(partition);
-		where += "/part/" + std::to_string(partition);
-	} else {
-		where += "/raw";
-	}
-	if (Status ok = makeDirs(where); !ok)
-		return ok.error();
-	setReadOnly(devDir_ + "/" + disk.name);
-	setReadOnly(dev);
-	const std::uint64_t start = monotonicMs();
-	if (::mount(dev.c_str(), where.c_str(), spec->kernelType, guestMountFlags(), spec->options) != 0) {
-		const int err = errno;
-		// strerrordesc_np: thread-safe and locale-free, unlike strerror.
-		const char *reason = strerrordesc_np(err);
-		return Error::invalid(err, "mount", dev, "%s as %s (%s): %s", fsType.c_str(), spec->kernelType,
-				      spec->options, reason != nullptr ? reason : "unknown error");
-	}
-	UniqueFd root(::open(where.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW));
-	if (!root.isValid())
-		return Error(errno, "open", where);
-	++mounts_;
-	logf(LogLevel::Info, "mounted %s (%s) read-only in %llu ms", dev.c_str(), fsType.c_str(),
-	     static_cast<unsigned long long>(monotonicMs() - start));
-	const int fd = root.get();
-	if (bucket == Bucket::Part)
-		disk.partRoots[partition] = std::move(root);
-	else
-		disk.rawRoot = std::move(root);
-	return fd;
-}
-
-Result<int> SystemVolumes::root(std::uint32_t index, Bucket bucket, std::uint32_t partition)
-{
-	std::lock_guard lock(mutex_);
-	auto it = disks_.find(index);
-	if (it == disks_.end())
-		return Error::invalid(ENOENT, "disk", std::to_string(index), "no such disk");
-	Disk &disk = it->second;
-	if (Status ok = probe(index, disk); !ok)
-		return ok.error();
-	if (bucket == Bucket::Raw) {
-		if (disk.rawRoot.isValid())
-			return disk.rawRoot.get();
-		if (disk.layout.wholeFsType.empty())
-			return Error::invalid(ENOENT, "disk", std::to_string(index),
-					      "no supported filesystem on the whole disk");
-		return mount(index, disk, bucket, 0, disk.layout.wholeFsType);
-	}
-	if (auto mounted = disk.partRoots.find(partition); mounted != disk.partRoots.end())
-		return mounted->second.get();
-	for (const PartitionInfo &part : disk.layout.partitions)
-		if (part.number == partition)
-			return mount(index, disk, bucket, partition, part.fsType);
-	return Error::invalid(ENOENT, "partition", std::to_string(partition),
-			      "no such partition with a supported filesystem");
+	return static_cast<std::uint32_t>(disks_.size());
 }
 
 std::uint32_t SystemVolumes::mountCount()
 {
 	std::lock_guard lock(mutex_);
 	return mounts_;
+}
+
+int SystemVolumes::addNode(const std::string &sysName, std::set<std::uint32_t> disks)
+{
+	auto node = std::make_unique<Node>();
+	node->sysName = sysName;
+	node->dev = devDir_ + "/" + sysName;
+	node->disks = std::move(disks);
+	nodes_.push_back(std::move(node));
+	return static_cast<int>(nodes_.size() - 1);
+}
+
+void SystemVolumes::probeNode(Node &node, bool partitions)
+{
+	node.sizeBytes = sectorsToBytes(sysBlock_ + "/" + node.sysName + "/size");
+	setReadOnly(node.dev);
+	probeDevice(node.dev, partitions, node.type, node.ptType);
+}
+
+// Disks, partitions, then the layers on them, until nothing new appears
+// (LVM on an md array, a VG on a LUKS volume...).
+Status SystemVolumes::scan()
+{
+	if (scanned_)
+		return {};
+	scanned_ = true;
+	const std::uint64_t start = monotonicMs();
+	for (auto &[index, disk] : disks_) {
+		disk.whole = addNode(disk.name, {index});
+		Node &whole = *nodes_[static_cast<std::size_t>(disk.whole)];
+		probeNode(whole, true);
+		// Partitions as the kernel parsed them: /sys/block/vda/vdaN/partition.
+		const std::string sys = sysBlock_ + "/" + disk.name;
+		DIR *dir = ::opendir(sys.c_str());
+		if (dir == nullptr)
+			return Error(errno, "opendir", sys);
+		std::map<std::uint32_t, std::string> parts;
+		while (const dirent *d = ::readdir(dir)) {
+			const std::string name = d->d_name;
+			if (name.rfind(disk.name, 0) != 0)
+				continue;
+			Result<std::string> number = readAttribute(sys + "/" + name + "/partition");
+			if (!number)
+				continue;
+			Result<std::uint64_t> n = parseDecimal(*number, 1, kMaxPartition, "partition");
+			if (n)
+				parts.emplace(static_cast<std::uint32_t>(*n), name);
+		}
+		::closedir(dir);
+		disk.hasTable = !whole.ptType.empty() || !parts.empty();
+		for (const auto &[number, name] : parts) {
+			const int node = addNode(name, {index});
+			Node &part = *nodes_[static_cast<std::size_t>(node)];
+			part.sizeBytes = sectorsToBytes(sys + "/" + name + "/size");
+			setReadOnly(part.dev);
+			probeDevice(part.dev, false, part.type, part.ptType);
+			// A hybrid ISO: partition 1 starts at sector 0 and holds the
+			// same iso9660 as the whole disk. Both paths serve it (two
+			// mounts of the same bytes would collide: EBUSY).
+			Result<std::string> startSector = readAttribute(sys + "/" + name + "/start");
+			if (startSector && *startSector == "0" && !part.type.empty() && part.type == whole.type)
+				part.aliasOf = disk.whole;
+			disk.parts[number] = node;
+		}
+	}
+	auto anyType = [&](const char *type) {
+		for (const auto &node : nodes_)
+			if (node->type == type)
+				return true;
+		return false;
+	};
+	if (anyType("linux_raid_member"))
+		assembleMd();
+	if (anyType("LVM2_member"))
+		activateLvm();
+	logf(LogLevel::Info, "volumes scanned in %llu ms: %zu block devices, %zu md arrays, %zu volume groups",
+	     static_cast<unsigned long long>(monotonicMs() - start), nodes_.size(), mdArrays_.size(), vgs_.size());
+	return {};
+}
+
+void SystemVolumes::assembleMd()
+{
+	if (Status ok = modules_.loadGroup("md"); !ok) {
+		mdError_ = ok.error().message();
+		return;
+	}
+	(void)makeDirs("/run/mdadm");
+	// Every array on the VM's disks, whatever host it was made on, assembled
+	// read-only (--readonly: no resync, no superblock writes), degraded ones
+	// too (--run).
+	const std::string conf = "/run/fr-mdadm.conf";
+	(void)writeText(conf, "DEVICE /dev/vd*\nAUTO +all\nHOMEHOST <ignore>\n");
+	ToolCommand command;
+	command.program = "mdadm";
+	command.args = {"--assemble", "--scan", "--readonly", "--run", "--config=" + conf};
+	command.env = {"MDADM_NO_UDEV=1", "MDADM_NO_SYSTEMCTL=1"};
+	command.timeoutMs = kMdTimeoutMs;
+	Result<ToolResult> result = tools_.run(command);
+	if (!result) {
+		mdError_ = result.error().message();
+		return;
+	}
+	mdError_ = result->summary();
+	if (!result->err.empty())
+		logf(LogLevel::Info, "mdadm: %s", result->summary().c_str());
+	// The arrays: /sys/block/md*; their names from mdadm --detail.
+	DIR *dir = ::opendir(sysBlock_.c_str());
+	if (dir == nullptr)
+		return;
+	std::vector<std::string> arrays;
+	while (const dirent *d = ::readdir(dir))
+		if (std::strncmp(d->d_name, "md", 2) == 0)
+			arrays.emplace_back(d->d_name);
+	::closedir(dir);
+	std::sort(arrays.begin(), arrays.end());
+	for (const std::string &md : arrays) {
+		std::set<std::uint32_t> disks;
+		std::vector<int> members;
+		if (DIR *slaves = ::opendir((sysBlock_ + "/" + md + "/slaves").c_str())) {
+			while (const dirent *d = ::readdir(slaves))
+				for (std::size_t i = 0; i < nodes_.size(); ++i)
+					if (nodes_[i]->sysName == d->d_name) {
+						disks.insert(nodes_[i]->disks.begin(), nodes_[i]->disks.end());
+						members.push_back(static_cast<int>(i));
+					}
+			::closedir(slaves);
+		}
+		ToolCommand detail;
+		detail.program = "mdadm";
+		detail.args = {"--detail", "--export", devDir_ + "/" + md};
+		detail.env = command.env;
+		detail.timeoutMs = kMdTimeoutMs;
+		std::string name = md;
+		if (Result<ToolResult> d = tools_.run(detail); d && d->ok())
+			for (const std::string &line : splitLines(d->out))
+				if (line.rfind("MD_NAME=", 0) == 0) {
+					std::string value = line.substr(8);
+					const std::size_t colon = value.rfind(':');
+					if (colon != std::string::npos)
+						value = value.substr(colon + 1);
+					if (validVolumeName(value) && mdArrays_.count(value) == 0)
+						name = value;
+				}
+		const int node = addNode(md, disks);
+		probeNode(*nodes_[static_cast<std::size_t>(node)], false);
+		mdArrays_[name] = node;
+		for (int member : members)
+			nodes_[static_cast<std::size_t>(member)]->reason =
+				"linux_raid_member: member of md array " + name + " (listed under /md/" + name + ")";
+		logf(LogLevel::Info, "md array %s (%s) assembled read-only: %s", name.c_str(), md.c_str(),
+		     nodes_[static_cast<std::size_t>(node)]->type.c_str());
+	}
+	for (const auto &node : nodes_)
+		if (node->type == "linux_raid_member" && node->reason.empty())
+			node->reason = "linux_raid_member: the md array could not be assembled: " + mdError_;
+	// New block devices may hold LVM: the caller looks next.
+}
+
+void SystemVolumes::activateLvm()
+{
+	if (Status ok = modules_.loadGroup("lvm"); !ok) {
+		lvmError_ = ok.error().message();
+		return;
+	}
+	(void)makeDirs("/run/fr-lvm");
+	(void)makeDirs("/run/lock/lvm");
+	(void)writeText("/run/fr-lvm/lvm.conf", kLvmConf);
+	const std::vector<std::string> env = {"LVM_SYSTEM_DIR=/run/fr-lvm", "DM_DISABLE_UDEV=1",
+					      "LVM_SUPPRESS_FD_WARNINGS=1"};
+	auto lvm = [&](std::vector<std::string> args) {
+		ToolCommand command;
+		command.program = "lvm";
+		command.args = std::move(args);
+		command.env = env;
+		command.timeoutMs = kLvmTimeoutMs;
+		return tools_.run(command);
+	};
+	// The physical volumes and their VGs (reading only).
+	Result<ToolResult> pvs = lvm({"pvs", "--readonly", "--noheadings", "--separator", "|", "-o", "pv_name,vg_name"});
+	if (!pvs) {
+		lvmError_ = pvs.error().message();
+		return;
+	}
+	lvmError_ = pvs->summary();
+	std::set<std::string> vgNames;
+	for (const std::string &line : splitLines(pvs->out)) {
+		const std::vector<std::string> f = splitFields(line, '|');
+		if (f.size() != 2 || f[0].rfind(devDir_ + "/", 0) != 0 || !validVolumeName(f[1]))
+			continue;
+		pvVg_[f[0].substr(devDir_.size() + 1)] = f[1];
+		vgNames.insert(f[1]);
+	}
+	if (vgNames.empty())
+		return;
+	// Activation, read-only: every LV in read_only_volume_list (LVM makes
+	// its dm table read-only), -K for thin snapshots flagged to skip
+	// activation. A thin pool cannot be in a read-only table (the kernel
+	// refuses: "target type may not be included in a read-only table"):
+	// pools and their hidden data/metadata LVs stay out of the list; QEMU
+	// refuses their writes, and the thin LVs on them are read-only.
+	Result<ToolResult> all = lvm({"lvs", "-a", "--readonly", "--noheadings", "--separator", "|", "-o",
+				      "vg_name,lv_name,segtype"});
+	std::string list;
+	if (all)
+		for (const std::string &line : splitLines(all->out)) {
+			const std::vector<std::string> f = splitFields(line, '|');
+			if (f.size() != 3 || vgNames.count(f[0]) == 0 || !validVolumeName(f[1]) || f[2] == "thin-pool")
+				continue;
+			list += (list.empty() ? "\"" : ",\"") + f[0] + "/" + f[1] + "\"";
+		}
+	std::vector<std::string> activate = {"vgchange", "-ay", "-K", "--nolocking", "--ignoremonitoring",
+					     "--noudevsync", "--config",
+					     "activation { read_only_volume_list = [ " + list + " ] }"};
+	activate.insert(activate.end(), vgNames.begin(), vgNames.end());
+	Result<ToolResult> activated = lvm(activate);
+	const std::string activateError = activated ? activated->summary() : activated.error().message();
+	if (activated && !activated->err.empty())
+		logf(LogLevel::Info, "lvm vgchange: %s", activateError.c_str());
+	// Not --readonly: that mode does not ask the kernel, and the kernel's
+	// device numbers are what we want.
+	Result<ToolResult> lvs = lvm({"lvs", "--nolocking", "--noheadings", "--separator", "|", "--units", "b", "--nosuffix",
+				      "-o", "vg_name,lv_name,lv_kernel_major,lv_kernel_minor,lv_size,segtype"});
+	if (!lvs) {
+		lvmError_ = lvs.error().message();
+		return;
+	}
+	for (const std::string &line : splitLines(lvs->out)) {
+		const std::vector<std::string> f = splitFields(line, '|');
+		if (f.size() != 6 || vgNames.count(f[0]) == 0 || !validVolumeName(f[1]))
+			continue;
+		// A thin pool holds thin LVs, not a filesystem.
+		if (f[5] == "thin-pool")
+			continue;
+		LogicalVolume lv;
+		lv.name = f[1];
+		Result<std::uint64_t> size = parseDecimal(f[4], 0, UINT64_MAX, "lv_size");
+		lv.sizeBytes = size ? *size : 0;
+		Result<std::uint64_t> major = parseDecimal(f[2], 0, 4095, "major");
+		Result<std::uint64_t> minor = parseDecimal(f[3], 0, 1048575, "minor");
+		if (major && minor) {
+			char target[256] = {};
+			const std::string path =
+				"/sys/dev/block/" + std::to_string(*major) + ":" + std::to_string(*minor);
+			const ssize_t n = ::readlink(path.c_str(), target, sizeof(target) - 1);
+			if (n > 0) {
+				std::string sysName(target, static_cast<std::size_t>(n));
+				sysName = sysName.substr(sysName.rfind('/') + 1);
+				lv.node = addNode(sysName, {});
+				probeNode(*nodes_[static_cast<std::size_t>(lv.node)], false);
+			}
+		}
+		if (lv.node < 0)
+			lv.reason = f[5] + ": not activated: " + activateError;
+		vgs_[f[0]].lvs[lv.name] = std::move(lv);
+	}
+	// Which disks each VG lives on: its PVs' disks.
+	for (const auto &[pv, vg] : pvVg_) {
+		for (const auto &node : nodes_)
+			if (node->sysName == pv) {
+				vgs_[vg].disks.insert(node->disks.begin(), node->disks.end());
+				node->reason = "LVM2_member: physical volume of volume group " + vg + " (its logical volumes are under lvm/" + vg + ")";
+			}
+	}
+	for (auto &[name, vg] : vgs_)
+		for (auto &[lvName, lv] : vg.lvs)
+			if (lv.node >= 0)
+				nodes_[static_cast<std::size_t>(lv.node)]->disks = vg.disks;
+	for (const auto &node : nodes_)
+		if (node->type == "LVM2_member" && node->reason.empty())
+			node->reason = "LVM2_member: no readable volume group: " + lvmError_;
+	logf(LogLevel::Info, "lvm: %zu volume group(s) activated read-only", vgs_.size());
+}
+
+std::string SystemVolumes::contentReason(const Node &node) const
+{
+	if (!node.reason.empty())
+		return node.reason;
+	if (node.type.empty())
+		return "no filesystem or volume recognised";
+	if (node.type == "ambiguous")
+		return "several signatures (ambiguous): not opened";
+	if (node.type == "crypto_LUKS")
+		return "crypto_LUKS: locked: no key given";
+	if (fsSpecFor(node.type) == nullptr)
+		return node.type + ": not supported";
+	if (!node.mountError.empty())
+		return node.type + ": " + node.mountError;
+	return {};
+}
+
+VolumeEntry SystemVolumes::entryFor(const std::string &name, int index)
+{
+	const Node &node = *nodes_[static_cast<std::size_t>(index)];
+	VolumeEntry entry;
+	entry.name = name;
+	entry.sizeBytes = node.sizeBytes;
+	entry.reason = contentReason(node);
+	return entry;
+}
+
+Result<Resolved> SystemVolumes::resolve(const std::vector<std::string_view> &c)
+{
+	std::lock_guard lock(mutex_);
+	if (Status ok = scan(); !ok)
+		return ok.error();
+	const std::string where = "/" + joinComponents(c, 0);
+	Resolved out;
+	std::map<std::string, VolumeGroup *> global;
+	for (auto &[name, vg] : vgs_)
+		if (vg.disks.size() != 1)
+			global[name] = &vg;
+	if (c.empty()) {
+		for (const auto &[index, disk] : disks_)
+			out.entries.push_back(VolumeEntry{abi::kDiskDirPrefix + std::to_string(index), 0, {}});
+		if (!global.empty())
+			out.entries.push_back(VolumeEntry{std::string(kBucketLvm), 0, {}});
+		if (!mdArrays_.empty())
+			out.entries.push_back(VolumeEntry{std::string(kTopMd), 0, {}});
+		return out;
+	}
+	if (c[0] == kBucketLvm)
+		return resolveGroups(global, c, 1, where);
+	if (c[0] == kTopMd) {
+		if (c.size() == 1) {
+			for (const auto &[name, node] : mdArrays_)
+				out.entries.push_back(entryFor(name, node));
+			return out;
+		}
+		auto it = mdArrays_.find(std::string(c[1]));
+		if (it == mdArrays_.end())
+			return notInTree(where);
+		return resolveNode(it->second, c, 2, where);
+	}
+	const std::string_view diskPrefix = abi::kDiskDirPrefix;
+	std::uint32_t index = 0;
+	if (c[0].substr(0, diskPrefix.size()) != diskPrefix ||
+	    !parseVirtualNumber(c[0].substr(diskPrefix.size()), kMaxDisks - 1, index) || disks_.count(index) == 0)
+		return notInTree(where);
+	Disk &disk = disks_[index];
+	std::map<std::string, VolumeGroup *> local;
+	for (auto &[name, vg] : vgs_)
+		if (vg.disks.size() == 1 && *vg.disks.begin() == index)
+			local[name] = &vg;
+	const Node &whole = *nodes_[static_cast<std::size_t>(disk.whole)];
+	if (c.size() == 1) {
+		if (disk.hasTable)
+			out.entries.push_back(VolumeEntry{std::string(kBucketPart), 0, {}});
+		if (!disk.hasTable || !whole.type.empty())
+			out.entries.push_back(entryFor(std::string(kBucketRaw), disk.whole));
+		if (!local.empty())
+			out.entries.push_back(VolumeEntry{std::string(kBucketLvm), 0, {}});
+		return out;
+	}
+	if (c[1] == kBucketRaw) {
+		if (disk.hasTable && whole.type.empty())
+			return Error::invalid(ENOENT, "disk", std::string(c[0]),
+					      "the disk holds a partition table: see part/");
+		return resolveNode(disk.whole, c, 2, where);
+	}
+	if (c[1] == kBucketLvm)
+		return resolveGroups(local, c, 2, where);
+	if (c[1] != kBucketPart)
+		return notInTree(where);
+	if (!disk.hasTable)
+		return Error::invalid(ENOENT, "list", where.substr(0, 64), "the disk has no partition table");
+	if (c.size() == 2) {
+		for (const auto &[number, node] : disk.parts)
+			out.entries.push_back(entryFor(std::to_string(number), node));
+		return out;
+	}
+	std::uint32_t number = 0;
+	if (!parseVirtualNumber(c[2], kMaxPartition, number) || disk.parts.count(number) == 0)
+		return Error::invalid(ENOENT, "partition", std::string(c[2]), "no such partition");
+	return resolveNode(disk.parts[number], c, 3, where);
+}
+
+Result<Resolved> SystemVolumes::resolveGroups(const std::map<std::string, VolumeGroup *> &groups,
+					      const std::vector<std::string_view> &c, std::size_t from,
+					      const std::string &where)
+{
+	Resolved out;
+	if (c.size() == from) {
+		for (const auto &[name, vg] : groups)
+			out.entries.push_back(VolumeEntry{name, 0, {}});
+		return out;
+	}
+	auto vg = groups.find(std::string(c[from]));
+	if (vg == groups.end())
+		return notInTree(where);
+	if (c.size() == from + 1) {
+		for (const auto &[name, lv] : vg->second->lvs) {
+			VolumeEntry entry = lv.node >= 0 ? entryFor(name, lv.node) : VolumeEntry{name, lv.sizeBytes, lv.reason};
+			entry.sizeBytes = lv.sizeBytes;
+			out.entries.push_back(entry);
+		}
+		return out;
+	}
+	auto lv = vg->second->lvs.find(std::string(c[from + 1]));
+	if (lv == vg->second->lvs.end())
+		return notInTree(where);
+	if (lv->second.node < 0)
+		return Error::invalid(EIO, "logical volume", lv->first, "%s", lv->second.reason.c_str());
+	return resolveNode(lv->second.node, c, from + 2, where);
+}
+
+Result<Resolved> SystemVolumes::resolveNode(int index, const std::vector<std::string_view> &c, std::size_t from,
+					    const std::string &where)
+{
+	Node &node = *nodes_[static_cast<std::size_t>(index)];
+	if (node.aliasOf >= 0)
+		return resolveNode(node.aliasOf, c, from, where);
+	const FsSpec *spec = fsSpecFor(node.type);
+	if (spec == nullptr || !node.reason.empty()) {
+		const std::string reason = contentReason(node);
+		const int err = node.type == "crypto_LUKS" ? ENOKEY : EOPNOTSUPP;
+		return Error::invalid(err, "volume", where.substr(0, 64), "%s", reason.c_str());
+	}
+	if (node.type == "btrfs" && c.size() > from && c[from] == kLayerSubvol)
+		return resolveSubvolume(index, c, from + 1, where);
+	Result<int> root = mountNode(index, where);
+	if (!root)
+		return root.error();
+	Resolved out;
+	out.isFilesystem = true;
+	out.root = *root;
+	out.rest = joinComponents(c, from);
+	out.warning = node.warning;
+	if (node.type == "btrfs")
+		out.rootExtras.push_back(VolumeEntry{std::string(kLayerSubvol), 0, {}});
+	return out;
+}
+
+Status SystemVolumes::mountKernel(Node &node, const FsSpec &spec, const std::string &where)
+{
+	if (Status ok = modules_.loadGroup(spec.moduleGroup); !ok)
+		return ok.error();
+	for (std::uint32_t d : node.disks)
+		if (auto it = disks_.find(d); it != disks_.end())
+			setReadOnly(devDir_ + "/" + it->second.name);
+	setReadOnly(node.dev);
+	const std::uint64_t start = monotonicMs();
+	if (::mount(node.dev.c_str(), where.c_str(), spec.kernelType, guestMountFlags(), spec.options) == 0) {
+		node.mountedDev = node.dev;
+		node.mountedOptions = spec.options;
+		logf(LogLevel::Info, "mounted %s (%s) read-only in %llu ms", node.dev.c_str(), node.type.c_str(),
+		     static_cast<unsigned long long>(monotonicMs() - start));
+		return {};
+	}
+	const int err = errno;
+	if (spec.noReplay == nullptr)
+		return Error::invalid(err, "mount", node.dev, "%s as %s: %s", node.type.c_str(), spec.kernelType,
+				      errnoText(err));
+	// The journal or log needs replaying (the read-only device refused
+	// it): replay it into a throwaway layer.
+	logf(LogLevel::Info, "%s (%s): %s; replaying its journal into a throwaway layer", node.dev.c_str(),
+	     node.type.c_str(), errnoText(err));
+	std::string cowError;
+	if (Status ok = modules_.loadGroup("cow"); !ok) {
+		cowError = ok.error().message();
+	} else {
+		Result<CowDevice> cow = makeCow(node.dev, node.sizeBytes, cowStoreBytes(), "/run/fr-cow", cows_++);
+		if (!cow) {
+			cowError = cow.error().message();
+		} else if (::mount(cow->dev.c_str(), where.c_str(), spec.kernelType, guestMountFlags(), spec.options) == 0) {
+			node.mountedDev = cow->dev;
+			node.mountedOptions = spec.options;
+			logf(LogLevel::Info, "mounted %s (%s) read-only with its journal replayed into %s in %llu ms",
+			     node.dev.c_str(), node.type.c_str(), cow->dev.c_str(),
+			     static_cast<unsigned long long>(monotonicMs() - start));
+			return {};
+		} else {
+			cowError = errnoText(errno);
+			removeCow(*cow);
+		}
+	}
+	logf(LogLevel::Warning, "%s: replay failed (%s): mounting without it", node.dev.c_str(), cowError.c_str());
+	if (::mount(node.dev.c_str(), where.c_str(), spec.kernelType, guestMountFlags(), spec.noReplay) != 0) {
+		const int again = errno;
+		return Error::invalid(again, "mount", node.dev, "%s as %s: %s", node.type.c_str(), spec.kernelType,
+				      errnoText(again));
+	}
+	node.mountedDev = node.dev;
+	node.mountedOptions = spec.noReplay;
+	node.warning = kJournalWarning;
+	logf(LogLevel::Warning, "mounted %s (%s) read-only WITHOUT journal replay", node.dev.c_str(), node.type.c_str());
+	return {};
+}
+
+Status SystemVolumes::mountNtfs(Node &node, const std::string &where)
+{
+	if (Status ok = modules_.loadGroup("fuse"); !ok)
+		return ok.error();
+	setReadOnly(node.dev);
+	ToolCommand command;
+	command.program = "ntfs-3g";
+	// ro; the mount flags of every guest filesystem; names as UTF-8;
+	// alternate data streams as extended attributes (not as files).
+	command.args = {"-o", "ro,nodev,nosuid,noexec,noatime,streams_interface=xattr", node.dev, where};
+	command.timeoutMs = kNtfsTimeoutMs;
+	const std::uint64_t start = monotonicMs();
+	Result<ToolResult> result = tools_.run(command);
+	if (!result)
+		return result.error();
+	if (!result->ok())
+		return Error::invalid(EIO, "ntfs-3g", node.dev, "%s", result->summary().c_str());
+	node.mountedDev = node.dev;
+	logf(LogLevel::Info, "mounted %s (ntfs, ntfs-3g) read-only in %llu ms", node.dev.c_str(),
+	     static_cast<unsigned long long>(monotonicMs() - start));
+	return {};
+}
+
+Result<int> SystemVolumes::mountNode(int index, const std::string &where)
+{
+	Node &node = *nodes_[static_cast<std::size_t>(index)];
+	if (node.root.isValid())
+		return node.root.get();
+	if (!node.mountError.empty())
+		return Error::invalid(EIO, "volume", where.substr(0, 64), "%s: %s", node.type.c_str(),
+				      node.mountError.c_str());
+	const FsSpec *spec = fsSpecFor(node.type);
+	node.mountPath = mountBase_ + "/" + node.sysName;
+	if (Status ok = makeDirs(node.mountPath); !ok)
+		return ok.error();
+	Status mounted = node.type == "ntfs" ? mountNtfs(node, node.mountPath) : mountKernel(node, *spec, node.mountPath);
+	if (!mounted) {
+		// Said once, then again from memory: a hostile volume is not
+		// retried on every request.
+		node.mountError = mounted.error().message();
+		return mounted.error();
+	}
+	UniqueFd root(::open(node.mountPath.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW));
+	if (!root.isValid())
+		return Error(errno, "open", node.mountPath);
+	++mounts_;
+	node.root = std::move(root);
+	return node.root.get();
+}
+
+namespace {
+
+struct Subvolume {
+	std::uint64_t id = 0;
+	std::uint64_t parent = 0;
+	std::string path; // from the top level, e.g. "snapshots/before"
+};
+
+// Every subvolume of the btrfs that `fd` is on (root tree ROOT_BACKREF
+// items; each directory path looked up with INO_LOOKUP), paths from the
+// top level. Read-only ioctls.
+Result<std::vector<Subvolume>> listSubvolumes(int fd)
+{
+	std::map<std::uint64_t, Subvolume> byId;
+	btrfs_ioctl_search_args args{};
+	btrfs_ioctl_search_key &key = args.key;
+	key.tree_id = BTRFS_ROOT_TREE_OBJECTID;
+	key.min_objectid = BTRFS_FIRST_FREE_OBJECTID;
+	key.max_objectid = BTRFS_LAST_FREE_OBJECTID;
+	key.min_type = BTRFS_ROOT_BACKREF_KEY;
+	key.max_type = BTRFS_ROOT_BACKREF_KEY;
+	key.max_offset = UINT64_MAX;
+	key.max_transid = UINT64_MAX;
+	struct Ref {
+		std::uint64_t id, parent, dirid;
+		std::string name;
+	};
+	std::vector<Ref> refs;
+	for (int rounds = 0; rounds < 1024; ++rounds) {
+		key.nr_items = 4096;
+		if (::ioctl(fd, BTRFS_IOC_TREE_SEARCH, &args) != 0)
+			return Error(errno, "BTRFS_IOC_TREE_SEARCH", "root tree");
+		if (key.nr_items == 0)
+			break;
+		std::size_t off = 0;
+		btrfs_ioctl_search_header header{};
+		for (std::uint32_t i = 0; i < key.nr_items; ++i) {
+			if (off + sizeof(header) > sizeof(args.buf))
+				break;
+			std::memcpy(&header, args.buf + off, sizeof(header));
+			off += sizeof(header);
+			if (off + header.len > sizeof(args.buf))
+				break;
+			if (header.type == BTRFS_ROOT_BACKREF_KEY && header.len >= sizeof(btrfs_root_ref)) {
+				btrfs_root_ref ref{};
+				std::memcpy(&ref, args.buf + off, sizeof(ref));
+				const std::size_t nameLen = std::min<std::size_t>(
+					ref.name_len, header.len - sizeof(btrfs_root_ref));
+				refs.push_back(Ref{header.objectid, header.offset, ref.dirid,
+						   std::string(args.buf + off + sizeof(ref), nameLen)});
+			}
+			off += header.len;
+			key.min_objectid = header.objectid;
+			key.min_type = header.type;
+			key.min_offset = header.offset;
+		}
+		// Next key.
+		if (key.min_offset < UINT64_MAX) {
+			++key.min_offset;
+		} else {
+			key.min_offset = 0;
+			++key.min_objectid;
+		}
+		if (key.min_objectid > key.max_objectid)
+			break;
+		key.min_type = BTRFS_ROOT_BACKREF_KEY;
+	}
+	for (const Ref &ref : refs) {
+		std::string dir;
+		if (ref.dirid != BTRFS_FIRST_FREE_OBJECTID) {
+			btrfs_ioctl_ino_lookup_args lookup{};
+			lookup.treeid = ref.parent;
+			lookup.objectid = ref.dirid;
+			if (::ioctl(fd, BTRFS_IOC_INO_LOOKUP, &lookup) != 0)
+				continue;
+			lookup.name[sizeof(lookup.name) - 1] = '\0';
+			dir = lookup.name;
+		}
+		byId[ref.id] = Subvolume{ref.id, ref.parent, dir + ref.name};
+	}
+	// Full paths: prefix each with its parents' (at most 64 levels: a
+	// loop in hostile metadata ends there).
+	std::vector<Subvolume> out;
+	for (auto &[id, sub] : byId) {
+		std::string path = sub.path;
+		std::uint64_t parent = sub.parent;
+		for (int depth = 0; depth < 64 && parent != BTRFS_FS_TREE_OBJECTID; ++depth) {
+			auto it = byId.find(parent);
+			if (it == byId.end())
+				break;
+			path = it->second.path + "/" + path;
+			parent = it->second.parent;
+		}
+		if (parent != BTRFS_FS_TREE_OBJECTID)
+			continue;
+		out.push_back(Subvolume{id, sub.parent, path});
+	}
+	return out;
+}
+
+} // namespace
+
+Result<Resolved> SystemVolumes::resolveSubvolume(int index, const std::vector<std::string_view> &c,
+						 std::size_t from, const std::string &where)
+{
+	Result<int> root = mountNode(index, where);
+	if (!root)
+		return root.error();
+	Node &node = *nodes_[static_cast<std::size_t>(index)];
+	UniqueFd dir(::openat(*root, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+	if (!dir.isValid())
+		return Error(errno, "open", node.mountPath);
+	Result<std::vector<Subvolume>> subvols = listSubvolumes(dir.get());
+	if (!subvols)
+		return subvols.error();
+	// The longest subvolume path the request starts with; or, while the
+	// request is a prefix of subvolume paths, a virtual directory.
+	const Subvolume *match = nullptr;
+	std::size_t matched = 0;
+	for (const Subvolume &sub : *subvols) {
+		std::vector<std::string_view> parts;
+		std::string_view p = sub.path;
+		while (!p.empty()) {
+			const std::size_t slash = p.find('/');
+			parts.push_back(p.substr(0, slash));
+			p = slash == std::string_view::npos ? std::string_view() : p.substr(slash + 1);
+		}
+		if (parts.empty() || c.size() - from < parts.size())
+			continue;
+		if (std::equal(parts.begin(), parts.end(), c.begin() + static_cast<std::ptrdiff_t>(from)) &&
+		    parts.size() > matched) {
+			match = &sub;
+			matched = parts.size();
+		}
+	}
+	if (match == nullptr) {
+		Resolved out;
+		std::set<std::string> names;
+		const std::string prefix = joinComponents(c, from);
+		for (const Subvolume &sub : *subvols) {
+			if (!prefix.empty() && sub.path.rfind(prefix + "/", 0) != 0)
+				continue;
+			std::string rest = prefix.empty() ? sub.path : sub.path.substr(prefix.size() + 1);
+			rest = rest.substr(0, rest.find('/'));
+			if (proto::checkName(rest))
+				names.insert(rest);
+		}
+		if (names.empty())
+			return notInTree(where);
+		for (const std::string &name : names)
+			out.entries.push_back(VolumeEntry{name, 0, {}});
+		return out;
+	}
+	auto it = node.subvolRoots.find(match->id);
+	if (it == node.subvolRoots.end()) {
+		const std::string path = node.mountPath + "-subvol/" + std::to_string(match->id);
+		if (Status ok = makeDirs(path); !ok)
+			return ok.error();
+		std::string options = "subvolid=" + std::to_string(match->id);
+		if (!node.mountedOptions.empty())
+			options += "," + node.mountedOptions;
+		if (::mount(node.mountedDev.c_str(), path.c_str(), "btrfs", guestMountFlags(), options.c_str()) != 0)
+			return Error::invalid(errno, "mount", match->path, "btrfs subvolume: %s", errnoText(errno));
+		UniqueFd subRoot(::open(path.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW));
+		if (!subRoot.isValid())
+			return Error(errno, "open", path);
+		++mounts_;
+		it = node.subvolRoots.emplace(match->id, std::move(subRoot)).first;
+	}
+	Resolved out;
+	out.isFilesystem = true;
+	out.root = it->second.get();
+	out.rest = joinComponents(c, from + matched);
+	out.warning = node.warning;
+	return out;
 }
 
 } // namespace fr::guest

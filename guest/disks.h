@@ -1,19 +1,37 @@
 // SPDX-License-Identifier: AGPL-3.0-or-later
 #pragma once
 
-// The VM's disks: virtio-blk devices whose serial is "frdisk<N>"
-// (abi::kDiskSerialPrefix), found in sysfs; partitions as the kernel parsed
-// them (GPT, MBR); filesystem types from libblkid's superblock probe, never
-// by trial mounting; mounts read-only, on first use, with the options of the
-// allow-list below.
+// The VM's disks and the volumes on them. Disks are virtio-blk devices
+// whose serial is "frdisk<N>" (abi::kDiskSerialPrefix), found in sysfs;
+// partitions are the kernel's (GPT, MBR); what a block device holds comes
+// from libblkid's safe probe, never from trial mounting. Volume layers are
+// opened read-only with Debian's tools (guest/tools.h), once, on the first
+// request that needs to know them:
+//
+//   md         mdadm --assemble --scan --readonly --run (degraded arrays
+//              too; never a resync: the array stays read-only)
+//   LVM        lvm vgchange -ay with every VG in read_only_volume_list, no
+//              locking, no udev, no backups/archives, no thin_check; the
+//              physical volumes are read-only block devices before that
+//   LUKS       listed as locked until a key is given (docs/protocol.md)
+//
+// Filesystems are mounted read-only on first use. A journal or log that
+// needs replaying (ext3/4, xfs, btrfs) is replayed into a throwaway
+// copy-on-write layer (guest/dm.h), never into the disk; when that is not
+// possible the filesystem is mounted without replay and every answer about
+// it carries a warning. NTFS is mounted with ntfs-3g (FUSE), read-only.
 
 #include <map>
+#include <memory>
 #include <mutex>
+#include <set>
 #include <string>
 #include <string_view>
 
 #include "guest/modules.h"
+#include "guest/tools.h"
 #include "guest/volumes.h"
+#include "guest/vpath.h"
 #include "shared/unique_fd.h"
 
 namespace fr::guest {
@@ -21,8 +39,9 @@ namespace fr::guest {
 // One allowed filesystem type.
 struct FsSpec {
 	const char *blkidType;  // libblkid's TYPE
-	const char *kernelType; // mount(2)'s type
-	const char *options;    // mount(2)'s data: never replay a journal or log
+	const char *kernelType; // mount(2)'s type ("" for a FUSE mount)
+	const char *options;    // mount(2)'s data on a clean filesystem
+	const char *noReplay;   // nullptr: no journal; else the options that skip its replay
 	const char *moduleGroup;
 };
 
@@ -32,11 +51,13 @@ const FsSpec *fsSpecFor(std::string_view blkidType) noexcept;
 // Mount flags for every guest filesystem.
 unsigned long guestMountFlags() noexcept;
 
+inline constexpr const char *kJournalWarning = "journal not replayed: the newest changes may be missing";
+
 class SystemVolumes final : public Volumes {
 public:
-	SystemVolumes(ModuleLoader &modules, std::string sysBlock = "/sys/block", std::string devDir = "/dev",
-		      std::string mountBase = "/run/fr")
-		: modules_(modules), sysBlock_(std::move(sysBlock)), devDir_(std::move(devDir)),
+	SystemVolumes(ModuleLoader &modules, Tools &tools, std::string sysBlock = "/sys/block",
+		      std::string devDir = "/dev", std::string mountBase = "/run/fr")
+		: modules_(modules), tools_(tools), sysBlock_(std::move(sysBlock)), devDir_(std::move(devDir)),
 		  mountBase_(std::move(mountBase))
 	{
 	}
@@ -45,31 +66,81 @@ public:
 	// are logged and ignored.
 	Status discover();
 
-	std::vector<std::uint32_t> disks() override;
-	Result<DiskLayout> layout(std::uint32_t disk) override;
-	Result<int> root(std::uint32_t disk, Bucket bucket, std::uint32_t partition) override;
+	Result<Resolved> resolve(const std::vector<std::string_view> &components) override;
+	std::uint32_t diskCount() override;
 	std::uint32_t mountCount() override;
 
 private:
+	// A block device: a disk, a partition, an md array, a logical volume,
+	// an opened LUKS volume.
+	struct Node {
+		std::string dev;     // "/dev/vda1"
+		std::string sysName; // "vda1"
+		std::uint64_t sizeBytes = 0;
+		std::string type;    // blkid TYPE
+		std::string ptType;  // blkid PTTYPE (whole disks)
+		std::string reason;  // why it holds nothing that opens here
+		std::set<std::uint32_t> disks; // the virtio disks it lives on
+		int aliasOf = -1;    // the same filesystem as this node (a hybrid ISO)
+		std::string mountPath;
+		std::string mountedDev;     // what was mounted: dev, or its throwaway layer
+		std::string mountedOptions; // with which options
+		UniqueFd root;
+		std::string mountError;
+		std::string warning;
+		std::map<std::uint64_t, UniqueFd> subvolRoots; // btrfs, by id
+	};
 	struct Disk {
 		std::string name; // "vda"
-		bool probed = false;
-		DiskLayout layout;
-		std::map<std::uint32_t, UniqueFd> partRoots;
-		UniqueFd rawRoot;
+		int whole = -1;
+		bool hasTable = false;
+		std::map<std::uint32_t, int> parts;
+	};
+	struct LogicalVolume {
+		std::string name;
+		int node = -1;
+		std::uint64_t sizeBytes = 0;
+		std::string reason;
+	};
+	struct VolumeGroup {
+		std::set<std::uint32_t> disks;
+		std::map<std::string, LogicalVolume> lvs;
 	};
 
-	Status probe(std::uint32_t index, Disk &disk);
-	Result<int> mount(std::uint32_t index, Disk &disk, Bucket bucket, std::uint32_t partition,
-			  const std::string &fsType);
+	Status scan();
+	int addNode(const std::string &sysName, std::set<std::uint32_t> disks);
+	void probeNode(Node &node, bool partitions);
+	void assembleMd();
+	void activateLvm();
+	Result<Resolved> resolveNode(int index, const std::vector<std::string_view> &components, std::size_t from,
+				     const std::string &where);
+	Result<int> mountNode(int index, const std::string &where);
+	Status mountKernel(Node &node, const FsSpec &spec, const std::string &where);
+	Status mountNtfs(Node &node, const std::string &where);
+	Result<Resolved> resolveSubvolume(int index, const std::vector<std::string_view> &components,
+					  std::size_t from, const std::string &where);
+	VolumeEntry entryFor(const std::string &name, int index);
+	std::string contentReason(const Node &node) const;
+	Result<Resolved> resolveGroups(const std::map<std::string, VolumeGroup *> &groups,
+				       const std::vector<std::string_view> &components, std::size_t from,
+				       const std::string &where);
 
 	ModuleLoader &modules_;
+	Tools &tools_;
 	std::string sysBlock_;
 	std::string devDir_;
 	std::string mountBase_;
 	std::mutex mutex_;
+	bool scanned_ = false;
 	std::map<std::uint32_t, Disk> disks_;
+	std::vector<std::unique_ptr<Node>> nodes_;
+	std::map<std::string, int> mdArrays_;     // name -> node
+	std::map<std::string, VolumeGroup> vgs_;
+	std::map<std::string, std::string> pvVg_; // PV sysName -> its VG
+	std::string lvmError_;                    // why PVs without a VG have none
+	std::string mdError_;
 	std::uint32_t mounts_ = 0;
+	unsigned cows_ = 0;
 };
 
 } // namespace fr::guest

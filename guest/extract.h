@@ -10,7 +10,7 @@
 
 #include <string_view>
 
-#include "guest/server.h"
+#include "guest/responder.h"
 #include "shared/protocol.h"
 #include "shared/result.h"
 

@@ -38,7 +38,9 @@
 #include "guest/modules.h"
 #include "guest/server.h"
 #include "guest/stream.h"
+#include "guest/tools.h"
 #include "guest/tree.h"
+#include "shared/fd_io.h"
 #include "shared/guest_abi.h"
 #include "shared/log.h"
 #include "shared/protocol.h"
@@ -96,27 +98,6 @@ void ensureConsole()
 		::close(fd);
 }
 
-Result<std::string> readSmallFile(const char *path, std::size_t max)
-{
-	UniqueFd fd(::open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW));
-	if (!fd.isValid())
-		return Error(errno, "open", path);
-	std::string text;
-	char buf[4096];
-	for (;;) {
-		const ssize_t n = ::read(fd.get(), buf, sizeof(buf));
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0)
-			return Error(errno, "read", path);
-		if (n == 0)
-			return text;
-		text.append(buf, static_cast<std::size_t>(n));
-		if (text.size() > max)
-			return Error::invalid(EFBIG, "read", path, "more than %zu bytes", max);
-	}
-}
-
 struct Config {
 	std::uint32_t idleS = kDefaultIdleS;
 	bool serial = true;
@@ -141,7 +122,7 @@ std::optional<std::string_view> cmdlineValue(std::string_view cmdline, std::stri
 
 Config readConfig()
 {
-	Result<std::string> cmdline = readSmallFile("/proc/cmdline", std::size_t{64} * 1024);
+	Result<std::string> cmdline = readFile("/proc/cmdline", std::size_t{64} * 1024, O_NOFOLLOW);
 	if (!cmdline)
 		fatal(cmdline.error());
 	Config config;
@@ -162,7 +143,7 @@ Config readConfig()
 
 proto::Key readTicket()
 {
-	Result<std::string> text = readSmallFile(abi::kTicketPath, abi::kTicketHexLength + 1);
+	Result<std::string> text = readFile(abi::kTicketPath, abi::kTicketHexLength + 1, O_NOFOLLOW);
 	if (!text)
 		fatal(text.error());
 	Result<proto::Key> key = proto::ticketFromHex(*text, abi::kTicketPath);
@@ -203,14 +184,14 @@ void seedRandom(const proto::Key &key)
 // Ports appear when QEMU announces them, shortly after the driver loads.
 Result<UniqueFd> openSerialPort()
 {
-	const std::uint64_t deadline = monotonicMs() + kPortWaitMs;
+	const std::int64_t deadline = monotonicMs() + kPortWaitMs;
 	do {
 		if (DIR *dir = ::opendir("/sys/class/virtio-ports")) {
 			while (const dirent *d = ::readdir(dir)) {
 				if (d->d_name[0] == '.')
 					continue;
 				const std::string base = std::string("/sys/class/virtio-ports/") + d->d_name;
-				Result<std::string> name = readSmallFile((base + "/name").c_str(), 256);
+				Result<std::string> name = readFile(base + "/name", 256, O_NOFOLLOW);
 				if (!name || *name != std::string(abi::kSerialPortName) + "\n")
 					continue;
 				const std::string dev = std::string("/dev/") + d->d_name;
@@ -332,7 +313,8 @@ std::uint64_t bootMs() noexcept
 	if (Status ok = modules.loadGroup(config.serial ? "serial" : "vsock"); !ok)
 		fatal(ok.error());
 
-	SystemVolumes volumes(modules);
+	Tools tools(modules);
+	SystemVolumes volumes(modules, tools);
 	if (Status ok = volumes.discover(); !ok)
 		fatal(ok.error());
 	Activity activity(config.idleS);
@@ -356,8 +338,7 @@ std::uint64_t bootMs() noexcept
 	     config.serial ? "serial" : "vsock", config.idleS);
 
 	for (;;) {
-		while (::waitpid(-1, nullptr, WNOHANG) > 0) {
-		}
+		reapChildren();
 		if (activity.stopRequested()) {
 			logf(LogLevel::Info, "stop requested: powering off");
 			powerOff();

@@ -4,6 +4,7 @@
 //   dir <path> <mode>
 //   file <path> <mode> <source file>
 //   nod <path> <mode> c <major> <minor>
+//   slink <path> <mode> <target>
 // Paths are relative; modes octal. A device node needs no privilege here,
 // unlike with cpio(1) over a staging directory.
 #include <unistd.h>
@@ -16,11 +17,11 @@
 #include <sstream>
 #include <string>
 
-#include "guest/cpio.h"
+#include "shared/cpio.h"
 
 int main()
 {
-	std::vector<fr::guest::CpioEntry> entries;
+	std::vector<fr::CpioEntry> entries;
 	std::string line;
 	int number = 0;
 	while (std::getline(std::cin, line)) {
@@ -30,7 +31,7 @@ int main()
 		std::istringstream in(line);
 		std::string kind, path, mode;
 		in >> kind >> path >> mode;
-		fr::guest::CpioEntry entry;
+		fr::CpioEntry entry;
 		entry.path = path;
 		char *end = nullptr;
 		entry.mode = static_cast<std::uint32_t>(std::strtoul(mode.c_str(), &end, 8));
@@ -39,7 +40,7 @@ int main()
 			return 2;
 		}
 		if (kind == "dir") {
-			entry.type = fr::guest::CpioEntry::Type::Directory;
+			entry.type = fr::CpioEntry::Type::Directory;
 		} else if (kind == "file") {
 			std::string source;
 			in >> source;
@@ -49,6 +50,13 @@ int main()
 				return 1;
 			}
 			entry.data.assign(std::istreambuf_iterator<char>(file), std::istreambuf_iterator<char>());
+		} else if (kind == "slink") {
+			in >> entry.data;
+			if (entry.data.empty()) {
+				std::fprintf(stderr, "mkcpio: line %d: a symlink needs a target\n", number);
+				return 2;
+			}
+			entry.type = fr::CpioEntry::Type::Symlink;
 		} else if (kind == "nod") {
 			std::string c;
 			in >> c >> entry.rdevMajor >> entry.rdevMinor;
@@ -56,14 +64,14 @@ int main()
 				std::fprintf(stderr, "mkcpio: line %d: only 'c <major> <minor>' nodes\n", number);
 				return 2;
 			}
-			entry.type = fr::guest::CpioEntry::Type::CharDevice;
+			entry.type = fr::CpioEntry::Type::CharDevice;
 		} else {
 			std::fprintf(stderr, "mkcpio: line %d: unknown kind %s\n", number, kind.c_str());
 			return 2;
 		}
 		entries.push_back(std::move(entry));
 	}
-	const std::vector<std::uint8_t> archive = fr::guest::writeNewc(std::move(entries));
+	const std::vector<std::uint8_t> archive = fr::writeNewc(std::move(entries));
 	std::size_t done = 0;
 	while (done < archive.size()) {
 		const ssize_t n = ::write(1, archive.data() + done, archive.size() - done);

@@ -10,6 +10,7 @@
 #include <cerrno>
 
 #include "guest/activity.h"
+#include "shared/fd_io.h"
 #include "shared/log.h"
 #include "shared/unique_fd.h"
 #include "shared/validate.h"
@@ -68,20 +69,10 @@ namespace {
 // Debian's kernel, so finit_module cannot take it).
 Result<std::vector<std::uint8_t>> readCompressedModule(int fd, const std::string &path)
 {
-	std::vector<std::uint8_t> packed;
-	std::uint8_t buf[65536];
-	for (;;) {
-		const ssize_t n = ::read(fd, buf, sizeof(buf));
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0)
-			return Error(errno, "read", path);
-		if (n == 0)
-			break;
-		packed.insert(packed.end(), buf, buf + n);
-		if (packed.size() > (std::size_t{64} << 20))
-			return Error::invalid(EFBIG, "read", path, "module over 64 MiB");
-	}
+	const Result<std::string> read = readAll(fd, std::size_t{64} << 20, path);
+	if (!read)
+		return read.error();
+	const std::string &packed = *read;
 	const unsigned long long size = ZSTD_getFrameContentSize(packed.data(), packed.size());
 	if (size == ZSTD_CONTENTSIZE_ERROR || size == ZSTD_CONTENTSIZE_UNKNOWN || size > (256ULL << 20))
 		return Error::invalid(EINVAL, "zstd", path, "no usable content size in the frame");
@@ -134,28 +125,10 @@ std::string moduleParams(std::string_view cmdline, std::string_view module)
 
 Status ModuleLoader::init()
 {
-	const std::string path = dir_ + "/order";
-	UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
-	if (!fd.isValid()) {
-		if (errno == ENOENT)
-			return {};
-		return Error(errno, "open", path);
-	}
-	std::string text;
-	char buf[4096];
-	for (;;) {
-		const ssize_t n = ::read(fd.get(), buf, sizeof(buf));
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0)
-			return Error(errno, "read", path);
-		if (n == 0)
-			break;
-		text.append(buf, static_cast<std::size_t>(n));
-		if (text.size() > 1 << 20)
-			return Error::invalid(EFBIG, "read", path, "manifest over 1 MiB");
-	}
-	Result<std::vector<ModuleLine>> lines = parseModuleManifest(text);
+	const Result<std::string> text = readFile(dir_ + "/order", std::size_t{1} << 20);
+	if (!text)
+		return text.error().errnum() == ENOENT ? Status{} : Status(text.error());
+	Result<std::vector<ModuleLine>> lines = parseModuleManifest(*text);
 	if (!lines)
 		return lines.error();
 	lines_ = std::move(*lines);
@@ -204,7 +177,7 @@ Status ModuleLoader::loadGroup(std::string_view group)
 	const std::string key(group);
 	if (groupsDone_.count(key) != 0)
 		return {};
-	const std::uint64_t start = monotonicMs();
+	const std::int64_t start = monotonicMs();
 	std::vector<const ModuleLine *> members;
 	for (const ModuleLine &line : lines_)
 		if (line.group == group)
@@ -221,8 +194,8 @@ Status ModuleLoader::loadGroup(std::string_view group)
 	}
 	groupsDone_.insert(key);
 	if (!members.empty())
-		logf(LogLevel::Info, "modules %s: %zu loaded in %llu ms", key.c_str(), members.size(),
-		     static_cast<unsigned long long>(monotonicMs() - start));
+		logf(LogLevel::Info, "modules %s: %zu loaded in %lld ms", key.c_str(), members.size(),
+		     static_cast<long long>(monotonicMs() - start));
 	return {};
 }
 

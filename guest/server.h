@@ -5,98 +5,26 @@
 // conversation with one host over a ByteStream, independent of where the
 // answers come from (RequestHandler), so that it is unit-tested and fuzzed on
 // the host.
+//
+// A conversation has two parts, kept apart in Connection: the
+// unauthenticated handshake (hellos, then the host's Auth frame: nothing
+// else is accepted before it) and, once the host proved it holds the
+// ticket, the request dispatcher (one request at a time, each answered
+// through the Responder and ended with a trailer).
 
 #include <cstdint>
+#include <optional>
 #include <span>
 #include <string_view>
-#include <vector>
 
+#include "guest/responder.h"
 #include "guest/stream.h"
-#include "shared/guest_session.h"
+#include "shared/byte_stream.h"
+#include "shared/frame_reader.h"
 #include "shared/protocol.h"
 #include "shared/result.h"
-#include "shared/unique_fd.h"
 
 namespace fr::guest {
-
-// read(2) of up to buf.size() bytes, retried on EINTR: the count (0 at the
-// end of the file). `what` names the file in errors. (For the responder's
-// file contents and the handler's extracts alike.)
-Result<std::size_t> readSome(int fd, std::span<std::uint8_t> buf, std::string_view what);
-
-// Admits response bytes into the stream under the protocol's flow control
-// (docs/protocol.md, "Flow control"); Connection implements it.
-class FlowControl {
-public:
-	virtual ~FlowControl() = default;
-	// Returns once `bytes` more may be written: waits for the host's Acks
-	// while more than kAckWindow would be unacknowledged. Fails (the
-	// response must be abandoned) when the host sends anything but an Ack,
-	// or goes away.
-	virtual Status admit(std::size_t bytes) = 0;
-	virtual void written(std::size_t bytes) = 0;
-};
-
-// Writes one response's frames. Counts what the End trailer must carry.
-// After a failed write the responder is broken(): the conversation is over
-// and no trailer may follow.
-class Responder {
-public:
-	// pipeSink: the same stream, where it can take spliced bytes (file
-	// contents then never pass through the daemon's memory).
-	explicit Responder(ByteStream &stream, FlowControl *flow = nullptr, PipeSink *pipeSink = nullptr)
-		: stream_(stream), flow_(flow), pipeSink_(pipeSink)
-	{
-	}
-
-	Status entry(const proto::Entry &entry);
-	// Sends `bytes` as Data frames of at most kDataChunkSize.
-	Status data(std::span<const std::uint8_t> bytes);
-	// Sends the regular file `fd` from its current offset to its end as
-	// Data frames: spliced file -> pipe -> stream where the stream is a
-	// PipeSink (no copy in the guest), read and written otherwise. `what`
-	// names the file in errors. A read error or a file that ends before
-	// its size at the start ends the frame in progress with zeros and
-	// returns the error (the caller's Failure trailer tells the host to
-	// discard the data).
-	Status file(int fd, std::string_view what);
-	Status flush();
-
-	std::uint64_t entries() const noexcept { return entries_; }
-	std::uint64_t bytes() const noexcept { return bytes_; }
-	bool broken() const noexcept { return broken_; }
-
-	// For Connection: raw frames (trailers, status) through the same buffer.
-	Status frames(const std::vector<std::uint8_t> &encoded);
-	// reset() starts a new message without flow control (hellos, AuthOk:
-	// the host may already be sending its next message); a request's
-	// response is written under flow control.
-	void reset(bool flowControlled = false) noexcept;
-
-private:
-	Status maybeFlush();
-	Status copyFile(int fd, std::string_view what);
-	Status spliceFile(int fd, std::uint64_t size, std::string_view what);
-	// Moves one frame's data from the file into the pipe: exactly n bytes
-	// (completed with zeros after an error, which is returned).
-	Status fillFrame(int fd, std::size_t n, std::string_view what);
-	// Writes all n bytes into the splice pipe.
-	Status toPipe(const std::uint8_t *bytes, std::size_t n);
-	Status preparePipe();
-
-	ByteStream &stream_;
-	FlowControl *flow_;
-	PipeSink *pipeSink_;
-	UniqueFd pipeRead_;
-	UniqueFd pipeWrite_;
-	std::size_t spliceFrame_ = 0; // data bytes per spliced frame
-	bool fileSplice_ = true;      // splice(file -> pipe) works
-	bool flowControlled_ = false;
-	std::vector<std::uint8_t> out_;
-	std::uint64_t entries_ = 0;
-	std::uint64_t bytes_ = 0;
-	bool broken_ = false;
-};
 
 // What the daemon does for each request. Errors returned are sent to the
 // host as Failure (code from the errno, message from Error::format) unless
@@ -142,28 +70,43 @@ public:
 
 private:
 	enum class State { AwaitHello, AwaitAuth, Ready };
+	// One step of run(): nullopt to go on, or how the conversation ended.
+	using Step = std::optional<Outcome>;
 
+	// Reading: a hello or a whole frame off the stream.
+	Step takeHello(int timeoutMs);
+	Step takeFrame(int timeoutMs);
+
+	// The unauthenticated handshake.
+	Step answerHello();
+	Step authenticate(const FrameReader::Frame &frame);
+	// Refuses an unauthenticated frame: the host must start over with a
+	// hello (vsock: the connection is closed).
+	Step refuse(proto::ErrorCode code, std::string_view message);
+
+	// The request dispatcher, and one function per request type.
+	Step dispatch(const FrameReader::Frame &frame);
+	Status serveStatus(std::span<const std::uint8_t> body);
+	void serveStop();
+	Status serveList(std::span<const std::uint8_t> body);
+	Status serveExtract(std::span<const std::uint8_t> body);
+	// Ends a list's or an extract's response with its trailer: End with
+	// what was sent (entries or bytes), or Failure from `result`.
+	Status finish(const Status &result, bool countEntries);
+	Status sendFailure(proto::ErrorCode code, int err, std::string_view message);
+
+	// Flow control (FlowControl): Acks taken in while a response streams.
 	Status admit(std::size_t bytes) override;
 	void written(std::size_t bytes) override { sent_ += bytes; }
-	Status fill(std::size_t want, int timeoutMs);
-	std::size_t buffered() const noexcept { return in_.size() - inPos_; }
-	Status sendFailure(proto::ErrorCode code, int err, std::string_view message);
-	bool handleHello();
-	// Returns false when the conversation must end.
-	bool handleFrame(const proto::FrameHeader &header, std::span<const std::uint8_t> body,
-			 Outcome &outcome);
-	Status finish(const Status &result, bool countEntries);
 
-	ByteStream &stream_;
 	const proto::Key &key_;
 	RequestHandler &handler_;
 	ConnectionOptions options_;
 	Responder out_;
+	FrameReader reader_;
 	State state_ = State::AwaitHello;
 	proto::Nonce clientNonce_{};
 	proto::Nonce serverNonce_{};
-	std::vector<std::uint8_t> in_;
-	std::size_t inPos_ = 0;
 	std::uint64_t sent_ = 0;  // bytes of the current response written
 	std::uint64_t acked_ = 0; // of those, acknowledged by the host
 };

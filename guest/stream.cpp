@@ -6,12 +6,12 @@
 #include <pthread.h>
 #include <signal.h>
 #include <sys/socket.h>
-#include <time.h>
 #include <unistd.h>
 
 #include <cerrno>
 #include <vector>
 
+#include "shared/clock.h"
 #include "shared/log.h"
 
 namespace fr::guest {
@@ -30,21 +30,6 @@ constexpr int kPortEventMaxWaitMs = 1000;
 // 32 KiB writes bound that to 4 MiB. (Spliced data is bounded by the
 // protocol's flow-control window instead.)
 constexpr std::size_t kSerialWriteMax = std::size_t{32} * 1024;
-
-std::int64_t nowMs() noexcept
-{
-	timespec ts{};
-	::clock_gettime(CLOCK_MONOTONIC, &ts);
-	return static_cast<std::int64_t>(ts.tv_sec) * 1000 + ts.tv_nsec / 1000000;
-}
-
-int leftMs(std::int64_t deadline, int timeoutMs) noexcept
-{
-	if (timeoutMs < 0)
-		return -1;
-	const std::int64_t left = deadline - nowMs();
-	return left > 0 ? static_cast<int>(left) : 0;
-}
 
 extern "C" void ignoreSignal(int) {}
 
@@ -109,7 +94,7 @@ void GuestStream::waitForPortEvent(int ms)
 
 Result<std::size_t> GuestStream::read(std::span<std::uint8_t> buf, int timeoutMs)
 {
-	const std::int64_t deadline = nowMs() + timeoutMs;
+	const std::int64_t deadline = monotonicMs() + timeoutMs;
 	for (;;) {
 		const ssize_t n = ::read(fd_.get(), buf.data(), buf.size());
 		if (n > 0) {
@@ -123,7 +108,7 @@ Result<std::size_t> GuestStream::read(std::span<std::uint8_t> buf, int timeoutMs
 			}
 			// No host on the serial port: wait for one (poll would
 			// return POLLHUP at once).
-			const int wait = leftMs(deadline, timeoutMs);
+			const int wait = msLeft(deadline, timeoutMs);
 			if (wait == 0)
 				return Error::invalid(ETIMEDOUT, "read", "host", "no host connected");
 			waitForPortEvent(wait);
@@ -134,7 +119,7 @@ Result<std::size_t> GuestStream::read(std::span<std::uint8_t> buf, int timeoutMs
 		if (errno != EAGAIN)
 			return Error(errno, "read", serial_ ? "serial port" : "vsock connection");
 		pollfd p{fd_.get(), POLLIN, 0};
-		const int wait = leftMs(deadline, timeoutMs);
+		const int wait = msLeft(deadline, timeoutMs);
 		const int r = ::poll(&p, 1, wait);
 		if (r < 0 && errno != EINTR)
 			return Error(errno, "poll", "host connection");
@@ -150,7 +135,7 @@ Status GuestStream::waitWritable(std::int64_t deadline, int timeoutMs)
 		// Input mid-response is the flow control's business
 		// (Connection::admit), not a reason to stop writing here.
 		pollfd p{fd_.get(), POLLOUT, 0};
-		const int r = ::poll(&p, 1, leftMs(deadline, timeoutMs));
+		const int r = ::poll(&p, 1, msLeft(deadline, timeoutMs));
 		if (r < 0) {
 			if (errno == EINTR)
 				continue;
@@ -165,14 +150,14 @@ Status GuestStream::waitWritable(std::int64_t deadline, int timeoutMs)
 			return Error(EPIPE, "write", "host disconnected");
 		// The port says no host; a host that just connected may not have
 		// been announced yet (see stream.h). Believe it after the grace.
-		const std::int64_t now = nowMs();
+		const std::int64_t now = monotonicMs();
 		if (hangupSince < 0)
 			hangupSince = now;
 		const std::int64_t graceLeft = hangupSince + kHostEventGraceMs - now;
 		if (graceLeft <= 0)
 			return Error(EPIPE, "write", "host disconnected");
 		int wait = static_cast<int>(graceLeft);
-		const int left = leftMs(deadline, timeoutMs);
+		const int left = msLeft(deadline, timeoutMs);
 		if (left == 0)
 			return Error::invalid(ETIMEDOUT, "write", "host", "host reads nothing for %d ms",
 					      timeoutMs);
@@ -184,7 +169,7 @@ Status GuestStream::waitWritable(std::int64_t deadline, int timeoutMs)
 
 Status GuestStream::write(std::span<const std::uint8_t> buf, int timeoutMs)
 {
-	const std::int64_t deadline = nowMs() + timeoutMs;
+	const std::int64_t deadline = monotonicMs() + timeoutMs;
 	std::size_t done = 0;
 	while (done < buf.size()) {
 		if (Status ok = waitWritable(deadline, timeoutMs); !ok)
@@ -207,7 +192,7 @@ Status GuestStream::write(std::span<const std::uint8_t> buf, int timeoutMs)
 
 Status GuestStream::fromPipe(int pipeFd, std::size_t n, int timeoutMs)
 {
-	const std::int64_t deadline = nowMs() + timeoutMs;
+	const std::int64_t deadline = monotonicMs() + timeoutMs;
 	std::size_t left = n;
 	while (left > 0) {
 		if (Status ok = waitWritable(deadline, timeoutMs); !ok)

@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: AGPL-3.0-or-later
 #pragma once
 
-#include "shared/guest_session.h"
+#include "shared/byte_stream.h"
 #include "shared/unique_fd.h"
 
 namespace fr::guest {

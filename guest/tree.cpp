@@ -60,7 +60,7 @@ proto::StatusInfo TreeHandler::status(bool keepTimeout)
 	info.uptimeMs = uptimeMs();
 	info.idleLeftMs = activity_.idleLeftMs();
 	info.idleTimeoutS = activity_.timeoutS();
-	info.diskCount = static_cast<std::uint32_t>(volumes_.disks().size());
+	info.diskCount = volumes_.diskCount();
 	info.mountCount = volumes_.mountCount();
 	info.activeRequests = activity_.active();
 	info.version = std::string(FR_VERSION).substr(0, proto::kVersionTextSize);
@@ -76,58 +76,42 @@ void TreeHandler::stop()
 Status TreeHandler::list(std::string_view path, Responder &out)
 {
 	Activity::Hold hold(activity_);
-	Result<VirtualPath> vp = parseVirtualPath(path);
+	Result<VirtualPath> vp = splitVirtualPath(path);
 	if (!vp)
 		return vp.error();
-	switch (vp->kind) {
-	case VirtualPath::Kind::Root:
-		for (std::uint32_t disk : volumes_.disks())
-			if (Status ok = out.entry(virtualDir(abi::kDiskDirPrefix + std::to_string(disk))); !ok)
+	Result<Resolved> resolved = volumes_.resolve(vp->components);
+	if (!resolved)
+		return resolved.error();
+	if (!resolved->warning.empty())
+		logf(LogLevel::Info, "list: %s", resolved->warning.c_str());
+	const std::vector<VolumeEntry> &virtualEntries =
+		resolved->isFilesystem ? resolved->rootExtras : resolved->entries;
+	if (!resolved->isFilesystem || resolved->rest.empty()) {
+		for (const VolumeEntry &v : virtualEntries) {
+			// The reason is logged until the protocol carries it; the
+			// entry is listed either way: a volume never vanishes.
+			if (!v.reason.empty())
+				logf(LogLevel::Info, "list: %s: %s", v.name.c_str(), v.reason.c_str());
+			if (Status ok = out.entry(virtualDir(v.name, v.sizeBytes)); !ok)
 				return ok;
-		return {};
-	case VirtualPath::Kind::Disk: {
-		Result<DiskLayout> layout = volumes_.layout(vp->disk);
-		if (!layout)
-			return layout.error();
-		if (layout->hasTable)
-			if (Status ok = out.entry(virtualDir(std::string(kBucketPart))); !ok)
-				return ok;
-		if (!layout->wholeFsType.empty())
-			if (Status ok = out.entry(virtualDir(std::string(kBucketRaw), layout->sizeBytes)); !ok)
-				return ok;
-		return {};
+		}
 	}
-	case VirtualPath::Kind::Partitions: {
-		Result<DiskLayout> layout = volumes_.layout(vp->disk);
-		if (!layout)
-			return layout.error();
-		if (!layout->hasTable)
-			return Error::invalid(ENOENT, "list", path.substr(0, 64), "the disk has no partition table");
-		for (const PartitionInfo &part : layout->partitions)
-			if (Status ok = out.entry(virtualDir(std::to_string(part.number), part.sizeBytes)); !ok)
-				return ok;
+	if (!resolved->isFilesystem)
 		return {};
-	}
-	case VirtualPath::Kind::Volume:
-		return listVolume(*vp, out);
-	}
-	return Error(EINVAL, "list", path.substr(0, 64));
+	return listFilesystem(resolved->root, resolved->rest, vp->lastName, out);
 }
 
-Status TreeHandler::listVolume(const VirtualPath &vp, Responder &out)
+Status TreeHandler::listFilesystem(int root, const std::string &rest, const std::string &lastName, Responder &out)
 {
-	Result<int> root = volumes_.root(vp.disk, vp.bucket, vp.partition);
-	if (!root)
-		return root.error();
-	Result<UniqueFd> object = openBeneath(*root, vp.rest, O_PATH);
+	Result<UniqueFd> object = openBeneath(root, rest, O_PATH);
 	if (!object)
 		return object.error();
 	struct stat st {};
 	if (::fstat(object->get(), &st) != 0)
-		return Error(errno, "fstat", vp.rest);
+		return Error(errno, "fstat", rest);
 	if (!S_ISDIR(st.st_mode))
-		return Error::invalid(ENOTDIR, "list", vp.lastName, "not a directory");
-	Result<UniqueFd> dir = openBeneath(*root, vp.rest, O_RDONLY | O_DIRECTORY);
+		return Error::invalid(ENOTDIR, "list", lastName, "not a directory");
+	Result<UniqueFd> dir = openBeneath(root, rest, O_RDONLY | O_DIRECTORY);
 	if (!dir)
 		return dir.error();
 	DirReader reader(std::move(*dir));
@@ -214,19 +198,21 @@ Status TreeHandler::listVolume(const VirtualPath &vp, Responder &out)
 Status TreeHandler::extract(const proto::ExtractRequest &request, Responder &out)
 {
 	Activity::Hold hold(activity_);
-	Result<VirtualPath> vp = parseVirtualPath(request.path);
+	Result<VirtualPath> vp = splitVirtualPath(request.path);
 	if (!vp)
 		return vp.error();
-	if (vp->kind != VirtualPath::Kind::Volume)
+	Result<Resolved> resolved = volumes_.resolve(vp->components);
+	if (!resolved)
+		return resolved.error();
+	if (!resolved->isFilesystem)
 		return Error::invalid(EOPNOTSUPP, "extract", request.path.substr(0, 64),
 				      "only paths inside a filesystem can be extracted");
-	Result<int> root = volumes_.root(vp->disk, vp->bucket, vp->partition);
-	if (!root)
-		return root.error();
-	if (vp->rest.empty())
-		return extractObject(*root, "", vp->lastName, request.format, request.compression, out);
-	const auto [parent, name] = splitRest(vp->rest);
-	Result<UniqueFd> dir = openBeneath(*root, parent, O_PATH | O_DIRECTORY);
+	if (!resolved->warning.empty())
+		logf(LogLevel::Info, "extract: %s", resolved->warning.c_str());
+	if (resolved->rest.empty())
+		return extractObject(resolved->root, "", vp->lastName, request.format, request.compression, out);
+	const auto [parent, name] = splitRest(resolved->rest);
+	Result<UniqueFd> dir = openBeneath(resolved->root, parent, O_PATH | O_DIRECTORY);
 	if (!dir)
 		return dir.error();
 	return extractObject(dir->get(), name, name, request.format, request.compression, out);

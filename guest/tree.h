@@ -7,6 +7,7 @@
 #include "guest/activity.h"
 #include "guest/server.h"
 #include "guest/volumes.h"
+#include "guest/vpath.h"
 
 namespace fr::guest {
 
@@ -22,7 +23,7 @@ public:
 	Status extract(const proto::ExtractRequest &request, Responder &out) override;
 
 private:
-	Status listVolume(const VirtualPath &vp, Responder &out);
+	Status listFilesystem(int root, const std::string &rest, const std::string &lastName, Responder &out);
 
 	Volumes &volumes_;
 	Activity &activity_;

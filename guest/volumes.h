@@ -2,44 +2,61 @@
 #pragma once
 
 // Where the daemon's filesystems come from. SystemVolumes (disks.h) finds
-// virtio disks, probes them with libblkid and mounts them; unit tests use
+// virtio disks, their partitions and the volume layers on them (LVM, md,
+// LUKS), probes them with libblkid and mounts them; unit tests use
 // directories instead.
+//
+// The virtual tree (docs/protocol.md, "Paths") is the Volumes' to decide:
+// resolve() takes a request path's components and answers either a
+// virtual directory (its entries) or a mounted filesystem and the path
+// inside it.
 
 #include <cstdint>
 #include <string>
+#include <string_view>
 #include <vector>
 
-#include "guest/vpath.h"
 #include "shared/result.h"
 
 namespace fr::guest {
 
-struct PartitionInfo {
-	std::uint32_t number = 0;  // the kernel's partition number
+// One entry of a virtual directory: a disk, a bucket, a partition, a
+// volume group, a logical volume, an md array, a LUKS layer, a subvolume.
+struct VolumeEntry {
+	std::string name;
 	std::uint64_t sizeBytes = 0;
-	std::string fsType;        // blkid's TYPE, one of the allow-list
+	// Non-empty: this volume cannot be opened (or holds no filesystem of
+	// its own), and why, one line starting with its type: "crypto_LUKS:
+	// locked: no key given". It is listed all the same: it never vanishes.
+	std::string reason;
 };
 
-struct DiskLayout {
-	std::uint64_t sizeBytes = 0;
-	bool hasTable = false;       // a partition table (GPT, MBR): the "part" bucket
-	std::string wholeFsType;     // a supported filesystem on the whole disk: "raw"
-	std::vector<PartitionInfo> partitions; // with a supported filesystem, by number
+struct Resolved {
+	bool isFilesystem = false;
+	// A virtual directory.
+	std::vector<VolumeEntry> entries;
+	// A filesystem: the root directory (O_PATH | O_DIRECTORY, owned by the
+	// Volumes, valid until it is destroyed) and the path beneath it ("" for
+	// the root; valid names joined by '/').
+	int root = -1;
+	std::string rest;
+	// Said on every answer about this filesystem: "journal not replayed:
+	// the newest changes may be missing".
+	std::string warning;
+	// Virtual entries shown in the root's listing besides the files
+	// ("subvol" in a btrfs).
+	std::vector<VolumeEntry> rootExtras;
 };
 
 class Volumes {
 public:
 	virtual ~Volumes() = default;
-	// The disk indices N of /disk<N>, ascending.
-	virtual std::vector<std::uint32_t> disks() = 0;
-	// ENOENT for an unknown disk.
-	virtual Result<DiskLayout> layout(std::uint32_t disk) = 0;
-	// The root directory of a filesystem, mounted read-only on first use.
-	// The fd (O_PATH | O_DIRECTORY) stays owned by the Volumes and valid
-	// until it is destroyed. ENOENT for an unknown disk/partition/bucket,
-	// EOPNOTSUPP for a filesystem type outside the allow-list, the mount
-	// error otherwise.
-	virtual Result<int> root(std::uint32_t disk, Bucket bucket, std::uint32_t partition) = 0;
+	// `components`: the request path split at '/', each a valid name (the
+	// caller checked the path with proto::checkPath). ENOENT for a path
+	// outside the tree; a volume that cannot be opened answers its reason
+	// as the error (EOPNOTSUPP, ENOKEY, or the mount's errno).
+	virtual Result<Resolved> resolve(const std::vector<std::string_view> &components) = 0;
+	virtual std::uint32_t diskCount() = 0;
 	virtual std::uint32_t mountCount() = 0;
 };
 

@@ -17,60 +17,16 @@
 #include <cstring>
 
 #include "helper/process.h"
+#include "shared/fd_io.h"
 
 namespace fr::helper {
 
 namespace {
 
-// Requests: one op byte and a path; replies: an errno (0: success) and,
-// for the opens, the fd as SCM_RIGHTS.
-constexpr char kOpImage = 'i', kOpFile = 'f', kOpListen = 'l', kOpNproc = 'n', kOpWatch = 'w',
-	       kOpKeep = 'k';
+using Op = CallerAgent::Op;
 constexpr std::size_t kMaxRequest = 4200;
 // An open on the caller's own FUSE mount could block for ever.
 constexpr int kReplyTimeoutMs = 30000;
-
-Status sendMessage(int sock, const void *data, std::size_t size, int fd) noexcept
-{
-	iovec iov{const_cast<void *>(data), size};
-	msghdr msg{};
-	msg.msg_iov = &iov;
-	msg.msg_iovlen = 1;
-	alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int))] = {};
-	if (fd >= 0) {
-		msg.msg_control = control;
-		msg.msg_controllen = sizeof(control);
-		cmsghdr *c = CMSG_FIRSTHDR(&msg);
-		c->cmsg_level = SOL_SOCKET;
-		c->cmsg_type = SCM_RIGHTS;
-		c->cmsg_len = CMSG_LEN(sizeof(int));
-		std::memcpy(CMSG_DATA(c), &fd, sizeof(int));
-	}
-	if (::sendmsg(sock, &msg, MSG_NOSIGNAL) < 0)
-		return Error(errno, "sendmsg", "caller agent");
-	return {};
-}
-
-// One datagram, and the fd it carries (or -1). 0 bytes: the peer is gone.
-ssize_t receiveMessage(int sock, void *data, std::size_t size, int &fd) noexcept
-{
-	fd = -1;
-	iovec iov{data, size};
-	msghdr msg{};
-	msg.msg_iov = &iov;
-	msg.msg_iovlen = 1;
-	alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int))] = {};
-	msg.msg_control = control;
-	msg.msg_controllen = sizeof(control);
-	ssize_t n;
-	do
-		n = ::recvmsg(sock, &msg, MSG_CMSG_CLOEXEC);
-	while (n < 0 && errno == EINTR);
-	for (cmsghdr *c = CMSG_FIRSTHDR(&msg); c != nullptr; c = CMSG_NXTHDR(&msg, c))
-		if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS)
-			std::memcpy(&fd, CMSG_DATA(c), sizeof(int));
-	return n;
-}
 
 int openAs(const char *path, std::uint64_t resolve) noexcept
 {
@@ -84,11 +40,12 @@ int listenAt(const char *path) noexcept
 {
 	sockaddr_un addr{};
 	addr.sun_family = AF_UNIX;
-	if (std::strlen(path) >= sizeof(addr.sun_path)) {
+	const std::size_t length = std::strlen(path);
+	if (length >= sizeof(addr.sun_path)) {
 		errno = ENAMETOOLONG;
 		return -1;
 	}
-	std::strcpy(addr.sun_path, path);
+	std::memcpy(addr.sun_path, path, length + 1);
 	const int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
 	if (fd < 0)
 		return -1;
@@ -109,55 +66,51 @@ int listenAt(const char *path) noexcept
 
 // The agent's life: serve requests until "keep" (exit, leaving everything)
 // or EOF/error (the helper failed or died: undo, then exit).
+// Serves requests until Keep (exit, leaving everything) or EOF/error (the
+// helper failed or died: undo, then exit).
 [[noreturn]] void serve(int sock) noexcept
 {
 	char socketPath[sizeof(sockaddr_un::sun_path)] = {};
 	int watched = -1;
-	char buf[kMaxRequest + 1];
+	std::uint8_t buf[kMaxRequest + 1];
 	for (;;) {
 		int fd = -1;
-		const ssize_t n = receiveMessage(sock, buf, kMaxRequest, fd);
+		const ssize_t n = receiveWithFd(sock, {buf, kMaxRequest}, fd);
 		if (n <= 0)
 			break;
 		buf[n] = '\0';
-		const char *path = buf + 1;
-		int reply = 0, out = -1;
+		const char *path = reinterpret_cast<const char *>(buf + 1);
+		int out = -1;
 		errno = 0;
-		switch (buf[0]) {
-		case kOpImage:
+		switch (static_cast<Op>(buf[0])) {
+		case Op::OpenImage:
 			out = openAs(path, RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS);
 			break;
-		case kOpFile:
+		case Op::OpenFile:
 			out = openAs(path, RESOLVE_NO_MAGICLINKS);
 			break;
-		case kOpListen:
-			out = listenAt(path);
-			if (out >= 0) // listenAt() refused longer paths
+		case Op::Listen:
+			if ((out = listenAt(path)) >= 0) // listenAt() refused longer paths
 				std::memcpy(socketPath, path, std::strlen(path) + 1);
 			break;
-		case kOpNproc: {
-			const pid_t probe = ::fork();
-			if (probe == 0)
+		case Op::ForkOnce:
+			if (const pid_t probe = ::fork(); probe == 0)
 				::_exit(0);
-			reply = probe < 0 ? errno : 0;
-			if (probe > 0)
+			else if (probe > 0)
 				::waitpid(probe, nullptr, 0);
 			break;
-		}
-		case kOpWatch:
-			watched = fd;
-			fd = -1;
+		case Op::Watch:
+			std::swap(watched, fd);
 			break;
-		case kOpKeep:
+		case Op::Keep:
 			::_exit(0);
 		default:
-			reply = EPROTO;
+			errno = EPROTO;
 		}
 		if (fd >= 0)
 			::close(fd);
-		if ((buf[0] == kOpImage || buf[0] == kOpFile || buf[0] == kOpListen) && out < 0)
-			reply = errno != 0 ? errno : EIO;
-		const bool sent = sendMessage(sock, &reply, sizeof(reply), out).hasValue();
+		const int reply = errno;
+		const bool sent = sendWithFd(sock, {reinterpret_cast<const std::uint8_t *>(&reply), sizeof(reply)}, out).hasValue();
 		if (out >= 0)
 			::close(out);
 		if (!sent)
@@ -211,69 +164,39 @@ CallerAgent::CallerAgent(CallerAgent &&other) noexcept
 {
 }
 
-CallerAgent::~CallerAgent() { finish(false); }
-
-Result<UniqueFd> CallerAgent::request(char op, const std::string &path, int sendFd, bool wantFd)
+Result<UniqueFd> CallerAgent::request(Op op, const std::string &path, int fd)
 {
 	if (!channel_.isValid())
 		return Error(EPIPE, "caller agent");
-	std::string message(1, op);
+	std::string message(1, static_cast<char>(op));
 	message += path;
-	if (Status ok = sendMessage(channel_.get(), message.data(), message.size(), sendFd); !ok)
+	if (Status ok = sendWithFd(channel_.get(), {reinterpret_cast<const std::uint8_t *>(message.data()), message.size()}, fd); !ok)
 		return ok.error();
 	pollfd pfd{channel_.get(), POLLIN, 0};
 	int ready;
-	do
-		ready = ::poll(&pfd, 1, kReplyTimeoutMs);
-	while (ready < 0 && errno == EINTR);
+	while ((ready = ::poll(&pfd, 1, kReplyTimeoutMs)) < 0 && errno == EINTR) {
+	}
 	if (ready == 0)
-		return Error::invalid(ETIMEDOUT, "caller agent", path, "no answer within %d s",
-				      kReplyTimeoutMs / 1000);
-	int reply = 0, fd = -1;
-	const ssize_t n = receiveMessage(channel_.get(), &reply, sizeof(reply), fd);
-	UniqueFd received(fd);
+		return Error::invalid(ETIMEDOUT, "caller agent", path, "no answer within 30 s");
+	int reply = 0, received = -1;
+	const ssize_t n = receiveWithFd(channel_.get(), {reinterpret_cast<std::uint8_t *>(&reply), sizeof(reply)}, received);
+	UniqueFd out(received);
 	if (n != static_cast<ssize_t>(sizeof(reply)))
 		return Error(n < 0 ? errno : EPIPE, "recvmsg", "caller agent");
 	if (reply != 0)
-		return Error(reply, op == kOpListen ? "bind" : op == kOpNproc ? "fork" : "open", path);
-	if (wantFd && !received.isValid())
+		return Error(reply, op == Op::Listen ? "bind" : op == Op::ForkOnce ? "fork" : "open", path);
+	if ((op == Op::OpenImage || op == Op::OpenFile || op == Op::Listen) && !out.isValid())
 		return Error(EPROTO, "recvmsg", "caller agent");
-	return received;
-}
-
-Result<UniqueFd> CallerAgent::openImage(const std::string &path)
-{
-	return request(kOpImage, path, -1, true);
-}
-
-Result<UniqueFd> CallerAgent::openFile(const std::string &path)
-{
-	return request(kOpFile, path, -1, true);
-}
-
-Result<UniqueFd> CallerAgent::listen(const std::string &path)
-{
-	return request(kOpListen, path, -1, true);
-}
-
-Status CallerAgent::probeProcessLimit()
-{
-	Result<UniqueFd> done = request(kOpNproc, "RLIMIT_NPROC", -1, false);
-	return done ? Status() : Status(done.error());
-}
-
-Status CallerAgent::watch(int pidfd)
-{
-	Result<UniqueFd> done = request(kOpWatch, "QEMU", pidfd, false);
-	return done ? Status() : Status(done.error());
+	return out;
 }
 
 void CallerAgent::finish(bool success) noexcept
 {
 	if (pid_ < 0)
 		return;
+	const std::uint8_t keep = static_cast<std::uint8_t>(Op::Keep);
 	if (success)
-		(void)sendMessage(channel_.get(), &kOpKeep, 1, -1);
+		(void)sendWithFd(channel_.get(), {&keep, 1}, -1);
 	channel_.reset();
 	while (::waitpid(pid_, nullptr, 0) < 0 && errno == EINTR) {
 	}

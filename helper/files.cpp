@@ -213,95 +213,10 @@ Result<std::string> readTicket(int fd, int timeoutMs)
 std::uint32_t countRunningVms(uid_t uid, std::string_view qemuBinary)
 {
 	std::uint32_t count = 0;
-	DIR *proc = ::opendir("/proc");
-	if (proc == nullptr)
-		return 0;
-	while (const dirent *entry = ::readdir(proc)) {
-		if (!CharSet(false, "0123456789").containsAll(entry->d_name))
-			continue;
-		const std::string dir = std::string("/proc/") + entry->d_name;
-		// The real uid, from status ("Uid:\treal\teffective...").
-		char buf[8192];
-		UniqueFd status(::open((dir + "/status").c_str(), O_RDONLY | O_CLOEXEC));
-		if (!status.isValid())
-			continue;
-		ssize_t n = ::read(status.get(), buf, sizeof(buf) - 1);
-		if (n <= 0)
-			continue;
-		buf[n] = '\0';
-		const char *uidLine = std::strstr(buf, "\nUid:\t");
-		if (uidLine == nullptr || std::strtoul(uidLine + 6, nullptr, 10) != uid)
-			continue;
-		UniqueFd cmdline(::open((dir + "/cmdline").c_str(), O_RDONLY | O_CLOEXEC));
-		if (!cmdline.isValid())
-			continue;
-		n = ::read(cmdline.get(), buf, sizeof(buf));
-		if (n <= 0)
-			continue;
-		const std::string_view args(buf, static_cast<std::size_t>(n));
-		if (args.substr(0, args.find('\0')) == qemuBinary && contract::markedVmName(args))
+	for (const contract::MarkedQemu &qemu : contract::findMarkedQemus())
+		if (qemu.realUid == uid && qemu.argv0 == qemuBinary)
 			++count;
-	}
-	::closedir(proc);
 	return count;
-}
-
-std::optional<std::uint64_t> hostTscKhz()
-{
-#if defined(__x86_64__)
-	if (FILE *f = std::fopen("/sys/devices/system/cpu/cpu0/tsc_freq_khz", "re")) {
-		char text[32] = {};
-		const std::size_t n = std::fread(text, 1, sizeof(text) - 1, f);
-		(void)std::fclose(f);
-		std::string_view digits(text, n);
-		while (!digits.empty() && digits.back() == '\n')
-			digits.remove_suffix(1);
-		const Result<std::uint64_t> khz = parseDecimal(digits, 100001, UINT64_MAX, "tsc_freq_khz");
-		if (khz)
-			return *khz;
-	}
-	const auto rdtsc = []() -> std::uint64_t {
-		unsigned lo, hi;
-		asm volatile("rdtsc" : "=a"(lo), "=d"(hi));
-		return (std::uint64_t{hi} << 32) | lo;
-	};
-	const auto nanos = []() -> std::uint64_t {
-		timespec ts{};
-		::clock_gettime(CLOCK_MONOTONIC_RAW, &ts);
-		return static_cast<std::uint64_t>(ts.tv_sec) * 1000000000ULL +
-		       static_cast<std::uint64_t>(ts.tv_nsec);
-	};
-	// Bracket each clock read between two TSC reads and keep the tightest
-	// of a few tries at both ends: a preemption inflates one sample only.
-	const auto sample = [&](std::uint64_t &tsc, std::uint64_t &ns) {
-		std::uint64_t best = UINT64_MAX;
-		for (int i = 0; i < 5; ++i) {
-			const std::uint64_t before = rdtsc();
-			const std::uint64_t t = nanos();
-			const std::uint64_t after = rdtsc();
-			if (after - before < best) {
-				best = after - before;
-				tsc = before + (after - before) / 2;
-				ns = t;
-			}
-		}
-	};
-	std::uint64_t tsc0 = 0, ns0 = 0, tsc1 = 0, ns1 = 0;
-	sample(tsc0, ns0);
-	const timespec wait{0, 20L * 1000 * 1000};
-	::nanosleep(&wait, nullptr);
-	sample(tsc1, ns1);
-	if (ns1 <= ns0 || tsc1 <= tsc0)
-		return std::nullopt;
-	const std::uint64_t khz = (tsc1 - tsc0) * 1000000ULL / (ns1 - ns0);
-	// Implausible results (a TSC that stops or jumps) are better left to
-	// the guest's own calibration.
-	if (khz < 100000 || khz > 10000000)
-		return std::nullopt;
-	return khz;
-#else
-	return std::nullopt;
-#endif
 }
 
 } // namespace fr::helper

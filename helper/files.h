@@ -2,7 +2,7 @@
 #pragma once
 
 // What the helper opens or reads as root (the policy, granted images, the
-// ticket pipe, /proc for the VM count, the TSC frequency) and the checks of
+// ticket pipe, /proc for the VM count) and the checks of
 // every image fd; the caller's own paths are opened by the caller agent
 // (helper/caller_agent.h). The caller keeps owning any fd passed in.
 
@@ -56,11 +56,5 @@ Result<std::string> readTicket(int fd, int timeoutMs);
 // whose real uid is `uid`, whose argv[0] is `qemuBinary` and which carry
 // the marker (contract::qemuNameArgument). Read from /proc as root.
 std::uint32_t countRunningVms(uid_t uid, std::string_view qemuBinary);
-
-// The host's TSC frequency in kHz (under TCG the guest sees the host's
-// TSC): /sys/devices/system/cpu/cpu0/tsc_freq_khz where the kernel offers
-// it, else measured against CLOCK_MONOTONIC_RAW for ~20 ms. nullopt on
-// anything but x86-64 or when the measurement is implausible.
-std::optional<std::uint64_t> hostTscKhz();
 
 } // namespace fr::helper

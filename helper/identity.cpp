@@ -127,19 +127,36 @@ constexpr std::size_t kGuestBytes = std::size_t{8} << 20;
 constexpr std::uint64_t kCodeAddress = 0x1000;
 constexpr long kVcpuBudgetUs = 500000;
 
-// In the throw-away child: nullptr when the test vCPU ran, else why not.
-const char *probeKvm() noexcept
+// Why KVM cannot be used; index 0: it can. The child reports an index.
+constexpr const char *kKvmReasons[] = {
+	nullptr,
+	"no /dev/kvm",
+	"/dev/kvm cannot be opened by QEMU's user",
+	"unexpected KVM API version",
+	"KVM_CREATE_VM failed",
+	"KVM_CREATE_VCPU failed",
+	"KVM_GET_SREGS failed",
+	"KVM_SET_REGS failed",
+	"the test vCPU did not run its code to the end",
+	"cannot drop to QEMU's user",
+	"a test vCPU did not fill 4 MiB of guest memory within 500 ms (nested virtualisation without VMX?)",
+	"fork failed",
+};
+constexpr int kNoDrop = 9, kTooSlow = 10, kNoFork = 11;
+
+// In the throw-away child: 0 when the test vCPU ran, else why not.
+int probeKvm() noexcept
 {
 	const int kvm = ::open("/dev/kvm", O_RDWR | O_CLOEXEC | O_NOCTTY);
 	if (kvm < 0)
-		return errno == ENOENT ? "no /dev/kvm" : "/dev/kvm cannot be opened by QEMU's user";
+		return errno == ENOENT ? 1 : 2;
 	if (::ioctl(kvm, KVM_GET_API_VERSION, 0) != KVM_API_VERSION)
-		return "unexpected KVM API version";
+		return 3;
 	const int vm = ::ioctl(kvm, KVM_CREATE_VM, 0);
 	void *mem = ::mmap(nullptr, kGuestBytes, PROT_READ | PROT_WRITE,
 			   MAP_SHARED | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
 	if (vm < 0 || mem == MAP_FAILED)
-		return "KVM_CREATE_VM failed";
+		return 4;
 	std::memcpy(static_cast<char *>(mem) + kCodeAddress, kFillCode, sizeof(kFillCode));
 	kvm_userspace_memory_region region{};
 	region.memory_size = kGuestBytes;
@@ -147,13 +164,13 @@ const char *probeKvm() noexcept
 	const int vcpu = ::ioctl(vm, KVM_CREATE_VCPU, 0);
 	const int runSize = ::ioctl(kvm, KVM_GET_VCPU_MMAP_SIZE, 0);
 	if (::ioctl(vm, KVM_SET_USER_MEMORY_REGION, &region) != 0 || vcpu < 0 || runSize <= 0)
-		return "KVM_CREATE_VCPU failed";
+		return 5;
 	auto *run = static_cast<kvm_run *>(
 		::mmap(nullptr, static_cast<std::size_t>(runSize), PROT_READ | PROT_WRITE, MAP_SHARED, vcpu, 0));
 	kvm_sregs sregs{};
 	kvm_regs regs{};
 	if (run == MAP_FAILED || ::ioctl(vcpu, KVM_GET_SREGS, &sregs) != 0)
-		return "KVM_GET_SREGS failed";
+		return 6;
 	kvm_segment flat{};
 	flat.limit = 0xffffffff;
 	flat.present = 1;
@@ -170,7 +187,7 @@ const char *probeKvm() noexcept
 	regs.rip = kCodeAddress;
 	regs.rflags = 2;
 	if (::ioctl(vcpu, KVM_SET_SREGS, &sregs) != 0 || ::ioctl(vcpu, KVM_SET_REGS, &regs) != 0)
-		return "KVM_SET_REGS failed";
+		return 7;
 	// SIGALRM's default action ends this child: the parent reports it.
 	const itimerval budget{{0, 0}, {0, kVcpuBudgetUs}};
 	::setitimer(ITIMER_REAL, &budget, nullptr);
@@ -179,8 +196,8 @@ const char *probeKvm() noexcept
 	::setitimer(ITIMER_REAL, &off, nullptr);
 	if (!ran || run->exit_reason != KVM_EXIT_HLT || ::ioctl(vcpu, KVM_GET_REGS, &regs) != 0 ||
 	    regs.rcx != 0)
-		return "the test vCPU did not run its code to the end";
-	return nullptr;
+		return 8;
+	return 0;
 }
 
 } // namespace
@@ -193,21 +210,20 @@ const char *kvmUnusableReason(const Identity &who) noexcept
 	const pid_t pid = ::fork();
 	if (pid == 0) {
 		::close(pipeFds[0]);
-		// Static texts: the child's pointer is valid in the parent too
-		// (the same program image).
-		const char *reason = dropPrivileges(who) ? probeKvm() : "cannot drop to QEMU's user";
+		const int reason = dropPrivileges(who) ? probeKvm() : kNoDrop;
 		(void)!::write(pipeFds[1], &reason, sizeof(reason));
 		::_exit(0);
 	}
 	::close(pipeFds[1]);
-	const char *reason = "fork failed";
-	if (pid > 0 && ::read(pipeFds[0], &reason, sizeof(reason)) != sizeof(reason))
-		reason = "a test vCPU did not fill 4 MiB of guest memory within 500 ms (nested "
-			 "virtualisation without VMX?)";
+	// No answer: SIGALRM ended the child in KVM_RUN.
+	int reason = pid < 0 ? kNoFork : kTooSlow;
+	if (pid > 0 && ::read(pipeFds[0], &reason, sizeof(reason)) == sizeof(reason) &&
+	    (reason < 0 || reason >= static_cast<int>(std::size(kKvmReasons))))
+		reason = kTooSlow;
 	::close(pipeFds[0]);
 	while (pid > 0 && ::waitpid(pid, nullptr, 0) < 0 && errno == EINTR) {
 	}
-	return reason;
+	return kKvmReasons[reason];
 }
 
 } // namespace fr::helper

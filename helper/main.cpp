@@ -6,8 +6,6 @@
 // line "what(object): reason" on stderr, nothing on stdout, an exit code
 // from contract::HelperExit, and nothing left behind.
 #include <fcntl.h>
-#include <grp.h>
-#include <pwd.h>
 #include <signal.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
@@ -23,10 +21,10 @@
 #include "helper/caller_agent.h"
 #include "helper/files.h"
 #include "helper/identity.h"
-#include "helper/initramfs.h"
+#include "shared/initramfs.h"
 #include "helper/landlock.h"
 #include "helper/process.h"
-#include "helper/qemu_command.h"
+#include "shared/qemu_command.h"
 #include "helper/vsock.h"
 #include "seccomp-profiles/qemu_seccomp_bpf.h"
 #include "shared/helper_contract.h"
@@ -87,23 +85,6 @@ HelperExit imageExit(const Error &error)
 	}
 }
 
-std::optional<std::uint32_t> lookupName(Principal::Kind kind, const std::string &name)
-{
-	std::vector<char> buf(16384);
-	if (kind == Principal::Kind::User) {
-		struct passwd pw {};
-		struct passwd *found = nullptr;
-		if (::getpwnam_r(name.c_str(), &pw, buf.data(), buf.size(), &found) == 0 && found)
-			return pw.pw_uid;
-	} else {
-		struct group gr {};
-		struct group *found = nullptr;
-		if (::getgrnam_r(name.c_str(), &gr, buf.data(), buf.size(), &found) == 0 && found)
-			return gr.gr_gid;
-	}
-	return std::nullopt;
-}
-
 // Step 4: the policy's grant for this caller, or exit.
 Grant grantFor(const Identity &caller, Policy &policy)
 {
@@ -113,10 +94,10 @@ Grant grantFor(const Identity &caller, Policy &policy)
 						       "missing: only root may use the helper without "
 						       "one (see docs/helper-policy.md)"));
 	policy = text ? check(parsePolicy(*text), HelperExit::Denied) : defaultPolicy();
-	check(resolvePolicyNames(policy, lookupName), HelperExit::Denied);
+	check(resolvePolicyNames(policy, systemNames), HelperExit::Denied);
 	Caller who{caller.uid, {caller.gid}};
 	who.gids.insert(who.gids.end(), caller.groups.begin(), caller.groups.end());
-	const Grant grant = decide(policy, who);
+	Grant grant = decide(policy, who);
 	if (!grant.allowed)
 		die(HelperExit::Denied, Error::invalid(EPERM, "policy", FR_HELPER_CONFIG,
 						       "uid %u may not use file-restore-helper", caller.uid));
@@ -135,7 +116,7 @@ UniqueFd openImage(const contract::ImageArg &image, const Grant &grant, CallerAg
 		return fd;
 	}
 	std::optional<Result<UniqueFd>> granted = openGrantedImage(image.path, grant.imageDirs);
-	Result<UniqueFd> fd = granted ? std::move(*granted) : agent.openImage(image.path);
+	Result<UniqueFd> fd = granted ? std::move(*granted) : agent.request(CallerAgent::Op::OpenImage, image.path);
 	if (!fd)
 		die(imageExit(fd.error()), fd.error());
 	check(checkImageFd(fd->get(), image.format, image.path), HelperExit::Denied);
@@ -206,12 +187,12 @@ int run(int argc, char **argv)
 	//    QEMU, forked by root, would not be counted against RLIMIT_NPROC.
 	CallerAgent agent = check(CallerAgent::start(caller), HelperExit::Failed);
 	gAgent = &agent;
-	if (Status ok = agent.probeProcessLimit(); !ok)
-		die(ok.error().errnum() == EAGAIN ? HelperExit::Limit : HelperExit::Failed,
-		    ok.error().errnum() == EAGAIN
+	if (Result<UniqueFd> forked = agent.request(CallerAgent::Op::ForkOnce, "RLIMIT_NPROC"); !forked)
+		die(forked.error().errnum() == EAGAIN ? HelperExit::Limit : HelperExit::Failed,
+		    forked.error().errnum() == EAGAIN
 			    ? Error::invalid(EAGAIN, "processes", "RLIMIT_NPROC",
 					     "the caller may not start another process")
-			    : ok.error());
+			    : forked.error());
 	std::vector<UniqueFd> images;
 	for (const contract::ImageArg &image : args.images)
 		images.push_back(openImage(image, grant, agent));
@@ -239,14 +220,14 @@ int run(int argc, char **argv)
 			    reserved.error());
 		cid = *reserved;
 	} else {
-		channel = check(agent.listen(args.socketPath), HelperExit::Failed);
+		channel = check(agent.request(CallerAgent::Op::Listen, args.socketPath), HelperExit::Failed);
 	}
 
 	// 7. Kernel and initramfs, opened by the agent; the ticket goes into a
 	//    copy of the initramfs in a sealed memfd.
 	const std::string imageDir = FR_IMAGE_DIR;
-	const UniqueFd kernel = check(agent.openFile(imageDir + "/vmlinuz"), HelperExit::Failed);
-	const UniqueFd base = check(agent.openFile(imageDir + "/initramfs.img"), HelperExit::Failed);
+	const UniqueFd kernel = check(agent.request(CallerAgent::Op::OpenFile, imageDir + "/vmlinuz"), HelperExit::Failed);
+	const UniqueFd base = check(agent.request(CallerAgent::Op::OpenFile, imageDir + "/initramfs.img"), HelperExit::Failed);
 	check(checkImageFd(kernel.get(), contract::ImageFormat::Raw, imageDir + "/vmlinuz"), HelperExit::Failed);
 	check(checkImageFd(base.get(), contract::ImageFormat::Raw, imageDir + "/initramfs.img"), HelperExit::Failed);
 	const std::string ticket = check(readTicket(args.ticketFd, 10000), HelperExit::Usage);
@@ -272,7 +253,8 @@ int run(int argc, char **argv)
 	config.name = args.name;
 	config.kvm = noKvm == nullptr;
 	config.memoryMiB = memory;
-	config.kernelCmdline = buildKernelCmdline(idle, args.transport, config.kvm ? std::nullopt : hostTscKhz());
+	config.kernelCmdline = buildKernelCmdline(idle, args.transport,
+						  config.kvm ? std::nullopt : std::optional<std::uint64_t>(args.tscKhz));
 	config.transport = args.transport;
 	config.cid = cid.value_or(0);
 	QemuFds fds{devNull.get(), args.logFd >= 0 ? args.logFd : devNull.get(), kernel.get(),
@@ -295,7 +277,8 @@ int run(int argc, char **argv)
 		const UniqueFd pidfd(static_cast<int>(::syscall(SYS_pidfd_open, pid, 0)));
 		if (!pidfd.isValid())
 			return Error(errno, "pidfd_open", "QEMU");
-		return agent.watch(pidfd.get());
+		Result<UniqueFd> watched = agent.request(CallerAgent::Op::Watch, "QEMU", pidfd.get());
+		return watched ? Status() : Status(watched.error());
 	};
 	const pid_t pid = check(launch(launchSpec), HelperExit::Failed);
 

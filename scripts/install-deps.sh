@@ -16,11 +16,13 @@ packages=(
   # plugin header) for the NBD server
   libssl-dev nbdkit nbdkit-plugin-dev
   # guest image: kernel download/extraction, module ordering, initramfs
-  apt-utils dpkg-dev cpio xz-utils zstd kmod
+  apt-utils dpkg-dev cpio xz-utils zstd kmod binutils squashfs-tools
   # VM runtime
   qemu-system-x86 qemu-utils
   # test disk images, built without mounting anything
   e2fsprogs dosfstools mtools xfsprogs btrfs-progs gdisk fdisk util-linux
+  # the builder VM of the LVM/md/LUKS/NTFS test disks (tests/guest/volume-disks.sh)
+  busybox-static exfatprogs udftools genisoimage
   # test and analysis tools
   systemd hyperfine clang-tidy cppcheck procps psmisc
   # shell completion checks

@@ -15,57 +15,31 @@
 // (shared/display.h) before printing.
 //
 // Errors: every call returns an Error. Two kinds:
-//  - the guest answered with an error trailer (isGuestError(): call()
-//    is "guest", errnum from proto::errnoForCode, reason the guest's text,
-//    escaped). The session stays usable.
+//  - the guest answered with an error trailer: kind() is ErrorKind::Guest,
+//    errnum from proto::errnoForCode, object the path, reason the guest's
+//    text, escaped. The session stays usable.
 //  - anything else (timeout ETIMEDOUT, end of stream ECONNRESET, protocol
 //    violation EPROTO/EMSGSIZE, a failed handshake EACCES/EPROTONOSUPPORT, an
-//    error returned by a callback). The session is then unusable (usable()
-//    is false; further calls fail with ENOTCONN): close it and reconnect.
+//    error returned by a callback, as it was). The session is then unusable
+//    (usable() is false; further calls fail with ENOTCONN): close it and
+//    reconnect.
 //
 // Not thread-safe: one request at a time, as the protocol requires.
 
 #include <cstdint>
-#include <functional>
 #include <memory>
 #include <span>
 #include <string_view>
 #include <vector>
 
+#include "shared/byte_stream.h"
+#include "shared/frame_reader.h"
 #include "shared/protocol.h"
 #include "shared/result.h"
+#include "shared/status_callback.h"
 #include "shared/unique_fd.h"
 
 namespace fr {
-
-// A bidirectional byte stream with timeouts. FdStream is the real one; tests
-// and fuzz targets substitute in-memory streams.
-class ByteStream {
-public:
-	virtual ~ByteStream() = default;
-	// Reads 1..buf.size() bytes, waiting at most timeoutMs for the first
-	// (< 0: no limit). Returns 0 at the end of the stream; ETIMEDOUT after
-	// the wait.
-	virtual Result<std::size_t> read(std::span<std::uint8_t> buf, int timeoutMs) = 0;
-	// Writes all of buf, waiting at most timeoutMs (< 0: no limit) each time
-	// the stream blocks. ETIMEDOUT, EPIPE, ...
-	virtual Status write(std::span<const std::uint8_t> buf, int timeoutMs) = 0;
-};
-
-// A ByteStream over a connected socket (or any fd that poll() works on).
-// Owns the fd. Switches it to O_NONBLOCK. Writes use MSG_NOSIGNAL, so a
-// vanished peer is EPIPE, not SIGPIPE.
-class FdStream final : public ByteStream {
-public:
-	explicit FdStream(UniqueFd fd);
-	Result<std::size_t> read(std::span<std::uint8_t> buf, int timeoutMs) override;
-	Status write(std::span<const std::uint8_t> buf, int timeoutMs) override;
-	int fd() const noexcept { return fd_.get(); }
-
-private:
-	UniqueFd fd_;
-	bool isSocket_ = true;
-};
 
 class GuestSession {
 public:
@@ -74,8 +48,8 @@ public:
 	// reading a slow disk under TCG, may pause for seconds).
 	static constexpr int kDefaultTimeoutMs = 30000;
 
-	using EntryCallback = std::function<Status(const proto::Entry &entry)>;
-	using DataCallback = std::function<Status(std::span<const std::uint8_t> bytes)>;
+	using EntryCallback = StatusCallback<const proto::Entry &>;
+	using DataCallback = StatusCallback<std::span<const std::uint8_t>>;
 
 	// Runs the handshake (docs/protocol.md, "Connection set-up") on `fd`, a
 	// connected stream socket that the session then owns: sends the sync
@@ -108,7 +82,7 @@ public:
 	// onEntry for each entry as it arrives. `path` must pass
 	// proto::checkPath (EINVAL otherwise, nothing sent). An error returned by
 	// onEntry stops the listing and is returned (session unusable).
-	Status list(std::string_view path, const EntryCallback &onEntry);
+	Status list(std::string_view path, EntryCallback onEntry);
 
 	// Extracts `path`: onStart once with the entry describing the object
 	// (its name is the path's last component), then onData for each chunk
@@ -116,47 +90,41 @@ public:
 	// asked). Success only after the guest's trailer confirmed the byte
 	// count: on any error the caller must discard what onData received.
 	Status extract(std::string_view path, proto::ExtractFormat format, proto::Compression compression,
-		       const EntryCallback &onStart, const DataCallback &onData);
+		       EntryCallback onStart, DataCallback onData);
 
 	bool usable() const noexcept { return stream_ != nullptr && usable_; }
 
-	// True when `error` is the guest's error trailer (the session stays
-	// usable), false for transport, protocol and handshake errors.
-	static bool isGuestError(const Error &error) noexcept;
-
 private:
+	using FrameCallback = StatusCallback<const FrameReader::Frame &>;
+
 	GuestSession(std::unique_ptr<ByteStream> stream, const proto::Key &ticket, int timeoutMs);
 
-	struct Frame {
-		proto::FrameType type;
-		std::span<const std::uint8_t> body; // valid until the next read
-	};
-
 	Status handshake();
+	// Skips to the server hello that echoes `nonce` (earlier output of the
+	// stream, stale hellos) and decodes it.
+	Result<proto::ServerHello> awaitServerHello(const proto::Nonce &nonce);
 	// Reads the AuthOk that answers the Auth sent with the first request.
 	Status awaitAuthOk();
 	Status send(const std::vector<std::uint8_t> &bytes);
-	// Starts counting a new response's bytes for flow control.
-	Status sendRequest(const std::vector<std::uint8_t> &bytes);
+	// Sends a request (with our Auth before the first) and reads its
+	// response: every frame before the trailer goes to onFrame, whose error
+	// ends the response. Returns the End trailer's count; a Failure trailer
+	// as the guest's error about `object`.
+	Result<std::uint64_t> exchange(const std::vector<std::uint8_t> &request, std::string_view object,
+				       FrameCallback onFrame);
 	// Sends an Ack when kAckInterval bytes arrived since the last one.
 	Status acknowledge();
-	Result<Frame> readFrame();
-	Status readExact(std::uint8_t *dst, std::size_t n);
-	Status fill(std::size_t want); // until buffered() >= want
-	std::size_t buffered() const noexcept { return in_.size() - inPos_; }
+	Result<FrameReader::Frame> readFrame();
 	Status ready();
-	// Common tail of every request: turns a Failure frame into a guest error.
-	Error guestError(const Frame &frame, std::string_view path);
+	Error guestError(const FrameReader::Frame &frame, std::string_view object);
 	Error broken(const Error &error);
 
 	std::unique_ptr<ByteStream> stream_;
+	std::unique_ptr<FrameReader> reader_; // reads stream_
 	proto::Key key_{};
 	int timeoutMs_ = kDefaultTimeoutMs;
 	bool usable_ = false;
-	std::vector<std::uint8_t> in_; // read buffer; in_[inPos_..] unread
-	std::size_t inPos_ = 0;
-	std::vector<std::uint8_t> body_; // the current frame's body
-	std::uint64_t received_ = 0;     // bytes of the current response
+	std::uint64_t received_ = 0; // bytes of the current response
 	std::uint64_t acked_ = 0;
 	std::vector<std::uint8_t> pendingAuth_; // our Auth frame, sent with the first request
 };

@@ -1,12 +1,18 @@
 // SPDX-License-Identifier: AGPL-3.0-or-later
 #include "shared/helper_contract.h"
 
+#include <dirent.h>
+#include <fcntl.h>
+#include <unistd.h>
+
 #include <cerrno>
+#include <cstdlib>
 #include <cstdio>
 #include <cstring>
 
 #include "shared/guest_abi.h"
 #include "shared/policy.h"
+#include "shared/unique_fd.h"
 #include "shared/validate.h"
 
 namespace fr::contract {
@@ -143,6 +149,18 @@ constexpr OptionSpec kOptions[] = {
 	 [](const StartRequest &r, std::vector<std::string> &a) {
 		 if (r.timeout)
 			 put(a, "--timeout", std::to_string(*r.timeout));
+	 }},
+	{"--tsc-khz", false,
+	 [](StartRequest &r, std::string_view v) -> Status {
+		 Result<std::uint32_t> khz = number(v, kMinTscKhz, kMaxTscKhz, "--tsc-khz");
+		 if (!khz)
+			 return khz.error();
+		 r.tscKhz = *khz;
+		 return {};
+	 },
+	 [](const StartRequest &r, std::vector<std::string> &a) {
+		 if (r.tscKhz)
+			 put(a, "--tsc-khz", std::to_string(*r.tscKhz));
 	 }},
 	{"--ticket-fd", false,
 	 [](StartRequest &r, std::string_view v) -> Status {
@@ -336,6 +354,36 @@ std::optional<std::string_view> markedVmName(std::string_view cmdline) noexcept
 		start = end + 1;
 	}
 	return std::nullopt;
+}
+
+std::vector<MarkedQemu> findMarkedQemus()
+{
+	std::vector<MarkedQemu> found;
+	DIR *proc = ::opendir("/proc");
+	while (const dirent *entry = proc != nullptr ? ::readdir(proc) : nullptr) {
+		if (!CharSet(false, "0123456789").containsAll(entry->d_name))
+			continue;
+		const std::string dir = std::string("/proc/") + entry->d_name;
+		char buf[8192];
+		UniqueFd cmdline(::open((dir + "/cmdline").c_str(), O_RDONLY | O_CLOEXEC));
+		const ssize_t n = cmdline.isValid() ? ::read(cmdline.get(), buf, sizeof(buf)) : -1;
+		const std::string_view args(buf, n > 0 ? static_cast<std::size_t>(n) : 0);
+		const std::optional<std::string_view> vm = markedVmName(args);
+		// The real uid, from status ("Uid:\treal\teffective...").
+		UniqueFd status(::open((dir + "/status").c_str(), O_RDONLY | O_CLOEXEC));
+		const ssize_t m = vm && status.isValid() ? ::read(status.get(), buf + n, sizeof(buf) - n - 1) : -1;
+		if (m <= 0)
+			continue;
+		buf[n + m] = '\0';
+		const char *uid = std::strstr(buf + n, "\nUid:\t");
+		if (uid != nullptr)
+			found.push_back({static_cast<pid_t>(std::strtol(entry->d_name, nullptr, 10)),
+					 static_cast<uid_t>(std::strtoul(uid + 6, nullptr, 10)),
+					 std::string(args.substr(0, args.find('\0'))), std::string(*vm)});
+	}
+	if (proc != nullptr)
+		::closedir(proc);
+	return found;
 }
 
 } // namespace fr::contract

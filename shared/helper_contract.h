@@ -13,7 +13,7 @@
 //   file-restore-helper --version
 //   file-restore-helper start --name NAME --transport vsock|serial
 //           [--cid N] [--socket PATH] [--memory MIB] [--timeout SECONDS]
-//           --ticket-fd FD [--log-fd FD]
+//           [--tsc-khz KHZ] --ticket-fd FD [--log-fd FD]
 //           --image FORMAT:PATH | --image nbd:FD  [--image ...]
 //
 // The grammar is parsed by hand (no getopt: no abbreviations, no
@@ -79,6 +79,9 @@ struct StartRequest {
 	std::string socketPath;                 // serial: where the helper listens
 	std::optional<std::uint32_t> memoryMiB;
 	std::optional<std::uint32_t> timeout;   // the guest's idle timeout, seconds
+	// The host's TSC frequency, measured by the client (the guest kernel
+	// needs it under TCG; it only affects the caller's own VM).
+	std::optional<std::uint32_t> tscKhz;
 	int ticketFd = kTicketFd;
 	int logFd = -1;                         // -1: no console log
 	std::vector<ImageArg> images;
@@ -93,6 +96,7 @@ inline constexpr std::size_t kMaxImages = 64;
 inline constexpr int kMaxFd = 1 << 20;
 // sun_path holds 108 bytes including the terminating NUL.
 inline constexpr std::size_t kMaxSocketPath = 107;
+inline constexpr std::uint32_t kMinTscKhz = 100000, kMaxTscKhz = 10000000;
 
 // The client's side: {helperPath, "start", "--name", ...} for `request`.
 std::vector<std::string> formatStartArgs(const std::string &helperPath, const StartRequest &request);
@@ -120,5 +124,17 @@ std::string qemuNameArgument(std::string_view vmName);
 // "-name" that starts with "guest=file-restore:", up to a ',' (QEMU's own
 // option syntax) or its end. nullopt when there is no marker.
 std::optional<std::string_view> markedVmName(std::string_view cmdline) noexcept;
+
+// The processes that carry the marker, read from /proc: what the helper
+// counts against the policy's VM limit (real uid and argv[0] = its QEMU)
+// and what the client looks through for VMs it lost track of. Any owner;
+// a process that vanishes or cannot be read is left out.
+struct MarkedQemu {
+	pid_t pid = 0;
+	uid_t realUid = 0;
+	std::string argv0;
+	std::string vmName;
+};
+std::vector<MarkedQemu> findMarkedQemus();
 
 } // namespace fr::contract

@@ -1,12 +1,12 @@
 // SPDX-License-Identifier: AGPL-3.0-or-later
 #include "shared/log.h"
 
-#include <unistd.h>
-
 #include <cerrno>
 #include <cstdarg>
 #include <cstdio>
 #include <cstring>
+
+#include "shared/fd_io.h"
 
 namespace fr {
 
@@ -15,20 +15,6 @@ namespace {
 const char *gIdentity = nullptr;
 int gFd = 2;
 LogLevel gLevel = LogLevel::Info;
-
-void writeAll(int fd, const char *buf, std::size_t len) noexcept
-{
-	while (len > 0) {
-		const ssize_t n = ::write(fd, buf, len);
-		if (n < 0) {
-			if (errno == EINTR)
-				continue;
-			return;
-		}
-		buf += n;
-		len -= static_cast<std::size_t>(n);
-	}
-}
 
 // Appends "identity: " and returns the offset after it.
 std::size_t prefix(char *buf, std::size_t size) noexcept
@@ -63,7 +49,7 @@ void finish(char *buf, std::size_t size, std::size_t len) noexcept
 		out[n++] = hex[c & 15];
 	}
 	out[n++] = '\n';
-	writeAll(gFd, out, n);
+	(void)writeAll(gFd, std::string_view(out, n), "log"); // nowhere to report it
 }
 
 } // namespace

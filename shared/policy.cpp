@@ -1,6 +1,9 @@
 // SPDX-License-Identifier: AGPL-3.0-or-later
 #include "shared/policy.h"
 
+#include <grp.h>
+#include <pwd.h>
+
 #include <cerrno>
 #include <cstdarg>
 #include <cstdio>
@@ -255,6 +258,23 @@ Result<Policy> parsePolicy(std::string_view text)
 		}
 	}
 	return policy;
+}
+
+std::optional<std::uint32_t> systemNames(Principal::Kind kind, const std::string &name)
+{
+	std::vector<char> buf(16384);
+	if (kind == Principal::Kind::User) {
+		struct passwd pw {};
+		struct passwd *found = nullptr;
+		if (::getpwnam_r(name.c_str(), &pw, buf.data(), buf.size(), &found) == 0 && found)
+			return pw.pw_uid;
+	} else {
+		struct group gr {};
+		struct group *found = nullptr;
+		if (::getgrnam_r(name.c_str(), &gr, buf.data(), buf.size(), &found) == 0 && found)
+			return gr.gr_gid;
+	}
+	return std::nullopt;
 }
 
 Status resolvePolicyNames(Policy &policy, const NameResolver &resolve)

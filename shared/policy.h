@@ -87,6 +87,9 @@ Result<Policy> parsePolicy(std::string_view text);
 // Returns nullopt for an unknown name.
 using NameResolver =
 	std::function<std::optional<std::uint32_t>(Principal::Kind kind, const std::string &name)>;
+// The user and group database (getpwnam_r/getgrnam_r).
+std::optional<std::uint32_t> systemNames(Principal::Kind kind, const std::string &name);
+
 // Fills every Principal's id. Error (ENOENT): an unknown user or group
 // (a typo must not silently change who is allowed). Also resolves and
 // checks nothing else.

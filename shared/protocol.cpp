@@ -32,83 +32,6 @@ Error protocolError(const char *what, const char *fmt, ...) noexcept
 	return Error::invalid(EPROTO, "protocol", what, "%s", detail);
 }
 
-// Little-endian integer access; every caller has checked the size.
-std::uint16_t get16(const std::uint8_t *p) noexcept
-{
-	return static_cast<std::uint16_t>(p[0] | (p[1] << 8));
-}
-std::uint32_t get32(const std::uint8_t *p) noexcept
-{
-	return static_cast<std::uint32_t>(p[0]) | (static_cast<std::uint32_t>(p[1]) << 8) |
-	       (static_cast<std::uint32_t>(p[2]) << 16) | (static_cast<std::uint32_t>(p[3]) << 24);
-}
-std::uint64_t get64(const std::uint8_t *p) noexcept
-{
-	return static_cast<std::uint64_t>(get32(p)) | (static_cast<std::uint64_t>(get32(p + 4)) << 32);
-}
-void put16(std::uint8_t *p, std::uint16_t v) noexcept
-{
-	p[0] = static_cast<std::uint8_t>(v);
-	p[1] = static_cast<std::uint8_t>(v >> 8);
-}
-void put32(std::uint8_t *p, std::uint32_t v) noexcept
-{
-	for (int i = 0; i < 4; ++i)
-		p[i] = static_cast<std::uint8_t>(v >> (8 * i));
-}
-void put64(std::uint8_t *p, std::uint64_t v) noexcept
-{
-	for (int i = 0; i < 8; ++i)
-		p[i] = static_cast<std::uint8_t>(v >> (8 * i));
-}
-
-bool allZero(const std::uint8_t *p, std::size_t n) noexcept
-{
-	for (std::size_t i = 0; i < n; ++i)
-		if (p[i] != 0)
-			return false;
-	return true;
-}
-
-// A frame under construction: reserves the header, the caller appends the
-// body, finish() fills the length in.
-class FrameBuilder {
-public:
-	FrameBuilder(std::vector<std::uint8_t> &out, FrameType type) : out_(out), start_(out.size())
-	{
-		out_.resize(start_ + kFrameHeaderSize, 0);
-		out_[start_ + 4] = static_cast<std::uint8_t>(type);
-	}
-	std::uint8_t *grow(std::size_t n)
-	{
-		const std::size_t at = out_.size();
-		out_.resize(at + n, 0);
-		return out_.data() + at;
-	}
-	void append(std::string_view bytes)
-	{
-		if (!bytes.empty())
-			std::memcpy(grow(bytes.size()), bytes.data(), bytes.size());
-	}
-	void finish()
-	{
-		const std::size_t length = out_.size() - start_ - kFrameHeaderSize;
-		if (length > kMaxBodySize)
-			__builtin_trap(); // an encoder was handed unchecked data: a bug
-		put32(out_.data() + start_, static_cast<std::uint32_t>(length));
-	}
-
-private:
-	std::vector<std::uint8_t> &out_;
-	std::size_t start_;
-};
-
-void requireOk(const Status &status) noexcept
-{
-	if (!status)
-		__builtin_trap(); // see the encoders' contract in protocol.h
-}
-
 std::string toString(std::span<const std::uint8_t> bytes)
 {
 	return {reinterpret_cast<const char *>(bytes.data()), bytes.size()};
@@ -126,9 +49,9 @@ Proof computeProof(const char *label, const Key &key, std::uint32_t version, con
 	crypto_auth_hmacsha256_init(&state, key.data(), key.size());
 	crypto_auth_hmacsha256_update(&state, reinterpret_cast<const unsigned char *>(label),
 				      sizeof(kServerLabel) - 1);
-	std::uint8_t v[4];
-	put32(v, version);
-	crypto_auth_hmacsha256_update(&state, v, sizeof(v));
+	std::vector<std::uint8_t> v;
+	ByteWriter(v).u32(version);
+	crypto_auth_hmacsha256_update(&state, v.data(), v.size());
 	crypto_auth_hmacsha256_update(&state, clientNonce.data(), clientNonce.size());
 	crypto_auth_hmacsha256_update(&state, serverNonce.data(), serverNonce.size());
 	Proof proof;
@@ -152,47 +75,51 @@ bool proofMatches(const char *label, const Key &key, std::uint32_t version, cons
 
 ClientHelloBytes encodeClientHello(const ClientHello &hello) noexcept
 {
-	ClientHelloBytes out{};
-	std::memcpy(out.data(), kClientHelloMagic.data(), kMagicSize);
-	put32(out.data() + kMagicSize, hello.version);
-	std::memcpy(out.data() + kMagicSize + 4, hello.nonce.data(), kNonceSize);
-	return out;
+	std::vector<std::uint8_t> bytes;
+	ByteWriter out(bytes);
+	out.bytes(kClientHelloMagic);
+	out.u32(hello.version);
+	out.bytes(hello.nonce);
+	ClientHelloBytes encoded{};
+	std::copy(bytes.begin(), bytes.end(), encoded.begin());
+	return encoded;
 }
 
 Result<ClientHello> decodeClientHello(std::span<const std::uint8_t, kClientHelloSize> bytes) noexcept
 {
-	if (std::memcmp(bytes.data(), kClientHelloMagic.data(), kMagicSize) != 0)
+	ByteReader in(bytes);
+	if (!std::ranges::equal(in.bytes(kMagicSize), kClientHelloMagic))
 		return protocolError("client hello", "bad magic");
 	ClientHello hello;
-	hello.version = get32(bytes.data() + kMagicSize);
-	std::memcpy(hello.nonce.data(), bytes.data() + kMagicSize + 4, kNonceSize);
+	hello.version = in.u32();
+	std::ranges::copy(in.bytes(kNonceSize), hello.nonce.begin());
 	return hello;
 }
 
 ServerHelloBytes encodeServerHello(const ServerHello &hello) noexcept
 {
-	ServerHelloBytes out{};
-	std::uint8_t *p = out.data();
-	std::memcpy(p, kServerHelloMagic.data(), kMagicSize);
-	put32(p + kMagicSize, hello.version);
-	p += kMagicSize + 4;
-	std::memcpy(p, hello.clientNonce.data(), kNonceSize);
-	std::memcpy(p + kNonceSize, hello.serverNonce.data(), kNonceSize);
-	std::memcpy(p + 2 * kNonceSize, hello.proof.data(), kProofSize);
-	return out;
+	std::vector<std::uint8_t> bytes;
+	ByteWriter out(bytes);
+	out.bytes(kServerHelloMagic);
+	out.u32(hello.version);
+	out.bytes(hello.clientNonce);
+	out.bytes(hello.serverNonce);
+	out.bytes(hello.proof);
+	ServerHelloBytes encoded{};
+	std::copy(bytes.begin(), bytes.end(), encoded.begin());
+	return encoded;
 }
 
 Result<ServerHello> decodeServerHello(std::span<const std::uint8_t, kServerHelloSize> bytes) noexcept
 {
-	if (std::memcmp(bytes.data(), kServerHelloMagic.data(), kMagicSize) != 0)
+	ByteReader in(bytes);
+	if (!std::ranges::equal(in.bytes(kMagicSize), kServerHelloMagic))
 		return protocolError("server hello", "bad magic");
 	ServerHello hello;
-	const std::uint8_t *p = bytes.data();
-	hello.version = get32(p + kMagicSize);
-	p += kMagicSize + 4;
-	std::memcpy(hello.clientNonce.data(), p, kNonceSize);
-	std::memcpy(hello.serverNonce.data(), p + kNonceSize, kNonceSize);
-	std::memcpy(hello.proof.data(), p + 2 * kNonceSize, kProofSize);
+	hello.version = in.u32();
+	std::ranges::copy(in.bytes(kNonceSize), hello.clientNonce.begin());
+	std::ranges::copy(in.bytes(kNonceSize), hello.serverNonce.begin());
+	std::ranges::copy(in.bytes(kProofSize), hello.proof.begin());
 	return hello;
 }
 
@@ -301,357 +228,143 @@ Result<Key> ticketFromHex(std::string_view hex, const char *what) noexcept
 
 // --- frames ----------------------------------------------------------------
 
-std::size_t maxBodySize(FrameType type) noexcept
-{
-	switch (type) {
-	case FrameType::Auth:
-		return kProofSize;
-	case FrameType::Status:
-		return kStatusRequestSize;
-	case FrameType::Stop:
-	case FrameType::AuthOk:
-		return 0;
-	case FrameType::List:
-		return kPathMax;
-	case FrameType::Extract:
-		return kExtractRequestFixed + kPathMax;
-	case FrameType::Ack:
-		return kAckSize;
-	case FrameType::StatusInfo:
-		return kStatusInfoSize;
-	case FrameType::Entry:
-		return kEntryFixed + kNameMax + kPathMax;
-	case FrameType::Data:
-		return kMaxBodySize;
-	case FrameType::End:
-		return kEndSize;
-	case FrameType::Failure:
-		return kErrorFixed + kMessageMax;
-	}
-	return 0;
-}
-
-namespace {
-
-// Bodies whose size is fixed must have exactly that size.
-bool isFixedSize(FrameType type) noexcept
-{
-	switch (type) {
-	case FrameType::Auth:
-	case FrameType::Status:
-	case FrameType::Stop:
-	case FrameType::AuthOk:
-	case FrameType::StatusInfo:
-	case FrameType::End:
-	case FrameType::Ack:
-		return true;
-	default:
-		return false;
-	}
-}
-
-bool typeAllowed(std::uint8_t type, Direction dir) noexcept
-{
-	if (dir == Direction::ToGuest)
-		return type >= static_cast<std::uint8_t>(FrameType::Auth) &&
-		       type <= static_cast<std::uint8_t>(FrameType::Ack);
-	return type >= static_cast<std::uint8_t>(FrameType::AuthOk) &&
-	       type <= static_cast<std::uint8_t>(FrameType::Failure);
-}
-
-} // namespace
-
 Result<FrameHeader> decodeFrameHeader(std::span<const std::uint8_t, kFrameHeaderSize> bytes,
-				      Direction dir) noexcept
+				      Direction to) noexcept
 {
-	const std::uint8_t *p = bytes.data();
-	if (!typeAllowed(p[4], dir))
-		return protocolError("frame header", "unexpected frame type 0x%02x", p[4]);
-	if (!allZero(p + 5, 3))
+	ByteReader in(bytes);
+	const std::uint32_t length = in.u32();
+	const std::uint8_t type = in.u8();
+	const FrameSpec *spec = findFrame(type);
+	if (spec == nullptr || spec->to != to)
+		return protocolError("frame header", "unexpected frame type 0x%02x", type);
+	if (!in.zeros(3))
 		return protocolError("frame header", "reserved header bytes are not zero");
-	FrameHeader header;
-	header.type = static_cast<FrameType>(p[4]);
-	header.length = get32(p);
-	const std::size_t cap = maxBodySize(header.type);
-	if (header.length > cap)
+	if (length > spec->maxBody)
 		return Error::invalid(EMSGSIZE, "protocol", "frame header",
-				      "body of %u bytes exceeds the %zu allowed for type 0x%02x",
-				      header.length, cap, p[4]);
-	if (isFixedSize(header.type) && header.length != cap)
+				      "body of %u bytes exceeds the %zu allowed for type 0x%02x", length,
+				      spec->maxBody, type);
+	if (spec->minBody == spec->maxBody && length != spec->maxBody)
 		return protocolError("frame header", "body of %u bytes, type 0x%02x needs exactly %zu",
-				     header.length, p[4], cap);
-	if (header.type == FrameType::Data && header.length == 0)
-		return protocolError("frame header", "empty data frame");
-	return header;
-}
-
-void encodeAuth(std::vector<std::uint8_t> &out, const Proof &proof)
-{
-	FrameBuilder f(out, FrameType::Auth);
-	std::memcpy(f.grow(kProofSize), proof.data(), kProofSize);
-	f.finish();
-}
-
-void encodeStatusRequest(std::vector<std::uint8_t> &out, const StatusRequest &request)
-{
-	FrameBuilder f(out, FrameType::Status);
-	std::uint8_t *p = f.grow(kStatusRequestSize);
-	p[0] = request.keepTimeout ? 1 : 0;
-	f.finish();
-}
-
-void encodeStop(std::vector<std::uint8_t> &out)
-{
-	FrameBuilder f(out, FrameType::Stop);
-	f.finish();
-}
-
-void encodeList(std::vector<std::uint8_t> &out, std::string_view path)
-{
-	requireOk(checkPath(path));
-	FrameBuilder f(out, FrameType::List);
-	f.append(path);
-	f.finish();
-}
-
-void encodeExtract(std::vector<std::uint8_t> &out, const ExtractRequest &request)
-{
-	requireOk(checkPath(request.path));
-	FrameBuilder f(out, FrameType::Extract);
-	std::uint8_t *p = f.grow(kExtractRequestFixed);
-	p[0] = static_cast<std::uint8_t>(request.format);
-	p[1] = static_cast<std::uint8_t>(request.compression);
-	f.append(request.path);
-	f.finish();
-}
-
-void encodeAck(std::vector<std::uint8_t> &out, std::uint64_t received)
-{
-	FrameBuilder f(out, FrameType::Ack);
-	put64(f.grow(kAckSize), received);
-	f.finish();
-}
-
-void encodeAuthOk(std::vector<std::uint8_t> &out)
-{
-	FrameBuilder f(out, FrameType::AuthOk);
-	f.finish();
-}
-
-void encodeStatusInfo(std::vector<std::uint8_t> &out, const StatusInfo &info)
-{
-	if (info.version.size() > kVersionTextSize)
-		__builtin_trap();
-	FrameBuilder f(out, FrameType::StatusInfo);
-	std::uint8_t *p = f.grow(kStatusInfoSize);
-	put64(p, info.uptimeMs);
-	put64(p + 8, info.idleLeftMs);
-	put32(p + 16, info.idleTimeoutS);
-	put32(p + 20, info.diskCount);
-	put32(p + 24, info.mountCount);
-	put32(p + 28, info.activeRequests);
-	std::copy(info.version.begin(), info.version.end(), p + 32); // NUL-padded, not terminated
-	f.finish();
-}
-
-void encodeEntry(std::vector<std::uint8_t> &out, const Entry &entry)
-{
-	requireOk(checkName(entry.name));
-	requireOk(checkLinkTarget(entry.linkTarget));
-	if ((entry.type != EntryType::Symlink && !entry.linkTarget.empty()) || entry.mode > 07777 ||
-	    entry.mtimeNsec >= 1000000000U)
-		__builtin_trap();
-	FrameBuilder f(out, FrameType::Entry);
-	std::uint8_t *p = f.grow(kEntryFixed);
-	p[0] = static_cast<std::uint8_t>(entry.type);
-	put16(p + 2, static_cast<std::uint16_t>(entry.name.size()));
-	put16(p + 4, static_cast<std::uint16_t>(entry.linkTarget.size()));
-	put32(p + 8, entry.mode);
-	put64(p + 12, entry.size);
-	put64(p + 20, static_cast<std::uint64_t>(entry.mtimeSec));
-	put32(p + 28, entry.mtimeNsec);
-	f.append(entry.name);
-	f.append(entry.linkTarget);
-	f.finish();
+				     length, type, spec->maxBody);
+	if (length < spec->minBody)
+		return protocolError("frame header", "body of %u bytes, type 0x%02x needs at least %zu",
+				     length, type, spec->minBody);
+	return FrameHeader{length, spec->type};
 }
 
 void encodeDataHeader(std::vector<std::uint8_t> &out, std::size_t length)
 {
 	if (length == 0 || length > kMaxBodySize)
 		__builtin_trap();
-	const std::size_t at = out.size();
-	out.resize(at + kFrameHeaderSize, 0);
-	put32(out.data() + at, static_cast<std::uint32_t>(length));
-	out[at + 4] = static_cast<std::uint8_t>(FrameType::Data);
+	ByteWriter header(out);
+	header.u32(static_cast<std::uint32_t>(length));
+	header.u8(static_cast<std::uint8_t>(FrameType::Data));
+	header.zeros(3);
 }
 
-void encodeEnd(std::vector<std::uint8_t> &out, std::uint64_t count)
+// --- FieldWriter -------------------------------------------------------------
+
+std::size_t FieldWriter::length16(const std::string &field, std::size_t min, std::size_t max,
+				  const char *, Overlong overlong)
 {
-	FrameBuilder f(out, FrameType::End);
-	put64(f.grow(kEndSize), count);
-	f.finish();
+	std::size_t length = field.size();
+	if (length > max && overlong == Overlong::Truncate)
+		length = max;
+	require(length >= min && length <= max && length <= 0xffff, "length");
+	out_.u16(static_cast<std::uint16_t>(length));
+	return length;
 }
 
-void encodeFailure(std::vector<std::uint8_t> &out, const Failure &failure)
+void FieldWriter::text(const std::string &field, std::size_t n)
 {
-	// The message is ours (the daemon's), but may quote hostile names:
-	// truncate rather than trap.
-	const std::string_view message =
-		std::string_view(failure.message).substr(0, kMessageMax);
-	FrameBuilder f(out, FrameType::Failure);
-	std::uint8_t *p = f.grow(kErrorFixed);
-	put32(p, static_cast<std::uint32_t>(failure.code));
-	put32(p + 4, static_cast<std::uint32_t>(failure.guestErrno));
-	put16(p + 8, static_cast<std::uint16_t>(message.size()));
-	f.append(message);
-	f.finish();
+	out_.bytes(std::string_view(field).substr(0, n));
 }
 
-Result<Proof> decodeAuth(std::span<const std::uint8_t> body) noexcept
+void FieldWriter::padded(const std::string &field, std::size_t n)
 {
-	if (body.size() != kProofSize)
-		return protocolError("auth", "body of %zu bytes", body.size());
-	Proof proof;
-	std::memcpy(proof.data(), body.data(), kProofSize);
-	return proof;
+	require(field.size() <= n, "padded text");
+	out_.bytes(field); // NUL-padded, not terminated
+	out_.zeros(n - field.size());
 }
 
-Result<StatusRequest> decodeStatusRequest(std::span<const std::uint8_t> body) noexcept
+void FieldWriter::require(bool ok, const char *, ...) noexcept
 {
-	if (body.size() != kStatusRequestSize)
-		return protocolError("status request", "body of %zu bytes", body.size());
-	if (body[0] > 1 || !allZero(body.data() + 1, 3))
-		return protocolError("status request", "unknown flags 0x%02x or reserved bytes set", body[0]);
-	return StatusRequest{body[0] == 1};
+	if (!ok)
+		__builtin_trap(); // an encoder was handed unchecked data: a bug (protocol.h)
 }
 
-Result<std::string> decodeList(std::span<const std::uint8_t> body)
+// --- FieldReader -------------------------------------------------------------
+
+void FieldReader::flag(bool &field) noexcept
 {
-	if (body.size() > kPathMax)
-		return protocolError("list request", "path of %zu bytes", body.size());
-	std::string path = toString(body);
-	if (Status ok = checkPath(path); !ok)
-		return ok.error();
-	return path;
+	const std::uint8_t value = in_.u8();
+	require(value <= 1, "unknown flags 0x%02x", value);
+	field = value == 1;
 }
 
-Result<ExtractRequest> decodeExtract(std::span<const std::uint8_t> body)
+void FieldReader::reserved(std::size_t n) noexcept
 {
-	if (body.size() < kExtractRequestFixed || body.size() > kExtractRequestFixed + kPathMax)
-		return protocolError("extract request", "body of %zu bytes", body.size());
-	if (body[0] > static_cast<std::uint8_t>(ExtractFormat::Zip))
-		return protocolError("extract request", "unknown format %u", body[0]);
-	if (body[1] > static_cast<std::uint8_t>(Compression::Zstd))
-		return protocolError("extract request", "unknown compression %u", body[1]);
-	if (!allZero(body.data() + 2, 2))
-		return protocolError("extract request", "reserved bytes are not zero");
-	ExtractRequest request;
-	request.format = static_cast<ExtractFormat>(body[0]);
-	request.compression = static_cast<Compression>(body[1]);
-	request.path = toString(body.subspan(kExtractRequestFixed));
-	if (Status ok = checkPath(request.path); !ok)
-		return ok.error();
-	return request;
+	require(in_.zeros(n) || in_.overrun(), "reserved bytes are not zero");
 }
 
-Result<std::uint64_t> decodeAck(std::span<const std::uint8_t> body) noexcept
+std::size_t FieldReader::length16(const std::string &, std::size_t min, std::size_t max,
+				  const char *what, Overlong) noexcept
 {
-	if (body.size() != kAckSize)
-		return protocolError("ack", "body of %zu bytes", body.size());
-	return get64(body.data());
+	const std::size_t length = in_.u16();
+	require(in_.overrun() || (length >= min && length <= max), "%s of %zu bytes", what, length);
+	return status_ ? length : 0;
 }
 
-Result<StatusInfo> decodeStatusInfo(std::span<const std::uint8_t> body)
+void FieldReader::text(std::string &field, std::size_t n)
 {
-	if (body.size() != kStatusInfoSize)
-		return protocolError("status", "body of %zu bytes", body.size());
-	const std::uint8_t *p = body.data();
-	StatusInfo info;
-	info.uptimeMs = get64(p);
-	info.idleLeftMs = get64(p + 8);
-	info.idleTimeoutS = get32(p + 16);
-	info.diskCount = get32(p + 20);
-	info.mountCount = get32(p + 24);
-	info.activeRequests = get32(p + 28);
-	// Version: printable ASCII, NUL-padded (nothing after the first NUL).
-	std::size_t len = 0;
-	while (len < kVersionTextSize && p[32 + len] != 0)
-		++len;
-	for (std::size_t i = 0; i < kVersionTextSize; ++i) {
-		const std::uint8_t c = p[32 + i];
-		if (i < len ? (c < 0x20 || c > 0x7e) : c != 0)
-			return protocolError("status", "version text is not NUL-padded printable ASCII");
-	}
-	info.version.assign(reinterpret_cast<const char *>(p + 32), len);
-	return info;
+	// n was checked against its field's cap, and bytes() against the body.
+	field = toString(in_.bytes(n));
 }
 
-Result<Entry> decodeEntry(std::span<const std::uint8_t> body)
+void FieldReader::rest(std::string &field)
 {
-	if (body.size() < kEntryFixed)
-		return protocolError("entry", "body of %zu bytes", body.size());
-	const std::uint8_t *p = body.data();
-	if (p[0] < static_cast<std::uint8_t>(EntryType::File) ||
-	    p[0] > static_cast<std::uint8_t>(EntryType::Socket))
-		return protocolError("entry", "unknown type %u", p[0]);
-	if (p[1] != 0 || !allZero(p + 6, 2) || !allZero(p + 32, 4))
-		return protocolError("entry", "reserved bytes are not zero");
-	const std::size_t nameLength = get16(p + 2);
-	const std::size_t targetLength = get16(p + 4);
-	if (nameLength == 0 || nameLength > kNameMax)
-		return protocolError("entry", "name of %zu bytes", nameLength);
-	if (targetLength > kPathMax)
-		return protocolError("entry", "link target of %zu bytes", targetLength);
-	if (body.size() != kEntryFixed + nameLength + targetLength)
-		return protocolError("entry", "body of %zu bytes for a name of %zu and a target of %zu",
-				     body.size(), nameLength, targetLength);
-	Entry entry;
-	entry.type = static_cast<EntryType>(p[0]);
-	entry.mode = get32(p + 8);
-	entry.size = get64(p + 12);
-	entry.mtimeSec = static_cast<std::int64_t>(get64(p + 20));
-	entry.mtimeNsec = get32(p + 28);
-	if (entry.mode > 07777)
-		return protocolError("entry", "mode 0%o has bits beyond 07777", entry.mode);
-	if (entry.mtimeNsec >= 1000000000U)
-		return protocolError("entry", "mtime nanoseconds %u out of range", entry.mtimeNsec);
-	if (entry.type != EntryType::Symlink && targetLength != 0)
-		return protocolError("entry", "link target on an entry that is not a symlink");
-	entry.name = toString(body.subspan(kEntryFixed, nameLength));
-	if (Status ok = checkName(entry.name); !ok)
-		return ok.error();
-	entry.linkTarget = toString(body.subspan(kEntryFixed + nameLength));
-	if (Status ok = checkLinkTarget(entry.linkTarget); !ok)
-		return ok.error();
-	return entry;
+	field = toString(in_.bytes(in_.remaining()));
 }
 
-Result<std::uint64_t> decodeEnd(std::span<const std::uint8_t> body) noexcept
+void FieldReader::padded(std::string &field, std::size_t n)
 {
-	if (body.size() != kEndSize)
-		return protocolError("end", "body of %zu bytes", body.size());
-	return get64(body.data());
+	// Printable ASCII, then NULs only (nothing after the first NUL).
+	const std::span<const std::uint8_t> bytes = in_.bytes(n);
+	std::size_t length = 0;
+	while (length < bytes.size() && bytes[length] != 0)
+		++length;
+	bool ok = true;
+	for (std::size_t i = 0; i < bytes.size(); ++i)
+		ok = ok && (i < length ? bytes[i] >= 0x20 && bytes[i] <= 0x7e : bytes[i] == 0);
+	require(ok, "version text is not NUL-padded printable ASCII");
+	field = toString(bytes.first(length));
 }
 
-Result<Failure> decodeFailure(std::span<const std::uint8_t> body)
+void FieldReader::require(bool ok, const char *fmt, ...) noexcept
 {
-	if (body.size() < kErrorFixed || body.size() > kErrorFixed + kMessageMax)
-		return protocolError("failure", "body of %zu bytes", body.size());
-	const std::uint8_t *p = body.data();
-	const std::uint32_t code = get32(p);
-	if (code == 0 || code > kMaxErrorCode)
-		return protocolError("failure", "unknown error code %u", code);
-	if (!allZero(p + 10, 2))
-		return protocolError("failure", "reserved bytes are not zero");
-	const std::size_t length = get16(p + 8);
-	if (body.size() != kErrorFixed + length)
-		return protocolError("failure", "body of %zu bytes for a message of %zu", body.size(),
-				     length);
-	Failure failure;
-	failure.code = static_cast<ErrorCode>(code);
-	failure.guestErrno = static_cast<std::int32_t>(get32(p + 4));
-	failure.message = toString(body.subspan(kErrorFixed));
-	return failure;
+	if (ok || !status_)
+		return;
+	char detail[Error::kDetailMax + 1];
+	va_list args;
+	va_start(args, fmt);
+	(void)std::vsnprintf(detail, sizeof(detail), fmt, args);
+	va_end(args);
+	status_ = protocolError(what_, "%s", detail);
+}
+
+void FieldReader::check(const Status &status) noexcept
+{
+	if (!status && status_)
+		status_ = status;
+}
+
+Status FieldReader::finish() const noexcept
+{
+	if (!status_)
+		return status_;
+	if (in_.overrun() || in_.remaining() != 0)
+		return protocolError(what_, "body of %zu bytes", size_);
+	return {};
 }
 
 // --- field checks ----------------------------------------------------------

@@ -2,9 +2,21 @@
 #pragma once
 
 // The guest protocol's codec, used by both ends: the daemon in the VM
-// (guest/) and the host side (shared/guest_session.h, used by the client).
-// docs/protocol.md is the specification; every constant and layout here is
-// described there, byte by byte.
+// (guest/server.h) and the host side (shared/guest_session.h, used by the
+// client). docs/protocol.md is the specification; every constant and layout
+// here is described there, byte by byte.
+//
+// How it is built, so that a new frame or field is one edit here:
+//  - kFrames, the frame table: for each frame type the end that receives
+//    it, the body sizes its header may announce, and its name in errors.
+//    Frame headers are checked against it before a body is read.
+//  - one struct per message, whose static fields() lists its wire layout in
+//    order, with the checks on each field. The same list encodes (through
+//    FieldWriter: a failed check is a bug in the caller and traps) and
+//    decodes (through FieldReader: a failed check is an Error), on
+//    sequential cursors (shared/byte_cursor.h), never by offsets.
+//  - encode(out, message) and decode<Message>(body) work for every struct
+//    that has a kType and fields().
 //
 // Everything a decoder is given is hostile: the daemon decodes what any local
 // user may send to its vsock port, the host decodes what a possibly
@@ -23,8 +35,10 @@
 #include <span>
 #include <string>
 #include <string_view>
+#include <type_traits>
 #include <vector>
 
+#include "shared/byte_cursor.h"
 #include "shared/guest_abi.h"
 #include "shared/result.h"
 
@@ -70,16 +84,13 @@ inline constexpr std::size_t kPathMax = 4096;  // a request path, a symlink targ
 inline constexpr std::size_t kMessageMax = 1024; // an error text
 inline constexpr std::size_t kVersionTextSize = 16;
 
-// Bodies of the fixed-layout messages.
+// The fixed parts of the bodies (the frame table below, and docs/protocol.md).
 inline constexpr std::size_t kStatusRequestSize = 4;
 inline constexpr std::size_t kExtractRequestFixed = 4;
 inline constexpr std::size_t kStatusInfoSize = 48;
 inline constexpr std::size_t kEntryFixed = 36;
 inline constexpr std::size_t kEndSize = 8;
 inline constexpr std::size_t kErrorFixed = 12;
-// The largest body a host may send (an extract request with the longest path).
-inline constexpr std::size_t kMaxRequestBody = kExtractRequestFixed + kPathMax;
-static_assert(kSyncPaddingSize >= kMaxRequestBody + kFrameHeaderSize);
 
 // The daemon sends file contents in Data frames of at most this size.
 inline constexpr std::size_t kDataChunkSize = std::size_t{256} << 10;
@@ -96,7 +107,7 @@ inline constexpr std::size_t kAckInterval = std::size_t{1} << 20;
 static_assert(kAckInterval * 2 <= kAckWindow);
 inline constexpr std::size_t kAckSize = 8;
 
-// --- message types ---------------------------------------------------------
+// --- frame types -----------------------------------------------------------
 
 enum class FrameType : std::uint8_t {
 	// host -> guest
@@ -115,13 +126,72 @@ enum class FrameType : std::uint8_t {
 	Failure = 0x46, // error trailer
 };
 
-// Which end decodes a header: each end accepts only the other end's types.
+// The end that receives a frame: each end accepts only the other end's types.
 enum class Direction { ToGuest, ToHost };
 
+// One row of the frame table.
+struct FrameSpec {
+	FrameType type;
+	Direction to;
+	// The body lengths a header may announce: checked before the body is
+	// read (allocated). minBody == maxBody: a fixed-size body.
+	std::size_t minBody;
+	std::size_t maxBody;
+	const char *name; // in errors
+};
+
+// Every frame type, once. Requests with a variable-length body (List,
+// Extract) have minBody 0 on purpose: their decoder answers a short body
+// with a Failure that says what was wrong, where a header error would make
+// the daemon drop the frame and resynchronise without an answer.
+inline constexpr FrameSpec kFrames[] = {
+	{FrameType::Auth, Direction::ToGuest, kProofSize, kProofSize, "auth"},
+	{FrameType::Status, Direction::ToGuest, kStatusRequestSize, kStatusRequestSize, "status request"},
+	{FrameType::Stop, Direction::ToGuest, 0, 0, "stop"},
+	{FrameType::List, Direction::ToGuest, 0, kPathMax, "list request"},
+	{FrameType::Extract, Direction::ToGuest, 0, kExtractRequestFixed + kPathMax, "extract request"},
+	{FrameType::Ack, Direction::ToGuest, kAckSize, kAckSize, "ack"},
+	{FrameType::AuthOk, Direction::ToHost, 0, 0, "auth ok"},
+	{FrameType::StatusInfo, Direction::ToHost, kStatusInfoSize, kStatusInfoSize, "status"},
+	{FrameType::Entry, Direction::ToHost, kEntryFixed, kEntryFixed + kNameMax + kPathMax, "entry"},
+	{FrameType::Data, Direction::ToHost, 1, kMaxBodySize, "data"},
+	{FrameType::End, Direction::ToHost, kEndSize, kEndSize, "end"},
+	{FrameType::Failure, Direction::ToHost, kErrorFixed, kErrorFixed + kMessageMax, "failure"},
+};
+
+// The row of `type` (a byte off the wire), or nullptr for an unknown type.
+constexpr const FrameSpec *findFrame(std::uint8_t type) noexcept
+{
+	for (const FrameSpec &spec : kFrames)
+		if (static_cast<std::uint8_t>(spec.type) == type)
+			return &spec;
+	return nullptr;
+}
+constexpr const FrameSpec &frameSpec(FrameType type) noexcept
+{
+	return *findFrame(static_cast<std::uint8_t>(type));
+}
+
+// The largest body one end may send.
+constexpr std::size_t maxBodyTo(Direction to) noexcept
+{
+	std::size_t max = 0;
+	for (const FrameSpec &spec : kFrames)
+		if (spec.to == to && spec.maxBody > max)
+			max = spec.maxBody;
+	return max;
+}
+inline constexpr std::size_t kMaxRequestBody = maxBodyTo(Direction::ToGuest);
+static_assert(kSyncPaddingSize >= kMaxRequestBody + kFrameHeaderSize,
+	      "the sync padding must be able to complete any partial request");
+static_assert(maxBodyTo(Direction::ToHost) <= kMaxBodySize);
+
 struct FrameHeader {
-	std::uint32_t length = 0; // body bytes, checked against the type's cap
+	std::uint32_t length = 0; // body bytes, checked against the type's row
 	FrameType type = FrameType::Auth;
 };
+
+// --- field values ----------------------------------------------------------
 
 // Error trailer codes. The host maps each to an errno (errnoForCode).
 enum class ErrorCode : std::uint32_t {
@@ -160,11 +230,358 @@ enum class Compression : std::uint8_t {
 	Zstd = 1,
 };
 
-// --- decoded messages ------------------------------------------------------
-
 using Nonce = std::array<std::uint8_t, kNonceSize>;
 using Proof = std::array<std::uint8_t, kProofSize>;
 using Key = std::array<std::uint8_t, abi::kTicketBytes>;
+
+// --- field checks (used by fields(); exported for the encoders' callers) --
+
+// A directory entry name: 1..kNameMax bytes, no '/' or NUL, not "." or "..".
+Status checkName(std::string_view name) noexcept;
+// A request path: '/' followed by components separated by single '/';
+// 1..kPathMax bytes; no NUL; no "." or ".." component; no empty component
+// (a single trailing '/' is allowed); "/" alone is the root.
+Status checkPath(std::string_view path) noexcept;
+// A symlink target: 0..kPathMax bytes, no NUL.
+Status checkLinkTarget(std::string_view target) noexcept;
+
+// What an encoder does with a text longer than its length field allows.
+enum class Overlong { Trap, Truncate };
+
+// --- messages --------------------------------------------------------------
+//
+// fields(io, m) is the wire layout of the body, in order. `io` is a
+// FieldWriter (m is const) or a FieldReader; its operations:
+//   number(f)                    an integer or enum, little-endian, sizeof(f) bytes
+//   enumeration(f, first, last)  a number that must lie in [first, last]
+//   flag(f)                      one byte, 0 or 1
+//   reserved(n)                  n bytes that must be zero
+//   length16(s, min, max, what)  a u16 length of s (checked), returned
+//   text(s, n)                   the n bytes of s announced by length16
+//   rest(s)                      the remaining bytes of the body
+//   array(a), padded(s, n)       fixed-size bytes; NUL-padded printable text
+//   require(cond, fmt, ...)      a rule over the fields read so far
+//   check(status)                a check function's verdict on a field
+
+// Host -> guest.
+
+struct Auth {
+	static constexpr FrameType kType = FrameType::Auth;
+	Proof proof{}; // the client proof (see clientProof)
+
+	template <typename Io, typename M>
+	static void fields(Io &io, M &m)
+	{
+		io.array(m.proof);
+	}
+};
+
+struct StatusRequest {
+	static constexpr FrameType kType = FrameType::Status;
+	bool keepTimeout = false; // do not reset the idle timer
+
+	template <typename Io, typename M>
+	static void fields(Io &io, M &m)
+	{
+		io.flag(m.keepTimeout);
+		io.reserved(3);
+	}
+};
+
+struct Stop {
+	static constexpr FrameType kType = FrameType::Stop;
+
+	template <typename Io, typename M>
+	static void fields(Io &, M &)
+	{
+	}
+};
+
+struct ListRequest {
+	static constexpr FrameType kType = FrameType::List;
+	std::string path;
+
+	template <typename Io, typename M>
+	static void fields(Io &io, M &m)
+	{
+		io.rest(m.path);
+		io.check(checkPath(m.path));
+	}
+};
+
+struct ExtractRequest {
+	static constexpr FrameType kType = FrameType::Extract;
+	ExtractFormat format = ExtractFormat::Raw;
+	Compression compression = Compression::None;
+	std::string path;
+
+	template <typename Io, typename M>
+	static void fields(Io &io, M &m)
+	{
+		io.enumeration(m.format, ExtractFormat::Raw, ExtractFormat::Zip, "format");
+		io.enumeration(m.compression, Compression::None, Compression::Zstd, "compression");
+		io.reserved(2);
+		io.rest(m.path);
+		io.check(checkPath(m.path));
+	}
+};
+
+struct Ack {
+	static constexpr FrameType kType = FrameType::Ack;
+	std::uint64_t received = 0; // response bytes (headers and bodies) received so far
+
+	template <typename Io, typename M>
+	static void fields(Io &io, M &m)
+	{
+		io.number(m.received);
+	}
+};
+
+// Guest -> host.
+
+struct AuthOk {
+	static constexpr FrameType kType = FrameType::AuthOk;
+
+	template <typename Io, typename M>
+	static void fields(Io &, M &)
+	{
+	}
+};
+
+struct StatusInfo {
+	static constexpr FrameType kType = FrameType::StatusInfo;
+	std::uint64_t uptimeMs = 0;
+	std::uint64_t idleLeftMs = 0;   // until the guest powers off
+	std::uint32_t idleTimeoutS = 0; // the configured idle timeout
+	std::uint32_t diskCount = 0;
+	std::uint32_t mountCount = 0;
+	std::uint32_t activeRequests = 0; // lists/extracts running on any connection
+	std::string version;            // daemon version, printable ASCII, <= 16 bytes
+
+	template <typename Io, typename M>
+	static void fields(Io &io, M &m)
+	{
+		io.number(m.uptimeMs);
+		io.number(m.idleLeftMs);
+		io.number(m.idleTimeoutS);
+		io.number(m.diskCount);
+		io.number(m.mountCount);
+		io.number(m.activeRequests);
+		io.padded(m.version, kVersionTextSize);
+	}
+};
+
+struct Entry {
+	static constexpr FrameType kType = FrameType::Entry;
+	EntryType type = EntryType::File;
+	std::uint32_t mode = 0; // permission bits only (<= 07777)
+	std::uint64_t size = 0;
+	std::int64_t mtimeSec = 0;
+	std::uint32_t mtimeNsec = 0;
+	std::string name;       // 1..255 bytes, no '/' or NUL, not "." or ".."
+	std::string linkTarget; // symlinks only, <= 4096 bytes, no NUL
+
+	template <typename Io, typename M>
+	static void fields(Io &io, M &m)
+	{
+		io.enumeration(m.type, EntryType::File, EntryType::Socket, "type");
+		io.reserved(1);
+		const std::size_t name = io.length16(m.name, 1, kNameMax, "name");
+		const std::size_t target = io.length16(m.linkTarget, 0, kPathMax, "link target");
+		io.reserved(2);
+		io.number(m.mode);
+		io.number(m.size);
+		io.number(m.mtimeSec);
+		io.number(m.mtimeNsec);
+		io.reserved(4);
+		io.text(m.name, name);
+		io.text(m.linkTarget, target);
+		io.require(m.mode <= 07777, "mode 0%o has bits beyond 07777", m.mode);
+		io.require(m.mtimeNsec < 1000000000U, "mtime nanoseconds %u out of range", m.mtimeNsec);
+		io.require(m.type == EntryType::Symlink || m.linkTarget.empty(),
+			   "link target on an entry that is not a symlink");
+		io.check(checkName(m.name));
+		io.check(checkLinkTarget(m.linkTarget));
+	}
+};
+
+// Data frames carry raw bytes: no struct, see encodeDataHeader.
+
+struct End {
+	static constexpr FrameType kType = FrameType::End;
+	// Entries (list), Data bytes (extract), 1 (status) or 0 (stop).
+	std::uint64_t count = 0;
+
+	template <typename Io, typename M>
+	static void fields(Io &io, M &m)
+	{
+		io.number(m.count);
+	}
+};
+
+struct Failure {
+	static constexpr FrameType kType = FrameType::Failure;
+	ErrorCode code = ErrorCode::Internal;
+	std::int32_t guestErrno = 0; // the guest's errno, informational
+	// <= 1024 bytes (the encoder truncates a longer one), hostile: escape
+	// to display.
+	std::string message;
+
+	template <typename Io, typename M>
+	static void fields(Io &io, M &m)
+	{
+		io.enumeration(m.code, ErrorCode::BadRequest, ErrorCode::Internal, "error code");
+		io.number(m.guestErrno);
+		const std::size_t length =
+			io.length16(m.message, 0, kMessageMax, "message", Overlong::Truncate);
+		io.reserved(2);
+		io.text(m.message, length);
+	}
+};
+
+// --- encoding and decoding ----------------------------------------------------
+
+// Writes fields. A value that breaks a field's rule is the caller's bug
+// (encoders are given the encoding end's own data, checked before: see
+// checkName/checkPath): it traps.
+class FieldWriter {
+public:
+	explicit FieldWriter(ByteWriter &out) noexcept : out_(out) {}
+
+	template <typename T>
+	void number(const T &field)
+	{
+		out_.little(static_cast<std::uint64_t>(wire(field)), sizeof(T));
+	}
+	template <typename E>
+	void enumeration(const E &field, E first, E last, const char *)
+	{
+		require(wire(field) >= wire(first) && wire(field) <= wire(last), "enumeration");
+		number(field);
+	}
+	void flag(const bool &field) { out_.u8(field ? 1 : 0); }
+	void reserved(std::size_t n) { out_.zeros(n); }
+	std::size_t length16(const std::string &field, std::size_t min, std::size_t max, const char *,
+			     Overlong overlong = Overlong::Trap);
+	void text(const std::string &field, std::size_t n);
+	void rest(const std::string &field) { out_.bytes(field); }
+	template <std::size_t N>
+	void array(const std::array<std::uint8_t, N> &field)
+	{
+		out_.bytes(field);
+	}
+	void padded(const std::string &field, std::size_t n);
+	void require(bool ok, const char *, ...) noexcept;
+	void check(const Status &status) noexcept { require(static_cast<bool>(status), ""); }
+
+private:
+	template <typename T>
+	static auto wire(const T &value) noexcept
+	{
+		if constexpr (std::is_enum_v<T>)
+			return static_cast<std::underlying_type_t<T>>(value);
+		else
+			return value;
+	}
+
+	ByteWriter &out_;
+};
+
+// Reads fields from a body. The first rule a field breaks becomes the
+// Error that finish() returns; what follows it is read as zeros and not
+// checked.
+class FieldReader {
+public:
+	FieldReader(std::span<const std::uint8_t> body, const char *what) noexcept
+		: in_(body), what_(what), size_(body.size())
+	{
+	}
+
+	template <typename T>
+	void number(T &field) noexcept
+	{
+		const std::uint64_t value = in_.little(sizeof(T));
+		if constexpr (std::is_enum_v<T>)
+			field = static_cast<T>(static_cast<std::underlying_type_t<T>>(value));
+		else
+			field = static_cast<T>(value);
+	}
+	template <typename E>
+	void enumeration(E &field, E first, E last, const char *what) noexcept
+	{
+		number(field);
+		using U = std::underlying_type_t<E>;
+		const U value = static_cast<U>(field);
+		require(value >= static_cast<U>(first) && value <= static_cast<U>(last), "unknown %s %llu",
+			what, static_cast<unsigned long long>(value));
+	}
+	void flag(bool &field) noexcept;
+	void reserved(std::size_t n) noexcept;
+	std::size_t length16(const std::string &field, std::size_t min, std::size_t max, const char *what,
+			     Overlong = Overlong::Trap) noexcept;
+	void text(std::string &field, std::size_t n);
+	void rest(std::string &field);
+	template <std::size_t N>
+	void array(std::array<std::uint8_t, N> &field) noexcept
+	{
+		const std::span<const std::uint8_t> bytes = in_.bytes(N);
+		for (std::size_t i = 0; i < bytes.size(); ++i)
+			field[i] = bytes[i];
+	}
+	void padded(std::string &field, std::size_t n);
+	void require(bool ok, const char *fmt, ...) noexcept __attribute__((format(printf, 3, 4)));
+	void check(const Status &status) noexcept;
+	// The first broken rule, or a body longer or shorter than its fields.
+	Status finish() const noexcept;
+
+private:
+	ByteReader in_;
+	const char *what_;
+	std::size_t size_;
+	Status status_;
+};
+
+// Appends one whole frame (header + body) to `out`.
+template <typename Message>
+void encode(std::vector<std::uint8_t> &out, const Message &message)
+{
+	ByteWriter frame(out);
+	frame.u32(0); // the body length, patched below
+	frame.u8(static_cast<std::uint8_t>(Message::kType));
+	frame.zeros(3);
+	FieldWriter io(frame);
+	Message::fields(io, message);
+	const std::size_t length = frame.written() - kFrameHeaderSize;
+	const FrameSpec &spec = frameSpec(Message::kType);
+	io.require(length >= spec.minBody && length <= spec.maxBody, "body size");
+	frame.patch32(0, static_cast<std::uint32_t>(length));
+}
+
+// Decodes a body of Message's type: exactly the frame's body, every field
+// checked.
+template <typename Message>
+Result<Message> decode(std::span<const std::uint8_t> body)
+{
+	Message message;
+	FieldReader io(body, frameSpec(Message::kType).name);
+	Message::fields(io, message);
+	if (Status ok = io.finish(); !ok)
+		return ok.error();
+	return message;
+}
+
+// Appends just the header of a Data frame of `length` bytes (1..kMaxBodySize);
+// the caller appends or writes the bytes.
+void encodeDataHeader(std::vector<std::uint8_t> &out, std::size_t length);
+
+// Decodes and checks a frame header read by the end `to` points to: a type
+// the other end may send, reserved bytes zero, and the body length within the
+// type's row of kFrames. Only after this returns may the caller allocate
+// `length` bytes.
+Result<FrameHeader> decodeFrameHeader(std::span<const std::uint8_t, kFrameHeaderSize> bytes,
+				      Direction to) noexcept;
+
+// --- hellos (fixed size, not frames) --------------------------------------
 
 struct ClientHello {
 	std::uint32_t version = kVersion;
@@ -177,44 +594,6 @@ struct ServerHello {
 	Nonce serverNonce{};
 	Proof proof{};
 };
-
-struct StatusRequest {
-	bool keepTimeout = false; // do not reset the idle timer
-};
-
-struct ExtractRequest {
-	ExtractFormat format = ExtractFormat::Raw;
-	Compression compression = Compression::None;
-	std::string path;
-};
-
-struct StatusInfo {
-	std::uint64_t uptimeMs = 0;
-	std::uint64_t idleLeftMs = 0;   // until the guest powers off
-	std::uint32_t idleTimeoutS = 0; // the configured idle timeout
-	std::uint32_t diskCount = 0;
-	std::uint32_t mountCount = 0;
-	std::uint32_t activeRequests = 0; // lists/extracts running on any connection
-	std::string version;            // daemon version, printable ASCII, <= 16 bytes
-};
-
-struct Entry {
-	EntryType type = EntryType::File;
-	std::uint32_t mode = 0; // permission bits only (<= 07777)
-	std::uint64_t size = 0;
-	std::int64_t mtimeSec = 0;
-	std::uint32_t mtimeNsec = 0;
-	std::string name;       // 1..255 bytes, no '/' or NUL, not "." or ".."
-	std::string linkTarget; // symlinks only, <= 4096 bytes, no NUL
-};
-
-struct Failure {
-	ErrorCode code = ErrorCode::Internal;
-	std::int32_t guestErrno = 0; // the guest's errno, informational
-	std::string message;         // <= 1024 bytes, hostile: escape to display
-};
-
-// --- hellos ----------------------------------------------------------------
 
 using ClientHelloBytes = std::array<std::uint8_t, kClientHelloSize>;
 using ServerHelloBytes = std::array<std::uint8_t, kServerHelloSize>;
@@ -263,58 +642,7 @@ Result<Key> ticketFromHex(std::string_view hex, const char *what) noexcept;
 // only when libsodium cannot initialise (no entropy source).
 bool initCrypto() noexcept;
 
-// --- frames ----------------------------------------------------------------
-
-// Decodes and checks a frame header read by the end `dir` points to: a type
-// the other end may send, reserved bytes zero, and the body length within the
-// type's cap (exact for fixed-size bodies). Only after this returns may the
-// caller allocate `length` bytes.
-Result<FrameHeader> decodeFrameHeader(std::span<const std::uint8_t, kFrameHeaderSize> bytes,
-				      Direction dir) noexcept;
-// The largest body a frame of `type` may carry.
-std::size_t maxBodySize(FrameType type) noexcept;
-
-// Encoders append one whole frame (header + body) to `out`. Inputs are the
-// encoder's own data and are asserted valid: an oversized name or path is a
-// bug in the caller, which must have checked it (see checkName/checkPath).
-void encodeAuth(std::vector<std::uint8_t> &out, const Proof &proof);
-void encodeStatusRequest(std::vector<std::uint8_t> &out, const StatusRequest &request);
-void encodeStop(std::vector<std::uint8_t> &out);
-void encodeList(std::vector<std::uint8_t> &out, std::string_view path);
-void encodeExtract(std::vector<std::uint8_t> &out, const ExtractRequest &request);
-// `received`: response bytes (frame headers and bodies) received so far.
-void encodeAck(std::vector<std::uint8_t> &out, std::uint64_t received);
-void encodeAuthOk(std::vector<std::uint8_t> &out);
-void encodeStatusInfo(std::vector<std::uint8_t> &out, const StatusInfo &info);
-void encodeEntry(std::vector<std::uint8_t> &out, const Entry &entry);
-// Appends just the header of a Data frame of `length` bytes (1..kMaxBodySize);
-// the caller appends or writes the bytes.
-void encodeDataHeader(std::vector<std::uint8_t> &out, std::size_t length);
-void encodeEnd(std::vector<std::uint8_t> &out, std::uint64_t count);
-void encodeFailure(std::vector<std::uint8_t> &out, const Failure &failure);
-
-// Body decoders. `body` is exactly the frame's body; each checks the body's
-// exact layout and every field.
-Result<Proof> decodeAuth(std::span<const std::uint8_t> body) noexcept;
-Result<StatusRequest> decodeStatusRequest(std::span<const std::uint8_t> body) noexcept;
-Result<std::string> decodeList(std::span<const std::uint8_t> body);
-Result<ExtractRequest> decodeExtract(std::span<const std::uint8_t> body);
-Result<std::uint64_t> decodeAck(std::span<const std::uint8_t> body) noexcept;
-Result<StatusInfo> decodeStatusInfo(std::span<const std::uint8_t> body);
-Result<Entry> decodeEntry(std::span<const std::uint8_t> body);
-Result<std::uint64_t> decodeEnd(std::span<const std::uint8_t> body) noexcept;
-Result<Failure> decodeFailure(std::span<const std::uint8_t> body);
-
-// --- field checks (used by the decoders; exported for the encoders' callers)
-
-// A directory entry name: 1..kNameMax bytes, no '/' or NUL, not "." or "..".
-Status checkName(std::string_view name) noexcept;
-// A request path: '/' followed by components separated by single '/';
-// 1..kPathMax bytes; no NUL; no "." or ".." component; no empty component
-// (a single trailing '/' is allowed); "/" alone is the root.
-Status checkPath(std::string_view path) noexcept;
-// A symlink target: 0..kPathMax bytes, no NUL.
-Status checkLinkTarget(std::string_view target) noexcept;
+// --- error codes -----------------------------------------------------------
 
 // The errno the host reports for a guest error code (unknown codes: EPROTO).
 int errnoForCode(ErrorCode code) noexcept;

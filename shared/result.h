@@ -11,6 +11,16 @@
 
 namespace fr {
 
+// What kind of failure an Error is, for callers that react to where it came
+// from rather than to its errno (so that nobody compares call() strings).
+enum class ErrorKind : std::uint8_t {
+	Local,        // a call or check of ours failed (the default)
+	Guest,        // the guest answered with its error trailer (shared/guest_session.h)
+	Helper,       // file-restore-helper refused or failed (its exit status, client/)
+	OutputClosed, // whoever reads our output went away (EPIPE on stdout, client/)
+	Usage,        // asked for what cannot be done as asked: a usage error (exit 2)
+};
+
 // What went wrong: the failing call or check, the object it was applied to,
 // and either an errno value or a fixed text. Holds no heap memory, so it can
 // be built, copied and formatted between fork() and exec() and in the helper,
@@ -34,7 +44,16 @@ public:
 			     const char *fmt, ...) noexcept
 		__attribute__((format(printf, 4, 5)));
 
+	// The same error, of another kind.
+	Error withKind(ErrorKind kind) const noexcept
+	{
+		Error error = *this;
+		error.kind_ = kind;
+		return error;
+	}
+
 	int errnum() const noexcept { return errnum_; }
+	ErrorKind kind() const noexcept { return kind_; }
 	const char *call() const noexcept { return call_; }
 	const char *object() const noexcept { return object_; }
 	// The fixed text if there is one, else the errno's description
@@ -49,6 +68,7 @@ public:
 
 private:
 	int errnum_;
+	ErrorKind kind_ = ErrorKind::Local;
 	const char *call_;
 	char object_[kObjectMax + 1];
 	char detail_[kDetailMax + 1];

@@ -90,7 +90,8 @@ protected:
 
 	// The fake session streams data["<path>#tar"] when the CLI asks for a
 	// tar of <path> into a directory; tests register both forms.
-	Outcome run(std::vector<std::string> args)
+	// stdoutFd: where stdout goes (default: a file read back into `out`).
+	Outcome run(std::vector<std::string> args, int stdoutFd = -1)
 	{
 		args.insert(args.begin(), "file-restore");
 		std::vector<char *> argv;
@@ -101,7 +102,7 @@ protected:
 		const int savedErr = ::dup(2);
 		const int outFd = ::open((scratch_ / "out").c_str(), O_RDWR | O_CREAT | O_TRUNC, 0600);
 		const int errFd = ::open((scratch_ / "err").c_str(), O_RDWR | O_CREAT | O_TRUNC, 0600);
-		::dup2(outFd, 1);
+		::dup2(stdoutFd >= 0 ? stdoutFd : outFd, 1);
 		::dup2(errFd, 2);
 		TarAwareFactory factory(guest_);
 		const int code = runCli(static_cast<int>(args.size()), argv.data(), factory);
@@ -118,32 +119,32 @@ protected:
 	class TarAwareFactory final : public SessionFactory {
 	public:
 		explicit TarAwareFactory(test::FakeGuest &guest) : inner_(guest), guest_(guest) {}
-		Result<std::unique_ptr<GuestSession>> open(UniqueFd fd, std::string_view ticket,
+		Result<std::unique_ptr<VmSession>> open(UniqueFd fd, std::string_view ticket,
 							   std::chrono::milliseconds handshake,
 							   std::chrono::milliseconds io) override
 		{
-			Result<std::unique_ptr<GuestSession>> session =
+			Result<std::unique_ptr<VmSession>> session =
 				inner_.open(std::move(fd), ticket, handshake, io);
 			if (!session)
 				return session;
-			return std::unique_ptr<GuestSession>(new Session(std::move(*session), guest_));
+			return std::unique_ptr<VmSession>(new Session(std::move(*session), guest_));
 		}
 
 	private:
-		class Session final : public GuestSession {
+		class Session final : public VmSession {
 		public:
-			Session(std::unique_ptr<GuestSession> inner, test::FakeGuest &guest)
+			Session(std::unique_ptr<VmSession> inner, test::FakeGuest &guest)
 				: inner_(std::move(inner)), guest_(guest)
 			{
 			}
 			Result<GuestStatus> status(bool keep) override { return inner_->status(keep); }
 			Status stop() override { return inner_->stop(); }
-			Status list(std::string_view path, const EntryCallback &cb) override
+			Status list(std::string_view path, EntryCallback cb) override
 			{
 				return inner_->list(path, cb);
 			}
 			Status extract(std::string_view path, ExtractFormat format, bool zstd,
-				       const EntryCallback &onStart, const DataCallback &cb) override
+				       EntryCallback onStart, DataCallback cb) override
 			{
 				std::string key(path);
 				if (format == ExtractFormat::Tar &&
@@ -151,13 +152,13 @@ protected:
 					key += "#tar";
 				if (format == ExtractFormat::Raw && guest_.dirs.count(key) != 0 &&
 				    guest_.data.count(key) == 0)
-					return Error::invalid(EISDIR, kGuestErrorCall, key,
-							      "IsDirectory: is a directory");
+					return Error::invalid(EISDIR, "guest", key,
+							      "IsDirectory: is a directory").withKind(ErrorKind::Guest);
 				return inner_->extract(key, format, zstd, onStart, cb);
 			}
 
 		private:
-			std::unique_ptr<GuestSession> inner_;
+			std::unique_ptr<VmSession> inner_;
 			test::FakeGuest &guest_;
 		};
 		test::FakeSessionFactory inner_;
@@ -405,6 +406,48 @@ TEST_F(CliTest, ExtractsToStdout)
 	EXPECT_EQ(r.code, kExitUsage);
 }
 
+TEST_F(CliTest, AReaderThatWentAwayEndsTheOutputQuietly)
+{
+	// `file-restore ... | head`: every output mode stops with exit 1 and
+	// says nothing (the one place a closed pipe is handled).
+	::signal(SIGPIPE, SIG_IGN); // as main() does
+	int fds[2];
+	ASSERT_EQ(::pipe(fds), 0);
+	::close(fds[0]);
+	guest_.data["/disk0/part/1/etc/big"] = std::string(200000, 'b');
+	for (const std::vector<std::string> &args :
+	     {cmd({"list"}, {"/drive-scsi0.img/part/1/etc"}), cmd({"list"}, {"/"}),
+	      cmd({"extract"}, {"/drive-scsi0.img/part/1/etc/big", "-"}),
+	      cmd({"extract", "--format", "tar"}, {"/drive-scsi0.img/part/1/etc/ssh"}), {"status"}}) {
+		Outcome r = run(args, fds[1]);
+		EXPECT_EQ(r.code, kExitFailure) << args[0];
+		EXPECT_EQ(r.err, "") << args[0];
+	}
+	::close(fds[1]);
+	::signal(SIGPIPE, SIG_DFL);
+}
+
+TEST_F(CliTest, EachOutputModeSaysWhatItCannotDo)
+{
+	// Raw to stdout: a directory needs an archive format or a directory.
+	Outcome r = run(cmd({"extract"}, {"/drive-scsi0.img/part/1/etc", "-"}));
+	EXPECT_EQ(r.code, kExitUsage);
+	EXPECT_NE(r.err.find("a directory needs --format tar|zip"), std::string::npos) << r.err;
+	// Into a directory: a symlink only with --symlinks; nothing is left.
+	guest_.data["/disk0/part/1/etc/mtab#tar"] = test::buildTar(
+		{{.name = "mtab", .type = AE_IFLNK, .perm = 0777, .link = "/proc/mounts"}});
+	guest_.objects["/disk0/part/1/etc/mtab"] = {.name = "mtab", .type = EntryType::Symlink, .mode = 0777};
+	r = run(cmd({"extract"}, {"/drive-scsi0.img/part/1/etc/mtab", target_.path()}));
+	EXPECT_EQ(r.code, kExitUsage) << r.err;
+	EXPECT_NE(r.err.find("--symlinks"), std::string::npos) << r.err;
+	EXPECT_EQ(::access((target_ / "mtab").c_str(), F_OK), -1);
+	r = run(cmd({"extract", "--symlinks"}, {"/drive-scsi0.img/part/1/etc/mtab", target_.path()}));
+	ASSERT_EQ(r.code, 0) << r.err;
+	char link[64] = {};
+	ASSERT_GT(::readlink((target_ / "mtab").c_str(), link, sizeof(link) - 1), 0);
+	EXPECT_STREQ(link, "/proc/mounts");
+}
+
 TEST_F(CliTest, StatusAndStop)
 {
 	Outcome r = run({"status"});
@@ -463,6 +506,25 @@ TEST_F(CliTest, MemoryAndIdleTimeoutReachTheHelper)
 	EXPECT_NE(calls.find("\x1f--image\x1fraw:" + repo_ / "vm/100/snap/drive-scsi0.img"), std::string::npos);
 	EXPECT_NE(calls.find("\x1f--image\x1fqcow2:" + repo_ / "vm/100/snap/drive-scsi1.qcow2"),
 		  std::string::npos);
+}
+
+// Issue 11: an ad-hoc image's format is its name's, or what the user says
+// with --image-format; its bytes only have to agree.
+TEST_F(CliTest, ImageFormatIsTheUsersNotTheBytes)
+{
+	const std::string qcow2 = readFile(repo_ / "vm/100/snap/drive-scsi1.qcow2");
+	test::writeFile(scratch_ / "disk", qcow2); // no extension: raw unless told
+	ASSERT_EQ(run({"list", "--image", scratch_ / "disk", "/disk/part/1/etc"}).code, 0);
+	EXPECT_NE(readFile(scratch_ / "calls").find("\x1f--image\x1fraw:" + scratch_ / "disk"), std::string::npos);
+	run({"stop", "--all"});
+	ASSERT_EQ(run({"list", "--image-format", "qcow2", "--image", scratch_ / "disk", "/disk/part/1/etc"}).code, 0);
+	EXPECT_NE(readFile(scratch_ / "calls").find("\x1f--image\x1fqcow2:" + scratch_ / "disk"), std::string::npos);
+	const Outcome wrong = run({"list", "--image-format", "vdi", "--image", scratch_ / "disk", "/disk/part/1"});
+	EXPECT_NE(wrong.code, 0);
+	EXPECT_NE(wrong.err.find("named vdi, but: not a vdi image"), std::string::npos) << wrong.err;
+	const Outcome bad = run({"list", "--image-format", "nbd", "--image", scratch_ / "disk", "/disk/part/1"});
+	EXPECT_EQ(bad.code, kExitUsage);
+	EXPECT_NE(bad.err.find("--image-format"), std::string::npos) << bad.err;
 }
 
 } // namespace

@@ -10,6 +10,7 @@
 //   die        the fake QEMU exits at once         mute    the fake QEMU never
 //              accepts a connection (a VM that does not boot)
 //   stubborn   like mute, and ignores SIGTERM
+//   hostile    $FAKE_HOSTILE_GUEST (hostile_guest.cpp) in QEMU's place
 // "<self> -name guest=file-restore:NAME --mode M" runs the fake QEMU alone.
 // FAKE_HELPER_LOG: a file to which one line is appended per call: the argv
 // (fields separated by \x1f), then "|ticket=" and what fd 3 held, then
@@ -172,10 +173,14 @@ int main(int argc, char **argv)
 		for (int fd = 3; fd < 63; ++fd)
 			::close(fd);
 		const std::string marker = "guest=file-restore:" + name;
-		std::vector<const char *> qemuArgv = {"/proc/self/exe", "-name", marker.c_str(),
+		// "hostile": a guest that speaks the real protocol with hostile
+		// answers (hostile_guest.cpp) stands in for QEMU.
+		const char *hostile = std::getenv("FAKE_HOSTILE_GUEST");
+		const std::string binary = mode == "hostile" && hostile != nullptr ? hostile : "/proc/self/exe";
+		std::vector<const char *> qemuArgv = {binary.c_str(), "-name", marker.c_str(),
 						       "--socket", socketPath.c_str(), "--ticket",
 						       ticket.c_str(), "--mode", mode.c_str(), nullptr};
-		::execv("/proc/self/exe", const_cast<char **>(qemuArgv.data()));
+		::execv(binary.c_str(), const_cast<char **>(qemuArgv.data()));
 		_exit(127);
 	}
 	::close(execPipe[1]);

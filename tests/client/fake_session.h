@@ -41,7 +41,7 @@ struct FakeGuest {
 	int failHandshakes = 0; // the first N handshakes fail (as if mid-boot)
 };
 
-class FakeSession final : public GuestSession {
+class FakeSession final : public VmSession {
 public:
 	FakeSession(UniqueFd fd, FakeGuest &guest) : fd_(std::move(fd)), guest_(guest) {}
 
@@ -59,29 +59,29 @@ public:
 			return Error(errno, "send", "stop");
 		return {};
 	}
-	Status list(std::string_view path, const EntryCallback &onEntry) override
+	Status list(std::string_view path, EntryCallback onEntry) override
 	{
 		const auto it = guest_.dirs.find(std::string(path));
 		if (it == guest_.dirs.end())
-			return Error::invalid(ENOENT, kGuestErrorCall, std::string(path),
-					      "NotFound: No such file or directory");
+			return Error::invalid(ENOENT, "guest", std::string(path),
+					      "NotFound: No such file or directory").withKind(ErrorKind::Guest);
 		std::size_t sent = 0;
 		for (const GuestEntry &entry : it->second) {
 			if (sent++ == guest_.listFailAfter)
-				return Error::invalid(EIO, kGuestErrorCall, std::string(path),
-						      "IoError: Input/output error");
+				return Error::invalid(EIO, "guest", std::string(path),
+						      "IoError: Input/output error").withKind(ErrorKind::Guest);
 			Status ok = onEntry(entry);
 			if (!ok)
 				return ok;
 		}
 		return {};
 	}
-	Status extract(std::string_view path, ExtractFormat, bool, const EntryCallback &onStart,
-		       const DataCallback &onData) override
+	Status extract(std::string_view path, ExtractFormat, bool, EntryCallback onStart,
+		       DataCallback onData) override
 	{
 		const auto it = guest_.data.find(std::string(path));
 		if (it == guest_.data.end())
-			return Error(ENOENT, kGuestErrorCall, std::string(path));
+			return Error(ENOENT, "guest", std::string(path)).withKind(ErrorKind::Guest);
 		std::string objectPath(path);
 		objectPath = objectPath.substr(0, objectPath.find('#'));
 		GuestEntry object;
@@ -115,7 +115,7 @@ class FakeSessionFactory final : public SessionFactory {
 public:
 	explicit FakeSessionFactory(FakeGuest &guest) : guest_(guest) {}
 
-	Result<std::unique_ptr<GuestSession>> open(UniqueFd fd, std::string_view ticketHex,
+	Result<std::unique_ptr<VmSession>> open(UniqueFd fd, std::string_view ticketHex,
 						   std::chrono::milliseconds handshakeTimeout,
 						   std::chrono::milliseconds) override
 	{
@@ -138,7 +138,7 @@ public:
 		}
 		if (greeting != ticketHex)
 			return Error::invalid(EACCES, "handshake", "", "the guest does not know our ticket");
-		return std::unique_ptr<GuestSession>(new FakeSession(std::move(fd), guest_));
+		return std::unique_ptr<VmSession>(new FakeSession(std::move(fd), guest_));
 	}
 
 private:

@@ -13,6 +13,8 @@
 
 #include <gtest/gtest.h>
 
+#include "shared/host_tsc.h"
+
 #include "client/process.h"
 #include "test_util.h"
 
@@ -112,8 +114,12 @@ TEST_F(SpawnTest, PassesArgvTicketAndLogAndParsesTheAnswer)
 	EXPECT_GT(out->pid, 1);
 	EXPECT_FALSE(out->cid);
 	const std::string calls = readFile(dir_ / "calls");
+	// The host's TSC frequency, measured by the runner, travels along.
+	HelperRequest expected = sampleRequest(dir_ / "vm.sock");
+	if (const std::optional<std::uint64_t> khz = hostTscKhz())
+		expected.tscKhz = static_cast<std::uint32_t>(*khz);
 	std::string argv;
-	for (const std::string &arg : helperArgv(fake_, sampleRequest(dir_ / "vm.sock")))
+	for (const std::string &arg : helperArgv(fake_, expected))
 		argv += (argv.empty() ? "" : "\x1f") + arg;
 	// The ticket arrived on fd 3 (and only there: not in argv), the log
 	// on a writable fd 4.

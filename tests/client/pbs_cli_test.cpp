@@ -32,7 +32,7 @@ constexpr std::uint64_t kChunk = 64 << 10;
 // No VM may be reached in these tests.
 class NoSessions final : public SessionFactory {
 public:
-	Result<std::unique_ptr<GuestSession>> open(UniqueFd, std::string_view,
+	Result<std::unique_ptr<VmSession>> open(UniqueFd, std::string_view,
 						   std::chrono::milliseconds,
 						   std::chrono::milliseconds) override
 	{

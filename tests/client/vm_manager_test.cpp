@@ -139,7 +139,7 @@ TEST_F(ManagerTest, StartsOnceThenReuses)
 		EXPECT_TRUE(vm->started());
 		pid = vm->record().pid;
 		std::vector<std::string> names;
-		ASSERT_TRUE(vm->session().list("/disk0", [&](const GuestEntry &e) {
+		ASSERT_TRUE(vm->session().list("/disk0", [&](const GuestEntry &e) noexcept {
 			names.push_back(e.name);
 			return Status{};
 		}));
@@ -353,7 +353,7 @@ TEST_F(ManagerTest, ConcurrentFirstCallsStartExactlyOneVm)
 			Client client(base_.path(), guest);
 			Result<VmConnection> vm = client.manager->acquire(spec_, in(30));
 			int listed = 0;
-			const bool ok = vm && vm->session().list("/disk0", [&](const GuestEntry &) {
+			const bool ok = vm && vm->session().list("/disk0", [&](const GuestEntry &) noexcept {
 				++listed;
 				return Status{};
 			});

@@ -35,7 +35,7 @@ namespace {
 const bool gUtf8Locale = std::setlocale(LC_CTYPE, "C.UTF-8") != nullptr;
 
 // Directories as disks: disk0 has partitions 1 and 2, disk1 a whole-disk
-// filesystem, disk2 nothing mountable.
+// filesystem, disk2 a locked LUKS partition.
 class DirVolumes : public Volumes {
 public:
 	explicit DirVolumes(const std::string &base)
@@ -46,29 +46,55 @@ public:
 			roots_[d] = UniqueFd(::open(path.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC));
 		}
 	}
-	std::vector<std::uint32_t> disks() override { return {0, 1, 2}; }
-	Result<DiskLayout> layout(std::uint32_t disk) override
+	// The shape SystemVolumes gives (guest/vpath.h): disk0/part/{1,2},
+	// disk1/raw, disk2 with a partition that cannot be opened.
+	Result<Resolved> resolve(const std::vector<std::string_view> &c) override
 	{
-		DiskLayout layout;
-		if (disk == 0) {
-			layout.hasTable = true;
-			layout.partitions = {{1, 1024, "ext4"}, {2, 2048, "vfat"}};
-		} else if (disk == 1) {
-			layout.wholeFsType = "xfs";
-			layout.sizeBytes = 4096;
-		} else if (disk != 2) {
-			return Error(ENOENT, "disk");
+		Resolved out;
+		auto fs = [&](const char *root, std::size_t from) -> Result<Resolved> {
+			out.isFilesystem = true;
+			out.root = roots_[root].get();
+			out.rest = joinComponents(c, from);
+			return out;
+		};
+		if (c.empty()) {
+			out.entries = {{"disk0", 0, {}}, {"disk1", 0, {}}, {"disk2", 0, {}}};
+			return out;
 		}
-		return layout;
+		if (c[0] == "disk0") {
+			if (c.size() == 1)
+				out.entries = {{"part", 0, {}}};
+			else if (c[1] != "part")
+				return Error(ENOENT, "bucket");
+			else if (c.size() == 2)
+				out.entries = {{"1", 1024, {}}, {"2", 2048, {}}};
+			else if (c[2] == "1" || c[2] == "2")
+				return fs(c[2] == "1" ? "p1" : "p2", 3);
+			else
+				return Error(ENOENT, "partition");
+			return out;
+		}
+		if (c[0] == "disk1") {
+			if (c.size() == 1) {
+				out.entries = {{"raw", 4096, {}}};
+				return out;
+			}
+			if (c[1] != "raw")
+				return Error(ENOENT, "bucket");
+			return fs("raw", 2);
+		}
+		if (c[0] == "disk2") {
+			if (c.size() == 1)
+				out.entries = {{"part", 0, {}}};
+			else if (c.size() == 2 && c[1] == "part")
+				out.entries = {{"1", 512, "crypto_LUKS: locked: no key given"}};
+			else
+				return Error::invalid(ENOKEY, "volume", "disk2", "crypto_LUKS: locked: no key given");
+			return out;
+		}
+		return Error(ENOENT, "disk");
 	}
-	Result<int> root(std::uint32_t disk, Bucket bucket, std::uint32_t partition) override
-	{
-		if (disk == 0 && bucket == Bucket::Part && (partition == 1 || partition == 2))
-			return roots_[partition == 1 ? "p1" : "p2"].get();
-		if (disk == 1 && bucket == Bucket::Raw)
-			return roots_["raw"].get();
-		return Error(ENOENT, "volume");
-	}
+	std::uint32_t diskCount() override { return 3; }
 	std::uint32_t mountCount() override { return 2; }
 
 private:
@@ -129,7 +155,7 @@ protected:
 	std::map<std::string, proto::Entry> list(const std::string &path, Status *status = nullptr)
 	{
 		std::map<std::string, proto::Entry> out;
-		Status ok = session_->list(path, [&](const proto::Entry &e) {
+		Status ok = session_->list(path, [&](const proto::Entry &e) noexcept {
 			out[e.name] = e;
 			return Status{};
 		});
@@ -147,12 +173,12 @@ protected:
 		std::string bytes;
 		Status ok = session_->extract(
 			path, format, compression,
-			[&](const proto::Entry &e) {
+			[&](const proto::Entry &e) noexcept {
 				if (start != nullptr)
 					*start = e;
 				return Status{};
 			},
-			[&](std::span<const std::uint8_t> chunk) {
+			[&](std::span<const std::uint8_t> chunk) noexcept {
 				bytes.append(reinterpret_cast<const char *>(chunk.data()), chunk.size());
 				return Status{};
 			});
@@ -249,7 +275,15 @@ TEST_F(TreeTest, VirtualDirectories)
 	auto disk1 = list("/disk1");
 	EXPECT_EQ(disk1.size(), 1U);
 	EXPECT_EQ(disk1.count("raw"), 1U);
-	EXPECT_TRUE(list("/disk2").empty());
+	// A volume that cannot be opened is listed all the same, and asking
+	// inside it answers its reason.
+	auto locked = list("/disk2/part");
+	ASSERT_EQ(locked.size(), 1U);
+	EXPECT_EQ(locked["1"].type, proto::EntryType::Directory);
+	Status inside;
+	list("/disk2/part/1", &inside);
+	ASSERT_FALSE(inside);
+	EXPECT_NE(inside.error().message().find("no key given"), std::string::npos) << inside.error().message();
 	auto parts = list("/disk0/part");
 	ASSERT_EQ(parts.size(), 2U);
 	EXPECT_EQ(parts["2"].size, 2048U);
@@ -299,7 +333,7 @@ TEST_F(TreeTest, ListsALargeDirectoryInBatchesEachNameOnce)
 	}
 	std::map<std::string, int> seen;
 	std::uint64_t sizes = 0;
-	Status ok = session_->list("/disk0/part/1/big", [&](const proto::Entry &e) {
+	Status ok = session_->list("/disk0/part/1/big", [&](const proto::Entry &e) noexcept {
 		++seen[e.name];
 		sizes += e.size;
 		return Status{};
@@ -463,39 +497,32 @@ TEST_F(TreeTest, StatusKeepTimeoutDoesNotTouch)
 	EXPECT_GE(info->idleLeftMs, 600U * 1000U - 100U);
 }
 
-TEST(VirtualPath, Parses)
+TEST(VirtualPath, Splits)
 {
-	Result<VirtualPath> root = parseVirtualPath("/");
+	Result<VirtualPath> root = splitVirtualPath("/");
 	ASSERT_TRUE(root);
-	EXPECT_EQ(root->kind, VirtualPath::Kind::Root);
-	Result<VirtualPath> part = parseVirtualPath("/disk12/part/3/etc/hostname");
+	EXPECT_TRUE(root->components.empty());
+	EXPECT_EQ(root->lastName, "");
+	Result<VirtualPath> part = splitVirtualPath("/disk12/part/3/etc/hostname");
 	ASSERT_TRUE(part);
-	EXPECT_EQ(part->kind, VirtualPath::Kind::Volume);
-	EXPECT_EQ(part->disk, 12U);
-	EXPECT_EQ(part->bucket, Bucket::Part);
-	EXPECT_EQ(part->partition, 3U);
-	EXPECT_EQ(part->rest, "etc/hostname");
+	ASSERT_EQ(part->components.size(), 5U);
+	EXPECT_EQ(part->components[2], "3");
+	EXPECT_EQ(joinComponents(part->components, 3), "etc/hostname");
 	EXPECT_EQ(part->lastName, "hostname");
-	Result<VirtualPath> raw = parseVirtualPath("/disk0/raw/");
+	Result<VirtualPath> raw = splitVirtualPath("/disk0/raw/");
 	ASSERT_TRUE(raw);
-	EXPECT_EQ(raw->kind, VirtualPath::Kind::Volume);
-	EXPECT_EQ(raw->bucket, Bucket::Raw);
-	EXPECT_EQ(raw->rest, "");
+	EXPECT_EQ(raw->components.size(), 2U);
 	EXPECT_EQ(raw->lastName, "raw");
-	Result<VirtualPath> parts = parseVirtualPath("/disk0/part");
-	ASSERT_TRUE(parts);
-	EXPECT_EQ(parts->kind, VirtualPath::Kind::Partitions);
-	for (const char *bad : {"/disk01", "/disk", "/diskx", "/disk256", "/disk0/part/0", "/disk0/part/01",
-				"/disk0/other", "/etc", "/disk0/part/4097"}) {
-		Result<VirtualPath> r = parseVirtualPath(bad);
-		ASSERT_FALSE(r) << bad;
-		EXPECT_EQ(r.error().errnum(), ENOENT) << bad;
-	}
 	for (const char *bad : {"", "disk0", "/disk0/raw/../x", "/disk0//raw", "/disk0/raw/./x"}) {
-		Result<VirtualPath> r = parseVirtualPath(bad);
+		Result<VirtualPath> r = splitVirtualPath(bad);
 		ASSERT_FALSE(r) << bad;
 		EXPECT_EQ(r.error().errnum(), EINVAL) << bad;
 	}
+	std::uint32_t n = 0;
+	EXPECT_TRUE(parseVirtualNumber("4096", 4096, n));
+	EXPECT_EQ(n, 4096U);
+	for (const char *bad : {"", "01", "4097", "x", "-1", "12345678901"})
+		EXPECT_FALSE(parseVirtualNumber(bad, 4096, n)) << bad;
 }
 
 } // namespace

@@ -5,7 +5,7 @@
 // under QEMU (TCG, serial transport, the helper's argv shape) and compare
 // what the daemon lists and extracts with what was put in.
 //
-// One VM (128 MiB RAM) with six disks serves most cases (boots are slow
+// One VM (256 MiB RAM, the client's default) with six disks serves most cases (boots are slow
 // under TCG); a second, small one proves the idle power-off, that an
 // extract holds the timer off and that a status with keep-timeout does not.
 #include <archive.h>
@@ -273,7 +273,9 @@ void MainVm::build()
 	writeTicketInitramfs(testInitramfs(), proto::ticketToHex(ticket), options.initramfs);
 	options.disks = {{d + "/gpt.img"}, {d + "/mbr.img"}, {d + "/dirty.img"}, {d + "/xfs.img"},
 			 {d + "/btrfs.img"}, {d + "/mbr.qcow2", "qcow2"}};
-	options.memoryMiB = 128; // the target: 128 MiB is enough (six disks here)
+	// 256 MiB, the default: with journals replayed into a RAM-backed layer
+	// (issue 14) and xfs and btrfs loaded too, six disks no longer fit 128.
+	options.memoryMiB = 256;
 	options.idleS = 600;
 	options.socketPath = d + "/serial.sock";
 	options.consoleLog = d + "/console.log";
@@ -331,7 +333,7 @@ protected:
 	Listing list(const std::string &path)
 	{
 		Listing out;
-		Status ok = session().list(path, [&](const Entry &e) {
+		Status ok = session().list(path, [&](const Entry &e) noexcept {
 			EXPECT_EQ(out.count(e.name), 0U) << "duplicate " << e.name;
 			out[e.name] = e;
 			return Status{};
@@ -346,11 +348,11 @@ protected:
 		Extracted result;
 		Status ok = session().extract(
 			path, format, compression,
-			[&](const Entry &e) {
+			[&](const Entry &e) noexcept {
 				result.start = e;
 				return Status{};
 			},
-			[&](std::span<const std::uint8_t> bytes) {
+			[&](std::span<const std::uint8_t> bytes) noexcept {
 				result.bytes.append(reinterpret_cast<const char *>(bytes.data()), bytes.size());
 				return Status{};
 			});
@@ -707,11 +709,11 @@ TEST_F(VmMain, SingleFileAsTar)
 TEST_F(VmMain, PathsThatWouldLeaveTheirMountAreRefused)
 {
 	// Through a symlink (escape -> ../../..): refused, never followed.
-	Status through = session().list("/disk0/part/1/tree/escape/etc", [](const Entry &) { return Status{}; });
+	Status through = session().list("/disk0/part/1/tree/escape/etc", [](const Entry &) noexcept { return Status{}; });
 	ASSERT_FALSE(through);
-	EXPECT_TRUE(GuestSession::isGuestError(through.error()));
+	EXPECT_TRUE((through.error().kind() == ErrorKind::Guest));
 	EXPECT_EQ(through.error().errnum(), EPERM) << through.error().message();
-	Status abs = session().list("/disk0/part/1/tree/link-abs", [](const Entry &) { return Status{}; });
+	Status abs = session().list("/disk0/part/1/tree/link-abs", [](const Entry &) noexcept { return Status{}; });
 	ASSERT_FALSE(abs);
 	EXPECT_EQ(abs.error().errnum(), ENOTDIR);
 	Result<Extracted> viaLink = extract("/disk0/part/1/tree/link-rel", proto::ExtractFormat::Raw);
@@ -755,7 +757,7 @@ TEST_F(VmMain, DotDotIsRefusedByTheGuestToo)
 		std::span<const std::uint8_t, proto::kServerHelloSize>(in.data() + at, proto::kServerHelloSize));
 	ASSERT_TRUE(server);
 	out.clear();
-	proto::encodeAuth(out, proto::clientProof(gMain->ticket, proto::kVersion, hello.nonce, server->serverNonce));
+	proto::encode(out, proto::Auth{proto::clientProof(gMain->ticket, proto::kVersion, hello.nonce, server->serverNonce)});
 	const std::string path = "/disk0/part/1/tree/../../etc";
 	const std::uint8_t header[8] = {static_cast<std::uint8_t>(path.size()), 0, 0, 0,
 					static_cast<std::uint8_t>(proto::FrameType::List), 0, 0, 0};
@@ -810,8 +812,8 @@ TEST_F(VmMain, WrongTicketIsRefusedAndAFakeGuestIsDetected)
 		std::span<const std::uint8_t, proto::kServerHelloSize>(in.data() + at, proto::kServerHelloSize));
 	ASSERT_TRUE(server);
 	out.clear();
-	proto::encodeAuth(out, proto::clientProof(wrong, proto::kVersion, hello.nonce, server->serverNonce));
-	proto::encodeList(out, "/");
+	proto::encode(out, proto::Auth{proto::clientProof(wrong, proto::kVersion, hello.nonce, server->serverNonce)});
+	proto::encode(out, proto::ListRequest{"/"});
 	ASSERT_EQ(::send(fd.get(), out.data(), out.size(), MSG_NOSIGNAL), static_cast<ssize_t>(out.size()));
 	in.erase(in.begin(), in.begin() + static_cast<std::ptrdiff_t>(at + proto::kServerHelloSize));
 	while (in.size() < 8 + 12) {
@@ -840,8 +842,8 @@ TEST_F(VmMain, NewConnectionAfterAnAbruptDisconnect)
 		std::uint64_t got = 0;
 		Status cut = s->extract(
 			"/disk0/part/1/big/file256", proto::ExtractFormat::Raw, proto::Compression::None,
-			[](const Entry &) { return Status{}; },
-			[&](std::span<const std::uint8_t> bytes) {
+			[](const Entry &) noexcept { return Status{}; },
+			[&](std::span<const std::uint8_t> bytes) noexcept {
 				got += bytes.size();
 				if (got > 3 * MiB)
 					return Status(Error(ECANCELED, "test", "walking away"));
@@ -855,7 +857,7 @@ TEST_F(VmMain, NewConnectionAfterAnAbruptDisconnect)
 	ASSERT_TRUE(fresh) << fresh.error().message();
 	Result<proto::StatusInfo> info = fresh->status(true);
 	ASSERT_TRUE(info) << info.error().message();
-	Status listed = fresh->list("/disk0/part/1/etc", [](const Entry &) { return Status{}; });
+	Status listed = fresh->list("/disk0/part/1/etc", [](const Entry &) noexcept { return Status{}; });
 	EXPECT_TRUE(listed) << listed.error().message();
 	session_ = std::make_unique<GuestSession>(std::move(*fresh));
 }
@@ -873,7 +875,7 @@ TEST_F(VmMain, QuickReconnectsAreAllAnswered)
 		Result<GuestSession> s = gMain->vm->connect(gMain->ticket, 10000);
 		ASSERT_TRUE(s) << "round " << round << ": " << s.error().message();
 		int entries = 0;
-		Status listed = s->list("/disk0/part/1/etc", [&](const Entry &) {
+		Status listed = s->list("/disk0/part/1/etc", [&](const Entry &) noexcept {
 			++entries;
 			return Status{};
 		});
@@ -937,8 +939,8 @@ TEST(VmIdle, PowersOffWhenIdleButNotDuringAnExtract)
 	std::string bytes;
 	Status extracted = session->extract(
 		"/disk0/raw/file", proto::ExtractFormat::Raw, proto::Compression::None,
-		[](const Entry &) { return Status{}; },
-		[&](std::span<const std::uint8_t> chunk) {
+		[](const Entry &) noexcept { return Status{}; },
+		[&](std::span<const std::uint8_t> chunk) noexcept {
 			bytes.append(reinterpret_cast<const char *>(chunk.data()), chunk.size());
 			got += chunk.size();
 			std::this_thread::sleep_for(std::chrono::milliseconds(70));
@@ -1060,8 +1062,8 @@ TEST(VmVsock, ListAndExtractOverVsock)
 	std::string bytes;
 	Status extracted = session->extract(
 		"/disk0/raw/etc/hostname", proto::ExtractFormat::Raw, proto::Compression::None,
-		[](const Entry &) { return Status{}; },
-		[&](std::span<const std::uint8_t> chunk) {
+		[](const Entry &) noexcept { return Status{}; },
+		[&](std::span<const std::uint8_t> chunk) noexcept {
 			bytes.append(reinterpret_cast<const char *>(chunk.data()), chunk.size());
 			return Status{};
 		});

@@ -25,7 +25,7 @@
 #include <gtest/gtest.h>
 
 #include "fr_config.h"
-#include "guest/cpio.h"
+#include "shared/initramfs.h"
 #include "shared/guest_abi.h"
 
 namespace fr::test {
@@ -221,13 +221,8 @@ void writeTicketInitramfs(const std::string &base, const std::string &ticketHex,
 {
 	std::string image = readFile(base);
 	ASSERT_FALSE(image.empty()) << base;
-	image.resize((image.size() + 3) / 4 * 4, '\0');
-	guest::CpioEntry ticket;
-	ticket.path = std::string(abi::kTicketPath).substr(1);
-	ticket.mode = 0400;
-	ticket.data = ticketHex;
-	const std::vector<std::uint8_t> cpio = guest::writeNewc({ticket});
-	image.append(cpio.begin(), cpio.end());
+	// What the helper appends (shared/initramfs.h), in a file.
+	image += ticketArchive(ticketHex, image.size());
 	writeFile(out, image, 0600);
 }
 

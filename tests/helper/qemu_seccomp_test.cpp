@@ -18,7 +18,7 @@
 #include <gtest/gtest.h>
 
 #include "helper/process.h"
-#include "helper/qemu_command.h"
+#include "shared/qemu_command.h"
 #include "seccomp-profiles/qemu_seccomp_bpf.h"
 #include "tests/support/support.h"
 #include "shared/unique_fd.h"

@@ -22,6 +22,7 @@
 #include <gtest/gtest.h>
 
 #include "fr_config.h"
+#include "shared/host_tsc.h"
 #include "tests/support/support.h"
 
 namespace fr::test {
@@ -80,7 +81,7 @@ TEST(VmBoot, HelperStartsRealQemuWhichBootsTheKernelWithTheTicket)
 	RunOptions options;
 	options.path = install.helperPath();
 	options.argv = {install.helperPath(), "start", "--name", "vm-boot-test", "--transport", "serial",
-			"--socket", dir + "/vm.sock", "--timeout", "60", "--ticket-fd", "3", "--log-fd", "4",
+			"--socket", dir + "/vm.sock", "--timeout", "60", "--tsc-khz", std::to_string(hostTscKhz().value_or(2000000)), "--ticket-fd", "3", "--log-fd", "4",
 			"--image", "raw:" + dir + "/disk.raw", "--image", "raw:" + dir + "/evil.img"};
 	options.user = user;
 	options.fds = {{3, ticketRead}, {4, log}};

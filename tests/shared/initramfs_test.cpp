@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: AGPL-3.0-or-later
-#include "helper/initramfs.h"
+#include "shared/initramfs.h"
 
 #include <fcntl.h>
 #include <sys/mman.h>
@@ -12,7 +12,7 @@
 #include "shared/guest_abi.h"
 #include "tests/support/support.h"
 
-namespace fr::helper {
+namespace fr {
 namespace {
 
 const std::string kTicket(64, 'a');
@@ -101,4 +101,4 @@ TEST(BuildInitramfs, ReadErrorsAreReported)
 }
 
 } // namespace
-} // namespace fr::helper
+} // namespace fr

@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: AGPL-3.0-or-later
 #pragma once
 
-// The real SessionFactory: the guest protocol session from shared/.
+// The real SessionFactory: VmSession over the guest protocol session from
+// shared/ (shared/guest_session.h).
 
 #include <memory>
 

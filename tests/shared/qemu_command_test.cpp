@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: AGPL-3.0-or-later
 // Golden tests: the complete QEMU command line for typical starts. A change
 // here is a change to what every VM runs with; review it as such.
-#include "helper/qemu_command.h"
+#include "shared/qemu_command.h"
 
 #include <algorithm>
 #include <string>
@@ -9,7 +9,7 @@
 
 #include <gtest/gtest.h>
 
-namespace fr::helper {
+namespace fr {
 namespace {
 
 // The helper's fds (made-up numbers): QEMU's layout is built from them.
@@ -141,4 +141,4 @@ TEST(QemuCommand, NbdImagesAreTheSocketItselfNoFdset)
 }
 
 } // namespace
-} // namespace fr::helper
+} // namespace fr

@@ -4,7 +4,9 @@
 // QEMU's command line and the guest kernel's, built from checked values
 // only, and QEMU's fd layout with it: each fd gets its number in QEMU where
 // the argument naming it is written, so the two cannot drift apart. Pure
-// functions: the golden test pins their output.
+// functions: the golden test pins their output. The helper execs QEMU with
+// them; tests and benchmarks that boot the VM without the helper can use the
+// same command line.
 
 #include <cstdint>
 #include <optional>
@@ -13,7 +15,7 @@
 
 #include "shared/helper_contract.h"
 
-namespace fr::helper {
+namespace fr {
 
 using contract::ImageFormat;
 using contract::Transport;
@@ -54,4 +56,4 @@ std::string buildKernelCmdline(std::uint32_t idleSeconds, Transport transport,
 // initrd, channel and the images in that order.
 QemuCommand buildQemuCommand(const QemuConfig &config, const QemuFds &fds);
 
-} // namespace fr::helper
+} // namespace fr

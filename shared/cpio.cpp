@@ -1,12 +1,12 @@
 // SPDX-License-Identifier: AGPL-3.0-or-later
-#include "guest/cpio.h"
+#include "shared/cpio.h"
 
 #include <sys/stat.h>
 
 #include <algorithm>
 #include <cstdio>
 
-namespace fr::guest {
+namespace fr {
 
 namespace {
 
@@ -50,12 +50,14 @@ std::vector<std::uint8_t> writeNewc(std::vector<CpioEntry> entries)
 			nlink = 2;
 		} else if (e.type == CpioEntry::Type::CharDevice) {
 			type = S_IFCHR;
+		} else if (e.type == CpioEntry::Type::Symlink) {
+			type = S_IFLNK;
 		}
 		appendEntry(out, ino++, type | (e.mode & 07777), nlink, e.path,
-			    e.type == CpioEntry::Type::File ? e.data : std::string(), e.rdevMajor, e.rdevMinor);
+			    e.type == CpioEntry::Type::File || e.type == CpioEntry::Type::Symlink ? e.data : std::string(), e.rdevMajor, e.rdevMinor);
 	}
 	appendEntry(out, 0, 0, 1, "TRAILER!!!", std::string(), 0, 0);
 	return out;
 }
 
-} // namespace fr::guest
+} // namespace fr

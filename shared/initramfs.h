@@ -12,7 +12,7 @@
 #include "shared/result.h"
 #include "shared/unique_fd.h"
 
-namespace fr::helper {
+namespace fr {
 
 // Upper bound on the base initramfs (refused above).
 inline constexpr long long kMaxInitramfsBytes = 1LL << 30;
@@ -30,4 +30,4 @@ std::string ticketArchive(std::string_view ticket, std::size_t baseSize);
 // base larger than kMaxInitramfsBytes.
 Result<UniqueFd> buildInitramfs(int baseFd, std::string_view ticket);
 
-} // namespace fr::helper
+} // namespace fr

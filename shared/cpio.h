@@ -11,18 +11,18 @@
 #include <string>
 #include <vector>
 
-namespace fr::guest {
+namespace fr {
 
 struct CpioEntry {
-	enum class Type { Directory, File, CharDevice };
+	enum class Type { Directory, File, CharDevice, Symlink };
 	Type type = Type::File;
 	std::string path;   // relative, no leading '/', e.g. "lib/modules/ext4.ko"
 	std::uint32_t mode = 0644; // permission bits
-	std::string data;   // File only
+	std::string data;   // File: the content; Symlink: the target
 	std::uint32_t rdevMajor = 0, rdevMinor = 0; // CharDevice only
 };
 
 // The archive (ending with the TRAILER!!! entry), padded to 4 bytes.
 std::vector<std::uint8_t> writeNewc(std::vector<CpioEntry> entries);
 
-} // namespace fr::guest
+} // namespace fr

@@ -1,9 +1,9 @@
 // SPDX-License-Identifier: AGPL-3.0-or-later
-#include "helper/qemu_command.h"
+#include "shared/qemu_command.h"
 
 #include "shared/guest_abi.h"
 
-namespace fr::helper {
+namespace fr {
 
 namespace {
 
@@ -82,9 +82,9 @@ QemuCommand buildQemuCommand(const QemuConfig &c, const QemuFds &fds)
 		const int fd = place(cmd, fds.images[i]);
 		if (c.formats[i] != ImageFormat::Nbd)
 			cmd.argv.insert(cmd.argv.end(), {"-add-fd", "fd=" + std::to_string(fd) + ",set=" + n});
-		cmd.argv.insert(cmd.argv.end(), {"-blockdev", blockdev(c.formats[i], serial, fd, n), "-device",
-						 "virtio-blk-device,drive=" + serial + ",serial=" + serial +
-							 ",scsi=off"});
+		std::string device = "virtio-blk-device,drive=";
+		device.append(serial).append(",serial=").append(serial).append(",scsi=off");
+		cmd.argv.insert(cmd.argv.end(), {"-blockdev", blockdev(c.formats[i], serial, fd, n), "-device", device});
 	}
 	if (c.transport == Transport::Vsock) {
 		cmd.argv.insert(cmd.argv.end(), {"-device", "vhost-vsock-device,guest-cid=" + std::to_string(c.cid) +
@@ -99,4 +99,4 @@ QemuCommand buildQemuCommand(const QemuConfig &c, const QemuFds &fds)
 	return cmd;
 }
 
-} // namespace fr::helper
+} // namespace fr

@@ -1,9 +1,10 @@
 // SPDX-License-Identifier: AGPL-3.0-or-later
-#include "client/guest_session.h"
+#include "client/protocol_session.h"
 
 #include <cerrno>
 
 #include "client/guest_path.h"
+#include "shared/byte_stream.h"
 #include "shared/guest_session.h"
 #include "shared/protocol.h"
 
@@ -92,7 +93,7 @@ bool listsVirtualLevel(std::string_view guestPath)
 	return components->size() == 1 || (components->size() == 2 && (*components)[1] == "part");
 }
 
-class ProtocolSession final : public GuestSession {
+class ProtocolSession final : public VmSession {
 public:
 	explicit ProtocolSession(fr::GuestSession session) : session_(std::move(session)) {}
 
@@ -116,24 +117,24 @@ public:
 
 	Status stop() override { return session_.stop(); }
 
-	Status list(std::string_view guestPath, const EntryCallback &onEntry) override
+	Status list(std::string_view guestPath, EntryCallback onEntry) override
 	{
 		const bool isVirtual = listsVirtualLevel(guestPath);
-		return session_.list(guestPath, [&](const proto::Entry &entry) {
+		return session_.list(guestPath, [&](const proto::Entry &entry) noexcept {
 			return onEntry(toEntry(entry, isVirtual));
 		});
 	}
 
 	Status extract(std::string_view guestPath, ExtractFormat format, bool zstd,
-		       const EntryCallback &onStart, const DataCallback &onData) override
+		       EntryCallback onStart, DataCallback onData) override
 	{
 		const proto::ExtractFormat wire = format == ExtractFormat::Raw   ? proto::ExtractFormat::Raw
 						  : format == ExtractFormat::Tar ? proto::ExtractFormat::Tar
 										 : proto::ExtractFormat::Zip;
 		return session_.extract(
 			guestPath, wire, zstd ? proto::Compression::Zstd : proto::Compression::None,
-			[&](const proto::Entry &entry) { return onStart(toEntry(entry, false)); },
-			[&](std::span<const std::uint8_t> bytes) {
+			[&](const proto::Entry &entry) noexcept { return onStart(toEntry(entry, false)); },
+			[&](std::span<const std::uint8_t> bytes) noexcept {
 				return onData(std::string_view(reinterpret_cast<const char *>(bytes.data()),
 							       bytes.size()));
 			});
@@ -145,7 +146,7 @@ private:
 
 class ProtocolSessionFactory final : public SessionFactory {
 public:
-	Result<std::unique_ptr<GuestSession>> open(UniqueFd fd, std::string_view ticketHex,
+	Result<std::unique_ptr<VmSession>> open(UniqueFd fd, std::string_view ticketHex,
 						   milliseconds handshakeTimeout,
 						   milliseconds ioTimeout) override
 	{
@@ -161,7 +162,7 @@ public:
 			return session.error();
 		// The session owns the stream now; it lives as long as the session.
 		raw->setDeadline(std::nullopt);
-		return std::unique_ptr<GuestSession>(new ProtocolSession(std::move(*session)));
+		return std::unique_ptr<VmSession>(new ProtocolSession(std::move(*session)));
 	}
 };
 

@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: AGPL-3.0-or-later
-#include "helper/initramfs.h"
+#include "shared/initramfs.h"
 
 #include <fcntl.h>
 #include <sys/mman.h>
@@ -8,70 +8,22 @@
 #include <cerrno>
 #include <cstdio>
 
+#include "shared/cpio.h"
+#include "shared/fd_io.h"
 #include "shared/guest_abi.h"
 
-namespace fr::helper {
-
-namespace {
-
-void pad4(std::string &out, std::size_t base)
-{
-	while ((base + out.size()) % 4 != 0)
-		out += '\0';
-}
-
-// One newc header + name, padded (the header is 110 bytes: magic and 13
-// eight-digit hex fields).
-void newcEntry(std::string &out, std::size_t base, std::string_view name, unsigned mode,
-	       std::string_view data)
-{
-	char header[111];
-	(void)std::snprintf(header, sizeof(header),
-		      "070701%08X%08X%08X%08X%08X%08X%08zX%08X%08X%08X%08X%08zX%08X",
-		      1U,    // ino
-		      mode,  // mode
-		      0U,    // uid
-		      0U,    // gid
-		      1U,    // nlink
-		      0U,    // mtime
-		      data.size(),
-		      0U, 0U, 0U, 0U, // dev and rdev major/minor
-		      name.size() + 1, // name length including NUL
-		      0U);   // check
-	out.append(header, 110);
-	out.append(name);
-	out += '\0';
-	pad4(out, base);
-	out.append(data);
-	pad4(out, base);
-}
-
-bool writeAll(int fd, const char *data, std::size_t size)
-{
-	while (size > 0) {
-		const ssize_t n = ::write(fd, data, size);
-		if (n < 0) {
-			if (errno == EINTR)
-				continue;
-			return false;
-		}
-		data += n;
-		size -= static_cast<std::size_t>(n);
-	}
-	return true;
-}
-
-} // namespace
+namespace fr {
 
 std::string ticketArchive(std::string_view ticket, std::size_t baseSize)
 {
-	std::string out;
-	pad4(out, baseSize);
-	std::string_view name = abi::kTicketPath;
-	while (!name.empty() && name.front() == '/')
-		name.remove_prefix(1); // cpio names are relative to the root
-	newcEntry(out, baseSize, name, 0100400, ticket);
-	newcEntry(out, baseSize, "TRAILER!!!", 0, {});
+	// Zero padding to a 4-byte boundary: a new cpio must start 4-aligned.
+	std::string out((4 - baseSize % 4) % 4, '\0');
+	CpioEntry entry;
+	entry.path = std::string(abi::kTicketPath).substr(1); // cpio names are relative
+	entry.mode = 0400;
+	entry.data = std::string(ticket);
+	const std::vector<std::uint8_t> cpio = writeNewc({entry});
+	out.append(cpio.begin(), cpio.end());
 	return out;
 }
 
@@ -101,12 +53,14 @@ Result<UniqueFd> buildInitramfs(int baseFd, std::string_view ticket)
 		total += n;
 		if (total > kMaxInitramfsBytes)
 			return Error(EFBIG, "read", "initramfs.img");
-		if (!writeAll(memfd.get(), buf, static_cast<std::size_t>(n)))
-			return Error(errno, "write", "initramfs memfd");
+		if (Status ok = writeAll(memfd.get(), std::string_view(buf, static_cast<std::size_t>(n)),
+					 "initramfs memfd");
+		    !ok)
+			return ok.error();
 	}
 	const std::string tail = ticketArchive(ticket, static_cast<std::size_t>(total));
-	if (!writeAll(memfd.get(), tail.data(), tail.size()))
-		return Error(errno, "write", "initramfs memfd");
+	if (Status ok = writeAll(memfd.get(), tail, "initramfs memfd"); !ok)
+		return ok.error();
 	// Nothing may change the image once QEMU holds it.
 	if (::fcntl(memfd.get(), F_ADD_SEALS,
 		    F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_WRITE | F_SEAL_SEAL) != 0)
@@ -120,4 +74,4 @@ Result<UniqueFd> buildInitramfs(int baseFd, std::string_view ticket)
 	return readOnly;
 }
 
-} // namespace fr::helper
+} // namespace fr
