@@ -1,6 +1,5 @@
 // SPDX-License-Identifier: AGPL-3.0-or-later
-// fr-boot-status: one timed restore-VM start, for bench/boot-to-status.sh
-// and bench/guest-variants.sh.
+// fr-boot-status: one timed restore-VM start, for bench/boot-to-status.sh.
 //
 //   fr-boot-status KERNEL INITRAMFS-WITH-TICKET TICKET-HEX MEMORY-MIB DISK
 //                  [LIST-PATH [EXTRACT-PATH [TIMES]]]
@@ -27,6 +26,7 @@
 #include <sstream>
 #include <string>
 
+#include "shared/clock.h"
 #include "shared/guest_session.h"
 #include "shared/protocol.h"
 #include "tests/guest/vm_util.h"
@@ -35,9 +35,7 @@ namespace {
 
 double nowMs()
 {
-	timespec ts{};
-	::clock_gettime(CLOCK_MONOTONIC, &ts);
-	return static_cast<double>(ts.tv_sec) * 1000.0 + static_cast<double>(ts.tv_nsec) / 1e6;
+	return static_cast<double>(fr::monotonicMs());
 }
 
 // utime + stime of `pid`, in ms.

@@ -171,10 +171,11 @@ private:
 		GuestTarget target;
 		std::shared_ptr<const PbsSelection> pbs; // a datastore's snapshot
 	};
-	Resolved resolve(const std::string *snapshot, const std::string &path);
+	// snapshot: empty with --image.
+	Resolved resolve(std::string_view snapshot, const std::string &path);
 	std::string repository() const;
 	std::shared_ptr<const PbsSelection> selectDatastoreSnapshot(const std::string &datastore,
-								     const std::string &snapshot);
+								     std::string_view snapshot);
 	int listSnapshots();
 	// A failed request on a datastore's VM: the NBD servers' reports of
 	// bad chunks go to stderr first (they say which chunk, and why).
@@ -251,7 +252,7 @@ std::string Commands::repository() const
 }
 
 std::shared_ptr<const PbsSelection>
-Commands::selectDatastoreSnapshot(const std::string &datastore, const std::string &snapshot)
+Commands::selectDatastoreSnapshot(const std::string &datastore, std::string_view snapshot)
 {
 	const Target &t = o_.target;
 	PbsKeyOptions keyOptions;
@@ -281,7 +282,7 @@ Status Commands::withChunkReports(Status status, const Resolved &r)
 	return status;
 }
 
-Commands::Resolved Commands::resolve(const std::string *snapshot, const std::string &rawPath)
+Commands::Resolved Commands::resolve(std::string_view snapshot, const std::string &rawPath)
 {
 	Resolved out;
 	const Target &t = o_.target;
@@ -308,7 +309,7 @@ Commands::Resolved Commands::resolve(const std::string *snapshot, const std::str
 	} else if (const std::string repo = repository(); pbs::isDatastore(repo)) {
 		// A PBS datastore: the snapshot and its key are checked against
 		// the manifest here, before any VM starts.
-		out.pbs = selectDatastoreSnapshot(repo, *snapshot);
+		out.pbs = selectDatastoreSnapshot(repo, snapshot);
 		out.spec.archives = out.pbs->archives;
 		const std::string id = out.pbs->snapshot.id.path();
 		out.spec.name = snapshotVmName(repo, id);
@@ -322,7 +323,7 @@ Commands::Resolved Commands::resolve(const std::string *snapshot, const std::str
 		if (!t.ns.empty() || !t.keyFile.empty() || !t.keyFd.empty())
 			usage("--ns, --keyfile and --keyfd need a Proxmox Backup Server datastore as "
 			      "the repository (a directory with .chunks)");
-		Result<std::string> normalised = normaliseSnapshot(*snapshot);
+		Result<std::string> normalised = normaliseSnapshot(snapshot);
 		if (!normalised)
 			usage(normalised.error().message());
 		const std::string dir = check(canonicalPath(repo + "/" + *normalised, "snapshot"));
@@ -338,8 +339,8 @@ Commands::Resolved Commands::resolve(const std::string *snapshot, const std::str
 	if (!transport)
 		usage("--transport: must be auto, vsock or serial");
 	out.spec.transport = *transport;
-	out.spec.memoryMib = optionalNumber(t.memory, "--memory", 1, 1 << 20);
-	out.spec.idleTimeout = optionalNumber(t.idleTimeout, "--idle-timeout", 1, 7 * 86400);
+	out.spec.memoryMib = optionalNumber(t.memory, "--memory", 1, std::uint64_t{1} << 20);
+	out.spec.idleTimeout = optionalNumber(t.idleTimeout, "--idle-timeout", 1, std::uint64_t{7} * 86400);
 	return out;
 }
 
@@ -394,7 +395,7 @@ int Commands::list()
 	const std::size_t wanted = images ? 1 : 2;
 	if (o_.positionals.size() > wanted || o_.positionals.size() + 1 < wanted)
 		usage(images ? "list --image FILE... [PATH]" : "list SNAPSHOT [PATH]");
-	const std::string *snapshot = images ? nullptr : &o_.positionals[0];
+	const std::string_view snapshot = images ? std::string_view() : o_.positionals[0];
 	const std::string path = o_.positionals.size() == wanted ? o_.positionals.back()
 								 : (o_.target.base64 ? "Lw==" : "/");
 	Resolved r = resolve(snapshot, path);
@@ -452,7 +453,7 @@ int Commands::extract()
 	if (o_.positionals.size() < minimum || o_.positionals.size() > minimum + 1)
 		usage(images ? "extract --image FILE... PATH [TARGET]"
 			     : "extract SNAPSHOT PATH [TARGET]");
-	const std::string *snapshot = images ? nullptr : &o_.positionals[0];
+	const std::string_view snapshot = images ? std::string_view() : o_.positionals[0];
 	const std::string &path = o_.positionals[minimum - 1];
 	std::string target = o_.positionals.size() > minimum ? o_.positionals[minimum] : "";
 	if (!o_.format.empty() && !target.empty() && target != "-")
@@ -638,11 +639,11 @@ void printError(bool asJson, int code, const std::string &message, int jsonFd = 
 	}
 }
 
+// The subcommands whose parsed() picks the command (else: stop).
 struct Subcommands {
 	CLI::App *list;
 	CLI::App *extract;
 	CLI::App *status;
-	CLI::App *stop;
 };
 
 Subcommands defineCommands(CLI::App &app, Options &o)
@@ -677,7 +678,7 @@ Subcommands defineCommands(CLI::App &app, Options &o)
 	stop->add_option("names", o.positionals, "VM names (see status)");
 	stop->add_flag("--all", o.all, "stop every VM of this user");
 	stop->add_option("--timeout", o.target.timeout, "seconds to wait (default 120)");
-	return Subcommands{list, extract, status, stop};
+	return Subcommands{list, extract, status};
 }
 
 // Runs the parsed command: the only place its failures are caught.

@@ -26,7 +26,6 @@ public:
 	// One try: nullopt when another process holds it.
 	static Result<std::optional<FileLock>> tryAcquire(int dirFd, const std::string &name);
 
-	bool isLocked() const noexcept { return fd_.isValid(); }
 	void release() noexcept { fd_.reset(); }
 
 private:

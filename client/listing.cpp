@@ -49,15 +49,15 @@ std::string entryText(const GuestEntry &entry)
 	char buf[96];
 	if (entry.type == EntryType::Virtual) {
 		const std::string size = entry.size != 0 ? std::to_string(entry.size) : "";
-		std::snprintf(buf, sizeof(buf), "%c %9s %12s %16s ", static_cast<char>(entry.type), "",
-			      size.c_str(), "");
+		(void)std::snprintf(buf, sizeof(buf), "%c %9s %12s %16s ", static_cast<char>(entry.type),
+				    "", size.c_str(), "");
 	} else {
 		const std::time_t when = static_cast<std::time_t>(entry.mtime);
 		std::tm tm {};
 		char date[32] = "?";
 		if (::localtime_r(&when, &tm) != nullptr)
-			std::strftime(date, sizeof(date), "%Y-%m-%d %H:%M", &tm);
-		std::snprintf(buf, sizeof(buf), "%c %s %12" PRIu64 " %16s ",
+			(void)std::strftime(date, sizeof(date), "%Y-%m-%d %H:%M", &tm);
+		(void)std::snprintf(buf, sizeof(buf), "%c %s %12" PRIu64 " %16s ",
 			      static_cast<char>(entry.type), modeText(entry.mode).c_str(), entry.size,
 			      date);
 	}
@@ -72,12 +72,12 @@ std::string durationText(std::uint64_t seconds)
 {
 	char buf[48];
 	if (seconds >= 3600)
-		std::snprintf(buf, sizeof(buf), "%" PRIu64 "h%02" PRIu64 "m", seconds / 3600,
+		(void)std::snprintf(buf, sizeof(buf), "%" PRIu64 "h%02" PRIu64 "m", seconds / 3600,
 			      seconds / 60 % 60);
 	else if (seconds >= 60)
-		std::snprintf(buf, sizeof(buf), "%" PRIu64 "m%02" PRIu64 "s", seconds / 60, seconds % 60);
+		(void)std::snprintf(buf, sizeof(buf), "%" PRIu64 "m%02" PRIu64 "s", seconds / 60, seconds % 60);
 	else
-		std::snprintf(buf, sizeof(buf), "%" PRIu64 "s", seconds);
+		(void)std::snprintf(buf, sizeof(buf), "%" PRIu64 "s", seconds);
 	return buf;
 }
 

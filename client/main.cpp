@@ -9,7 +9,7 @@ int main(int argc, char **argv)
 {
 	// Writes to a closed stdout (`| head`) fail with EPIPE instead of
 	// killing us before we clean up partial output.
-	std::signal(SIGPIPE, SIG_IGN);
+	(void)std::signal(SIGPIPE, SIG_IGN);
 	auto sessions = fr::client::makeProtocolSessionFactory();
 	return fr::client::runCli(argc, argv, *sessions);
 }

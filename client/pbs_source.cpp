@@ -20,6 +20,7 @@
 #include "client/pbs/nbd_server.h"
 #include "client/pbs/sandbox.h"
 #include "shared/display.h"
+#include "shared/landlock.h"
 
 namespace fr::client {
 
@@ -222,7 +223,7 @@ std::string withFidxArchiveName(const std::vector<Archive> &archives, const std:
 Result<std::vector<UniqueFd>> startPbsServers(const PbsSelection &selection, int logFd,
 					      std::chrono::milliseconds timeout)
 {
-	if (pbs::landlockAbi() <= 0)
+	if (landlock::abi() <= 0)
 		return Error::invalid(ENOSYS, "nbd server", selection.datastore,
 				      "this kernel has no Landlock, which the datastore reader "
 				      "requires (docs/pbs.md)");

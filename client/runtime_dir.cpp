@@ -34,7 +34,7 @@ Status checkPrivateDir(const std::string &path, const char *what)
 Result<std::string> runtimeBase(const char *xdgRuntimeDir)
 {
 	if (xdgRuntimeDir != nullptr && xdgRuntimeDir[0] != '\0') {
-		const std::string base(xdgRuntimeDir);
+		std::string base(xdgRuntimeDir);
 		if (base.front() != '/')
 			return Error::invalid(EINVAL, "XDG_RUNTIME_DIR", escapeForDisplay(base),
 					      "must be an absolute path");
@@ -46,7 +46,7 @@ Result<std::string> runtimeBase(const char *xdgRuntimeDir)
 	// Without a login session (cron, su, a service) systemd-logind's
 	// directory may still exist; anything else (a shared /tmp) would let
 	// other users race us for the names inside.
-	const std::string fallback = "/run/user/" + std::to_string(::geteuid());
+	std::string fallback = "/run/user/" + std::to_string(::geteuid());
 	Status ok = checkPrivateDir(fallback, "XDG_RUNTIME_DIR");
 	if (!ok)
 		return Error::invalid(ENOENT, "XDG_RUNTIME_DIR", "unset",

@@ -21,6 +21,7 @@
 #include "client/extract_names.h"
 #include "client/process.h"
 #include "shared/display.h"
+#include "shared/fd_io.h"
 
 namespace fr::client {
 
@@ -134,7 +135,9 @@ private:
 		report_.skipped.push_back(escapeForDisplay(name) + ": " + why);
 	}
 	mode_t mask(mode_t mode) const { return mode & 0777 & ~options_.umask; }
-	Result<std::vector<std::string>> stripped(std::string_view name, bool &atRoot);
+	// The member name as components below the root; atRoot: it names the
+	// root itself.
+	Result<std::vector<std::string>> memberPath(std::string_view name, bool &atRoot);
 
 	int rootFd_;
 	const UnpackOptions &options_;
@@ -144,16 +147,11 @@ private:
 	std::optional<std::string> fileAtTop_;
 };
 
-Result<std::vector<std::string>> Unpacker::stripped(std::string_view name, bool &atRoot)
+Result<std::vector<std::string>> Unpacker::memberPath(std::string_view name, bool &atRoot)
 {
 	Result<std::vector<std::string>> components = memberComponents(name);
-	if (!components)
-		return components;
-	atRoot = components->size() <= options_.stripComponents;
-	if (atRoot)
-		return std::vector<std::string>();
-	components->erase(components->begin(),
-			  components->begin() + static_cast<std::ptrdiff_t>(options_.stripComponents));
+	if (components)
+		atRoot = components->empty(); // "." or "./": the root itself
 	return components;
 }
 
@@ -287,7 +285,7 @@ Status Unpacker::makeHardlinkCopy(const std::vector<std::string> &components, ar
 {
 	const std::string path = joined(components, components.size());
 	bool atRoot = false;
-	Result<std::vector<std::string>> source = stripped(archive_entry_hardlink(e), atRoot);
+	Result<std::vector<std::string>> source = memberPath(archive_entry_hardlink(e), atRoot);
 	if (!source)
 		return source.error();
 	if (atRoot) {
@@ -342,7 +340,7 @@ Status Unpacker::entry(archive *a, archive_entry *e)
 		return Error::invalid(EPROTO, "archive member", "", "no name");
 	const std::string_view name(rawName);
 	bool atRoot = false;
-	Result<std::vector<std::string>> components = stripped(name, atRoot);
+	Result<std::vector<std::string>> components = memberPath(name, atRoot);
 	if (!components)
 		return components.error();
 	const mode_t type = archive_entry_filetype(e);
@@ -447,17 +445,10 @@ Status Unpacker::run(int tarFd)
 
 Result<UniqueFd> openBeneath(int dirFd, const std::string &path, std::uint64_t flags, mode_t mode)
 {
-	open_how how {};
-	how.flags = flags | O_CLOEXEC;
-	how.mode = (flags & (O_CREAT | O_TMPFILE)) != 0 ? mode : 0;
-	how.resolve = kResolve;
-	for (;;) {
-		const long fd = ::syscall(SYS_openat2, dirFd, path.c_str(), &how, sizeof(how));
-		if (fd >= 0)
-			return UniqueFd(static_cast<int>(fd));
-		if (errno != EINTR && errno != EAGAIN)
-			return Error(errno, "openat2", escapeForDisplay(path));
-	}
+	UniqueFd fd(openAt2(dirFd, path.c_str(), flags, kResolve, mode));
+	if (!fd.isValid())
+		return Error(errno, "openat2", escapeForDisplay(path));
+	return fd;
 }
 
 Status removeTree(int dirFd, const std::string &name)

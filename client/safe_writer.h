@@ -42,10 +42,6 @@ struct UnpackOptions {
 	bool symlinks = false;
 	// Applied to every mode, like tar does for ordinary users.
 	mode_t umask = 022;
-	// Leading components dropped from every member name (tar's
-	// --strip-components); members at or above that depth apply their
-	// metadata to the root if they are directories, else are refused.
-	std::size_t stripComponents = 0;
 };
 
 struct UnpackReport {

@@ -110,28 +110,9 @@ Result<Archive> parseArchive(const json &item, const std::string &where)
 	return archive;
 }
 
-Result<VmRecord> parseRecord(const json &item, const std::string &where)
+// "transport", "cid" and "socket", which must agree with each other.
+Status parseTransport(const json &item, const std::string &where, VmRecord &record)
 {
-	if (!item.is_object())
-		return bad(where, "not an object");
-	VmRecord record;
-
-	Result<std::string> name = stringField(item, "name", where);
-	if (!name)
-		return name.error();
-	if (!checkVmName(*name, "name"))
-		return bad(where + ".name", "not a valid VM name");
-	record.name = std::move(*name);
-
-	Result<std::int64_t> pid = integerField(item, "pid", 2, kPidMax, where);
-	if (!pid)
-		return pid.error();
-	record.pid = static_cast<pid_t>(*pid);
-	Result<std::int64_t> startTime = integerField(item, "start_time", 0, INT64_MAX, where);
-	if (!startTime)
-		return startTime.error();
-	record.startTime = static_cast<std::uint64_t>(*startTime);
-
 	Result<std::string> transport = stringField(item, "transport", where);
 	if (!transport)
 		return transport.error();
@@ -160,6 +141,78 @@ Result<VmRecord> parseRecord(const json &item, const std::string &where)
 	} else if (!socket->is_null()) {
 		return bad(where + ".socket", "must be null for vsock");
 	}
+	return {};
+}
+
+// "archives": 1..kStateMapMaxArchives of them, names unique.
+Status parseArchives(const json &item, const std::string &where, VmRecord &record)
+{
+	const auto archives = item.find("archives");
+	if (archives == item.end() || !archives->is_array())
+		return bad(where + ".archives", "missing or not an array");
+	if (archives->empty() || archives->size() > kStateMapMaxArchives)
+		return bad(where + ".archives", "empty or too many");
+	std::set<std::string> seen;
+	for (std::size_t i = 0; i < archives->size(); ++i) {
+		Result<Archive> archive =
+			parseArchive((*archives)[i], where + ".archives[" + std::to_string(i) + "]");
+		if (!archive)
+			return archive.error();
+		if (!seen.insert(archive->name).second)
+			return bad(where + ".archives", "two archives share a name");
+		record.archives.push_back(std::move(*archive));
+	}
+	return {};
+}
+
+// A datastore's VM: which datastore (base64: a path is bytes) and snapshot.
+Status parseDatastore(const json &item, const std::string &where, VmRecord &record)
+{
+	const auto datastore = item.find("datastore");
+	if (datastore != item.end()) {
+		std::optional<std::string> decoded;
+		if (datastore->is_string())
+			decoded = base64Decode(datastore->get<std::string>());
+		if (!decoded || decoded->empty() || decoded->front() != '/')
+			return bad(where + ".datastore", "not the base64 of an absolute path");
+		record.datastore = std::move(*decoded);
+	}
+	const auto snapshot = item.find("snapshot");
+	if (snapshot != item.end()) {
+		if (!snapshot->is_string() || snapshot->get<std::string>().empty() ||
+		    snapshot->get<std::string>().size() > 4096 || record.datastore.empty())
+			return bad(where + ".snapshot", "not a snapshot of a datastore");
+		record.snapshot = snapshot->get<std::string>();
+	}
+	if (!record.datastore.empty() && record.snapshot.empty())
+		return bad(where + ".snapshot", "missing for a datastore");
+	return {};
+}
+
+Result<VmRecord> parseRecord(const json &item, const std::string &where)
+{
+	if (!item.is_object())
+		return bad(where, "not an object");
+	VmRecord record;
+
+	Result<std::string> name = stringField(item, "name", where);
+	if (!name)
+		return name.error();
+	if (!checkVmName(*name, "name"))
+		return bad(where + ".name", "not a valid VM name");
+	record.name = std::move(*name);
+
+	Result<std::int64_t> pid = integerField(item, "pid", 2, kPidMax, where);
+	if (!pid)
+		return pid.error();
+	record.pid = static_cast<pid_t>(*pid);
+	Result<std::int64_t> startTime = integerField(item, "start_time", 0, INT64_MAX, where);
+	if (!startTime)
+		return startTime.error();
+	record.startTime = static_cast<std::uint64_t>(*startTime);
+
+	if (Status ok = parseTransport(item, where, record); !ok)
+		return ok.error();
 
 	Result<std::string> ticket = stringField(item, "ticket", where);
 	if (!ticket)
@@ -181,40 +234,10 @@ Result<VmRecord> parseRecord(const json &item, const std::string &where)
 		return memory.error();
 	record.memory = *memory;
 
-	const auto archives = item.find("archives");
-	if (archives == item.end() || !archives->is_array())
-		return bad(where + ".archives", "missing or not an array");
-	if (archives->empty() || archives->size() > kStateMapMaxArchives)
-		return bad(where + ".archives", "empty or too many");
-	std::set<std::string> seen;
-	for (std::size_t i = 0; i < archives->size(); ++i) {
-		Result<Archive> archive =
-			parseArchive((*archives)[i], where + ".archives[" + std::to_string(i) + "]");
-		if (!archive)
-			return archive.error();
-		if (!seen.insert(archive->name).second)
-			return bad(where + ".archives", "two archives share a name");
-		record.archives.push_back(std::move(*archive));
-	}
-
-	const auto datastore = item.find("datastore");
-	if (datastore != item.end()) {
-		std::optional<std::string> decoded;
-		if (datastore->is_string())
-			decoded = base64Decode(datastore->get<std::string>());
-		if (!decoded || decoded->empty() || decoded->front() != '/')
-			return bad(where + ".datastore", "not the base64 of an absolute path");
-		record.datastore = std::move(*decoded);
-	}
-	const auto snapshot = item.find("snapshot");
-	if (snapshot != item.end()) {
-		if (!snapshot->is_string() || snapshot->get<std::string>().empty() ||
-		    snapshot->get<std::string>().size() > 4096 || record.datastore.empty())
-			return bad(where + ".snapshot", "not a snapshot of a datastore");
-		record.snapshot = snapshot->get<std::string>();
-	}
-	if (!record.datastore.empty() && record.snapshot.empty())
-		return bad(where + ".snapshot", "missing for a datastore");
+	if (Status ok = parseArchives(item, where, record); !ok)
+		return ok.error();
+	if (Status ok = parseDatastore(item, where, record); !ok)
+		return ok.error();
 	return record;
 }
 

@@ -129,6 +129,7 @@ Result<StateMap> StateStore::read(Deadline deadline, std::optional<CorruptMap> &
 	StateMap copy;
 	Status status = update(
 		deadline,
+		// cppcheck-suppress constParameter ; the signature of a Change
 		[&](StateMap &map, bool &) {
 			copy = map;
 			return Status{};

@@ -47,7 +47,6 @@ public:
 	// A consistent copy of the map (taken under the lock).
 	Result<StateMap> read(Deadline deadline, std::optional<CorruptMap> &corrupt);
 
-	const std::string &dirPath() const { return dirPath_; }
 	int dirFd() const { return dirFd_; }
 
 private:

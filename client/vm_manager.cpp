@@ -54,9 +54,9 @@ Result<StateMap> VmManager::readMap(Deadline deadline)
 Status VmManager::updateMap(Deadline deadline, const StateStore::Change &change)
 {
 	std::optional<CorruptMap> corrupt;
-	Status status = ctx_.store->update(deadline, change, corrupt);
+	Status updated = ctx_.store->update(deadline, change, corrupt);
 	reportCorrupt(corrupt, deadline);
-	return status;
+	return updated;
 }
 
 void VmManager::reportCorrupt(const std::optional<CorruptMap> &corrupt, Deadline deadline)
@@ -93,16 +93,16 @@ std::string VmManager::logTail(const std::string &vmName, std::size_t maxLines,
 	const ssize_t n = ::pread(fd.get(), text.data(), text.size(), from);
 	text.resize(n > 0 ? static_cast<std::size_t>(n) : 0);
 	std::vector<std::string> lines;
-	std::size_t start = 0;
-	while (start < text.size()) {
-		std::size_t end = text.find('\n', start);
+	std::size_t lineStart = 0;
+	while (lineStart < text.size()) {
+		std::size_t end = text.find('\n', lineStart);
 		if (end == std::string::npos)
 			end = text.size();
-		std::string line = text.substr(start, end - start);
+		std::string line = text.substr(lineStart, end - lineStart);
 		if (!line.empty() && line.back() == '\r')
 			line.pop_back();
 		lines.push_back(escapeForDisplay(line));
-		start = end + 1;
+		lineStart = end + 1;
 	}
 	std::string out;
 	const std::size_t first = lines.size() > maxLines ? lines.size() - maxLines : 0;
@@ -176,6 +176,7 @@ Result<std::unique_ptr<VmSession>> VmManager::connect(const VmRecord &vm, Deadli
 			last = fd.error();
 			// A running serial VM's socket exists and accepts from the
 			// moment QEMU starts: if it cannot be connected, it never will.
+			// cppcheck-suppress knownConditionTrueFalse ; false while waiting for exec
 			if (!booting && vm.transport == Transport::Serial && !waitingForExec)
 				return Error::invalid(EHOSTDOWN, "VM", vm.name, "%s",
 						      last->message().c_str());
@@ -227,37 +228,129 @@ Result<VmConnection> VmManager::acquire(const VmSpec &spec, Deadline deadline)
 	return start(spec, std::move(*lock), deadline);
 }
 
+Result<std::string> VmManager::serialSocketPath(const std::string &stem)
+{
+	removeSockets(stem);
+	// A fresh path per start: no earlier QEMU can unlink or hold it.
+	std::string path = ctx_.dir->path + "/" + stem + "-" + randomHex(4) + ".sock";
+	// The helper passes the path on to QEMU's command line only as an
+	// allow-listed string; say so here rather than as its refusal.
+	Status safe = checkAbsolutePath(path, kSafePathChars, "socket");
+	if (!safe)
+		return Error::invalid(EINVAL, "runtime directory", escapeForDisplay(ctx_.dir->path),
+				      "the serial transport needs a path of [A-Za-z0-9/_.+@-] "
+				      "only; set XDG_RUNTIME_DIR to one");
+	Result<sockaddr_un> fits = unixAddress(path);
+	if (!fits)
+		return Error::invalid(ENAMETOOLONG, "runtime directory", escapeForDisplay(ctx_.dir->path),
+				      "too long for a unix socket path");
+	return path;
+}
+
+Result<std::vector<UniqueFd>> VmManager::startNbdServers(const VmSpec &spec, HelperRequest &request)
+{
+	std::vector<UniqueFd> nbdSockets;
+	if (!spec.startNbdServers)
+		return nbdSockets;
+	const std::string nbdLog = nbdLogName(spec.name);
+	UniqueFd nbdLogFd(::openat(ctx_.dir->fd.get(), nbdLog.c_str(),
+				   O_WRONLY | O_CREAT | O_TRUNC | O_APPEND | O_NOFOLLOW | O_CLOEXEC, 0600));
+	if (!nbdLogFd.isValid())
+		return Error(errno, "open", ctx_.dir->path + "/" + nbdLog);
+	Result<std::vector<UniqueFd>> sockets = spec.startNbdServers(nbdLogFd.get());
+	if (!sockets) {
+		ctx_.warn("the NBD servers' log (" + ctx_.dir->path + "/" + nbdLog + "):\n" +
+			  logTail(spec.name, 20, nbdLog));
+		return sockets.error();
+	}
+	for (const UniqueFd &socket : *sockets)
+		request.nbdFds.push_back(socket.get());
+	return sockets;
+}
+
+void VmManager::passOnNotices()
+{
+	for (std::string notes = ctx_.helper->notices(); !notes.empty();) {
+		const std::size_t end = notes.find('\n');
+		const std::string line = notes.substr(0, end);
+		if (!line.empty())
+			ctx_.warn(escapeForDisplay(line));
+		notes = end == std::string::npos ? std::string() : notes.substr(end + 1);
+	}
+}
+
+namespace {
+
+HelperRequest helperRequest(const VmSpec &spec, bool vhostVsockUsable)
+{
+	HelperRequest request;
+	request.name = spec.name;
+	request.transport = resolveTransport(spec.transport, vhostVsockUsable);
+	request.memoryMib = spec.memoryMib;
+	request.idleTimeout = spec.idleTimeout;
+	request.images = spec.archives;
+	return request;
+}
+
+// The state map's record of a VM the helper just started (all but its
+// process start time).
+VmRecord startedRecord(const VmSpec &spec, const HelperRequest &request, const HelperOutput &started,
+		       const std::string &ticket)
+{
+	VmRecord record;
+	record.name = spec.name;
+	record.pid = started.pid;
+	record.transport = request.transport;
+	record.cid = started.cid;
+	record.socketPath = request.socketPath;
+	record.ticket = ticket;
+	record.startedAt = static_cast<std::int64_t>(std::time(nullptr));
+	record.idleTimeout = spec.idleTimeout.value_or(0);
+	record.memory = spec.memoryMib;
+	record.archives = spec.archives;
+	record.datastore = spec.datastore;
+	record.snapshot = spec.snapshot;
+	return record;
+}
+
+} // namespace
+
+Status VmManager::recordStarted(VmRecord &record, Deadline deadline)
+{
+	Result<std::uint64_t> startTime = readStartTime(record.pid);
+	if (!startTime) {
+		showLog(record.name);
+		return Error::invalid(EHOSTDOWN, "VM", record.name, "QEMU (pid %d) exited right away",
+				      static_cast<int>(record.pid));
+	}
+	record.startTime = *startTime;
+	// Recorded before the boot, so that a call killed meanwhile leaves an
+	// entry the next call can reuse or clean up.
+	Status recorded = updateMap(deadline, [&](StateMap &map, bool &changed) {
+		map.put(record);
+		changed = true;
+		return Status{};
+	});
+	if (!recorded)
+		(void)terminateVerified(record.pid, record.startTime, record.name, milliseconds(2000));
+	return recorded;
+}
+
 Result<VmConnection> VmManager::start(const VmSpec &spec, FileLock lock, Deadline deadline)
 {
 	const std::string stem = vmFileStem(spec.name);
 	const int dirFd = ctx_.dir->fd.get();
-	HelperRequest request;
-	request.name = spec.name;
-	request.transport = resolveTransport(spec.transport, ctx_.vhostVsockUsable);
-	request.memoryMib = spec.memoryMib;
-	request.idleTimeout = spec.idleTimeout;
-	request.images = spec.archives;
+	HelperRequest request = helperRequest(spec, ctx_.vhostVsockUsable);
 	// A QEMU of this name that the map does not list (a corrupt map, a call
 	// killed between the helper's answer and the map update) would still
 	// hold the name, and unlink its socket path when it dies: stop it. We
 	// hold the VM's lock, so no other call is using it.
-	stopStrays(spec.name, deadline);
+	stopStrays(spec.name);
 	if (request.transport == Transport::Serial) {
-		removeSockets(stem);
-		// A fresh path per start: no earlier QEMU can unlink or hold it.
-		request.socketPath = ctx_.dir->path + "/" + stem + "-" + randomHex(4) + ".sock";
-		// The helper passes the path on to QEMU's command line only as an
-		// allow-listed string; say so here rather than as its refusal.
-		Status safe = checkAbsolutePath(request.socketPath, kSafePathChars, "socket");
-		if (!safe)
-			return Error::invalid(EINVAL, "runtime directory", escapeForDisplay(ctx_.dir->path),
-					      "the serial transport needs a path of [A-Za-z0-9/_.+@-] "
-					      "only; set XDG_RUNTIME_DIR to one");
-		Result<sockaddr_un> fits = unixAddress(request.socketPath);
-		if (!fits)
-			return Error::invalid(ENAMETOOLONG, "runtime directory",
-					      escapeForDisplay(ctx_.dir->path),
-					      "too long for a unix socket path");
+		Result<std::string> socket = serialSocketPath(stem);
+		if (!socket)
+			return socket.error();
+		request.socketPath = std::move(*socket);
 	}
 	const std::string logName = stem + ".log";
 	UniqueFd logFd(::openat(dirFd, logName.c_str(),
@@ -269,34 +362,13 @@ Result<VmConnection> VmManager::start(const VmSpec &spec, FileLock lock, Deadlin
 	// server that cannot start is an error before any VM exists. The
 	// sockets are QEMU's once the helper has passed them on; ours close
 	// at the end of this function.
-	std::vector<UniqueFd> nbdSockets;
-	if (spec.startNbdServers) {
-		const std::string nbdLog = nbdLogName(spec.name);
-		UniqueFd nbdLogFd(::openat(dirFd, nbdLog.c_str(),
-					   O_WRONLY | O_CREAT | O_TRUNC | O_APPEND | O_NOFOLLOW | O_CLOEXEC,
-					   0600));
-		if (!nbdLogFd.isValid())
-			return Error(errno, "open", ctx_.dir->path + "/" + nbdLog);
-		Result<std::vector<UniqueFd>> sockets = spec.startNbdServers(nbdLogFd.get());
-		if (!sockets) {
-			ctx_.warn("the NBD servers' log (" + ctx_.dir->path + "/" + nbdLog + "):\n" +
-				  logTail(spec.name, 20, nbdLog));
-			return sockets.error();
-		}
-		nbdSockets = std::move(*sockets);
-		for (const UniqueFd &socket : nbdSockets)
-			request.nbdFds.push_back(socket.get());
-	}
+	Result<std::vector<UniqueFd>> nbdSockets = startNbdServers(spec, request);
+	if (!nbdSockets)
+		return nbdSockets.error();
 
 	const std::string ticket = newTicketHex();
 	Result<HelperOutput> started = ctx_.helper->start(request, ticket, logFd.get(), deadline);
-	for (std::string notes = ctx_.helper->notices(); !notes.empty();) {
-		const std::size_t end = notes.find('\n');
-		const std::string line = notes.substr(0, end);
-		if (!line.empty())
-			ctx_.warn(escapeForDisplay(line));
-		notes = end == std::string::npos ? std::string() : notes.substr(end + 1);
-	}
+	passOnNotices();
 	if (!started) {
 		if (started.error().errnum() == EIO)
 			showLog(spec.name);
@@ -304,37 +376,9 @@ Result<VmConnection> VmManager::start(const VmSpec &spec, FileLock lock, Deadlin
 	}
 	logFd.reset();
 
-	VmRecord record;
-	record.name = spec.name;
-	record.pid = started->pid;
-	record.transport = request.transport;
-	record.cid = started->cid;
-	record.socketPath = request.socketPath;
-	record.ticket = ticket;
-	record.startedAt = static_cast<std::int64_t>(std::time(nullptr));
-	record.idleTimeout = spec.idleTimeout.value_or(0);
-	record.memory = spec.memoryMib;
-	record.archives = spec.archives;
-	record.datastore = spec.datastore;
-	record.snapshot = spec.snapshot;
-	Result<std::uint64_t> startTime = readStartTime(record.pid);
-	if (!startTime) {
-		showLog(spec.name);
-		return Error::invalid(EHOSTDOWN, "VM", spec.name, "QEMU (pid %d) exited right away",
-				      static_cast<int>(record.pid));
-	}
-	record.startTime = *startTime;
-	// Recorded before the boot, so that a call killed meanwhile leaves an
-	// entry the next call can reuse or clean up.
-	Status recorded = updateMap(deadline, [&](StateMap &map, bool &changed) {
-		map.put(record);
-		changed = true;
-		return Status{};
-	});
-	if (!recorded) {
-		(void)terminateVerified(record.pid, record.startTime, record.name, milliseconds(2000));
-		return recorded.error();
-	}
+	VmRecord record = startedRecord(spec, request, *started, ticket);
+	if (Status ok = recordStarted(record, deadline); !ok)
+		return ok.error();
 
 	const auto bootStart = Clock::now();
 	Result<std::unique_ptr<VmSession>> session = connect(record, deadline, true);
@@ -468,9 +512,8 @@ void VmManager::removeSockets(const std::string &stem)
 	}
 }
 
-void VmManager::stopStrays(const std::string &vmName, Deadline deadline)
+void VmManager::stopStrays(const std::string &vmName)
 {
-	(void)deadline;
 	const std::string ourDir = ctx_.dir->path + "/";
 	for (const QemuProcess &qemu : findOurQemus()) {
 		if (qemu.vmName != vmName || !fdTarget(qemu.pid, 1).starts_with(ourDir))

@@ -142,11 +142,22 @@ private:
 	Result<std::unique_ptr<VmSession>> connect(const VmRecord &vm, Deadline deadline,
 						       bool booting);
 	Result<VmConnection> start(const VmSpec &spec, FileLock lock, Deadline deadline);
+	// A fresh socket path for a serial VM (old ones of this stem removed).
+	Result<std::string> serialSocketPath(const std::string &stem);
+	// Starts a datastore VM's NBD servers (none for other VMs) and adds
+	// their sockets to the request; the sockets are the caller's to close
+	// once the helper has passed them on.
+	Result<std::vector<UniqueFd>> startNbdServers(const VmSpec &spec, HelperRequest &request);
+	// What the helper said on stderr while succeeding, as warnings.
+	void passOnNotices();
+	// Completes a started VM's record (its QEMU's start time) and puts it
+	// in the map; a VM that cannot be recorded is stopped.
+	Status recordStarted(VmRecord &record, Deadline deadline);
 	// Kills the VM (verified) and drops its map entry.
 	void retire(const VmRecord &vm, Deadline deadline);
 	void showLog(const std::string &vmName);
 	void removeSockets(const std::string &stem);
-	void stopStrays(const std::string &vmName, Deadline deadline);
+	void stopStrays(const std::string &vmName);
 	void reportCorrupt(const std::optional<CorruptMap> &corrupt, Deadline deadline);
 
 	ManagerContext ctx_;

@@ -187,6 +187,15 @@ bool validVolumeName(std::string_view name)
 	return true;
 }
 
+// The parts one after the other (one allocation, not one per '+').
+template <typename... Parts>
+std::string concat(const Parts &...parts)
+{
+	std::string out;
+	(out.append(parts), ...);
+	return out;
+}
+
 std::vector<std::string> splitLines(const std::string &text)
 {
 	std::vector<std::string> lines;
@@ -336,7 +345,7 @@ Status SystemVolumes::scan()
 			const std::string name = d->d_name;
 			if (name.rfind(disk.name, 0) != 0)
 				continue;
-			Result<std::string> number = readAttribute(sys + "/" + name + "/partition");
+			Result<std::string> number = readAttribute(concat(sys, "/", name, "/partition"));
 			if (!number)
 				continue;
 			Result<std::uint64_t> n = parseDecimal(*number, 1, kMaxPartition, "partition");
@@ -348,13 +357,13 @@ Status SystemVolumes::scan()
 		for (const auto &[number, name] : parts) {
 			const int node = addNode(name, {index});
 			Node &part = *nodes_[static_cast<std::size_t>(node)];
-			part.sizeBytes = sectorsToBytes(sys + "/" + name + "/size");
+			part.sizeBytes = sectorsToBytes(concat(sys, "/", name, "/size"));
 			setReadOnly(part.dev);
 			probeDevice(part.dev, false, part.type, part.ptType);
 			// A hybrid ISO: partition 1 starts at sector 0 and holds the
 			// same iso9660 as the whole disk. Both paths serve it (two
 			// mounts of the same bytes would collide: EBUSY).
-			Result<std::string> startSector = readAttribute(sys + "/" + name + "/start");
+			Result<std::string> startSector = readAttribute(concat(sys, "/", name, "/start"));
 			if (startSector && *startSector == "0" && !part.type.empty() && part.type == whole.type)
 				part.aliasOf = disk.whole;
 			disk.parts[number] = node;
@@ -443,7 +452,7 @@ void SystemVolumes::assembleMd()
 		mdArrays_[name] = node;
 		for (int member : members)
 			nodes_[static_cast<std::size_t>(member)]->reason =
-				"linux_raid_member: member of md array " + name + " (listed under /md/" + name + ")";
+				concat("linux_raid_member: member of md array ", name, " (listed under /md/", name, ")");
 		logf(LogLevel::Info, "md array %s (%s) assembled read-only: %s", name.c_str(), md.c_str(),
 		     nodes_[static_cast<std::size_t>(node)]->type.c_str());
 	}
@@ -452,6 +461,38 @@ void SystemVolumes::assembleMd()
 			node->reason = "linux_raid_member: the md array could not be assembled: " + mdError_;
 	// New block devices may hold LVM: the caller looks next.
 }
+
+namespace {
+
+// LVM's read_only_volume_list for the LVs `lvs -o vg_name,lv_name,segtype`
+// printed in the VGs found: "\"vg/lv\",...". Thin pools stay out (see
+// activateLvm).
+std::string readOnlyVolumeList(const std::string &lvsOut, const std::set<std::string> &vgNames)
+{
+	std::string list;
+	for (const std::string &line : splitLines(lvsOut)) {
+		const std::vector<std::string> f = splitFields(line, '|');
+		if (f.size() != 3 || vgNames.count(f[0]) == 0 || !validVolumeName(f[1]) || f[2] == "thin-pool")
+			continue;
+		list += (list.empty() ? "\"" : ",\"") + f[0] + "/" + f[1] + "\"";
+	}
+	return list;
+}
+
+// The kernel's name ("dm-3") of the block device major:minor; empty when
+// there is none.
+std::string sysNameOfDevice(std::uint64_t major, std::uint64_t minor)
+{
+	char target[256] = {};
+	const std::string path = "/sys/dev/block/" + std::to_string(major) + ":" + std::to_string(minor);
+	const ssize_t n = ::readlink(path.c_str(), target, sizeof(target) - 1);
+	if (n <= 0)
+		return {};
+	const std::string link(target, static_cast<std::size_t>(n));
+	return link.substr(link.rfind('/') + 1);
+}
+
+} // namespace
 
 void SystemVolumes::activateLvm()
 {
@@ -479,14 +520,7 @@ void SystemVolumes::activateLvm()
 		return;
 	}
 	lvmError_ = pvs->summary();
-	std::set<std::string> vgNames;
-	for (const std::string &line : splitLines(pvs->out)) {
-		const std::vector<std::string> f = splitFields(line, '|');
-		if (f.size() != 2 || f[0].rfind(devDir_ + "/", 0) != 0 || !validVolumeName(f[1]))
-			continue;
-		pvVg_[f[0].substr(devDir_.size() + 1)] = f[1];
-		vgNames.insert(f[1]);
-	}
+	const std::set<std::string> vgNames = addPhysicalVolumes(pvs->out);
 	if (vgNames.empty())
 		return;
 	// Activation, read-only: every LV in read_only_volume_list (LVM makes
@@ -497,14 +531,7 @@ void SystemVolumes::activateLvm()
 	// refuses their writes, and the thin LVs on them are read-only.
 	Result<ToolResult> all = lvm({"lvs", "-a", "--readonly", "--noheadings", "--separator", "|", "-o",
 				      "vg_name,lv_name,segtype"});
-	std::string list;
-	if (all)
-		for (const std::string &line : splitLines(all->out)) {
-			const std::vector<std::string> f = splitFields(line, '|');
-			if (f.size() != 3 || vgNames.count(f[0]) == 0 || !validVolumeName(f[1]) || f[2] == "thin-pool")
-				continue;
-			list += (list.empty() ? "\"" : ",\"") + f[0] + "/" + f[1] + "\"";
-		}
+	const std::string list = all ? readOnlyVolumeList(all->out, vgNames) : std::string();
 	std::vector<std::string> activate = {"vgchange", "-ay", "-K", "--nolocking", "--ignoremonitoring",
 					     "--noudevsync", "--config",
 					     "activation { read_only_volume_list = [ " + list + " ] }"};
@@ -521,7 +548,28 @@ void SystemVolumes::activateLvm()
 		lvmError_ = lvs.error().message();
 		return;
 	}
-	for (const std::string &line : splitLines(lvs->out)) {
+	addLogicalVolumes(lvs->out, vgNames, activateError);
+	linkVolumeGroups();
+	logf(LogLevel::Info, "lvm: %zu volume group(s) activated read-only", vgs_.size());
+}
+
+std::set<std::string> SystemVolumes::addPhysicalVolumes(const std::string &pvsOut)
+{
+	std::set<std::string> vgNames;
+	for (const std::string &line : splitLines(pvsOut)) {
+		const std::vector<std::string> f = splitFields(line, '|');
+		if (f.size() != 2 || f[0].rfind(devDir_ + "/", 0) != 0 || !validVolumeName(f[1]))
+			continue;
+		pvVg_[f[0].substr(devDir_.size() + 1)] = f[1];
+		vgNames.insert(f[1]);
+	}
+	return vgNames;
+}
+
+void SystemVolumes::addLogicalVolumes(const std::string &lvsOut, const std::set<std::string> &vgNames,
+				      const std::string &activateError)
+{
+	for (const std::string &line : splitLines(lvsOut)) {
 		const std::vector<std::string> f = splitFields(line, '|');
 		if (f.size() != 6 || vgNames.count(f[0]) == 0 || !validVolumeName(f[1]))
 			continue;
@@ -534,28 +582,25 @@ void SystemVolumes::activateLvm()
 		lv.sizeBytes = size ? *size : 0;
 		Result<std::uint64_t> major = parseDecimal(f[2], 0, 4095, "major");
 		Result<std::uint64_t> minor = parseDecimal(f[3], 0, 1048575, "minor");
-		if (major && minor) {
-			char target[256] = {};
-			const std::string path =
-				"/sys/dev/block/" + std::to_string(*major) + ":" + std::to_string(*minor);
-			const ssize_t n = ::readlink(path.c_str(), target, sizeof(target) - 1);
-			if (n > 0) {
-				std::string sysName(target, static_cast<std::size_t>(n));
-				sysName = sysName.substr(sysName.rfind('/') + 1);
-				lv.node = addNode(sysName, {});
-				probeNode(*nodes_[static_cast<std::size_t>(lv.node)], false);
-			}
+		const std::string sysName = major && minor ? sysNameOfDevice(*major, *minor) : std::string();
+		if (!sysName.empty()) {
+			lv.node = addNode(sysName, {});
+			probeNode(*nodes_[static_cast<std::size_t>(lv.node)], false);
 		}
 		if (lv.node < 0)
 			lv.reason = f[5] + ": not activated: " + activateError;
 		vgs_[f[0]].lvs[lv.name] = std::move(lv);
 	}
+}
+
+void SystemVolumes::linkVolumeGroups()
+{
 	// Which disks each VG lives on: its PVs' disks.
 	for (const auto &[pv, vg] : pvVg_) {
 		for (const auto &node : nodes_)
 			if (node->sysName == pv) {
 				vgs_[vg].disks.insert(node->disks.begin(), node->disks.end());
-				node->reason = "LVM2_member: physical volume of volume group " + vg + " (its logical volumes are under lvm/" + vg + ")";
+				node->reason = concat("LVM2_member: physical volume of volume group ", vg, " (its logical volumes are under lvm/", vg, ")");
 			}
 	}
 	for (auto &[name, vg] : vgs_)
@@ -565,7 +610,6 @@ void SystemVolumes::activateLvm()
 	for (const auto &node : nodes_)
 		if (node->type == "LVM2_member" && node->reason.empty())
 			node->reason = "LVM2_member: no readable volume group: " + lvmError_;
-	logf(LogLevel::Info, "lvm: %zu volume group(s) activated read-only", vgs_.size());
 }
 
 std::string SystemVolumes::contentReason(const Node &node) const
@@ -923,7 +967,7 @@ Result<std::vector<Subvolume>> listSubvolumes(int fd)
 			auto it = byId.find(parent);
 			if (it == byId.end())
 				break;
-			path = it->second.path + "/" + path;
+			path = concat(it->second.path, "/", path);
 			parent = it->second.parent;
 		}
 		if (parent != BTRFS_FS_TREE_OBJECTID)

@@ -112,6 +112,14 @@ private:
 	void probeNode(Node &node, bool partitions);
 	void assembleMd();
 	void activateLvm();
+	// The PVs `pvs -o pv_name,vg_name` printed (pvVg_); returns their VGs.
+	std::set<std::string> addPhysicalVolumes(const std::string &pvsOut);
+	// The LVs `lvs -o vg_name,lv_name,lv_kernel_major,lv_kernel_minor,
+	// lv_size,segtype` printed, as nodes (or with the reason they are not).
+	void addLogicalVolumes(const std::string &lvsOut, const std::set<std::string> &vgNames,
+			       const std::string &activateError);
+	// The disks of each volume group (its PVs'), and the reasons of PVs.
+	void linkVolumeGroups();
 	Result<Resolved> resolveNode(int index, const std::vector<std::string_view> &components, std::size_t from,
 				     const std::string &where);
 	Result<int> mountNode(int index, const std::string &where);

@@ -9,8 +9,9 @@
 #include <sys/sysmacros.h>
 #include <unistd.h>
 
-#include <cerrno>
 #include <algorithm>
+#include <cerrno>
+#include <cstdlib>
 #include <cstring>
 #include <vector>
 
@@ -78,6 +79,74 @@ Result<LoopDevice> attachLoop(int file, bool readOnly)
 	return Error(EBUSY, "LOOP_CONFIGURE", "/dev/loop*");
 }
 
+namespace {
+
+// "<start> <length> <target> <params>": the two numbers, the target type
+// (shorter than DM_MAX_TYPE_NAME) and where the parameters start.
+bool parseTableLine(const std::string &line, unsigned long long &start, unsigned long long &length,
+		    std::string &target, std::size_t &params)
+{
+	const char *p = line.c_str();
+	for (unsigned long long *number : {&start, &length}) {
+		char *end = nullptr;
+		errno = 0;
+		*number = std::strtoull(p, &end, 10);
+		if (end == p || errno != 0)
+			return false;
+		p = end;
+	}
+	const auto blank = [](char c) { return c == ' ' || c == '\t'; };
+	while (blank(*p))
+		++p;
+	const char *type = p;
+	while (*p != '\0' && !blank(*p))
+		++p;
+	if (p == type || static_cast<std::size_t>(p - type) >= DM_MAX_TYPE_NAME)
+		return false;
+	target.assign(type, p);
+	while (blank(*p))
+		++p;
+	params = static_cast<std::size_t>(p - line.c_str());
+	return true;
+}
+
+// The table as DM_TABLE_LOAD takes it: one dm_target_spec and its
+// NUL-terminated parameters per line, each spec 8-byte aligned (its `next`
+// is the offset of the next one). `count`: the lines.
+Result<std::vector<std::uint8_t>> targetSpecs(const std::string &table, std::uint32_t &count)
+{
+	std::vector<std::uint8_t> specs;
+	std::size_t from = 0;
+	while (from < table.size()) {
+		std::size_t end = table.find('\n', from);
+		if (end == std::string::npos)
+			end = table.size();
+		const std::string line = table.substr(from, end - from);
+		from = end + 1;
+		unsigned long long start = 0, length = 0;
+		std::string target;
+		std::size_t consumed = 0;
+		if (!parseTableLine(line, start, length, target, consumed))
+			return Error::invalid(EINVAL, "dm table", line, "not '<start> <length> <target> <params>'");
+		const std::string params = line.substr(consumed);
+		std::size_t size = sizeof(dm_target_spec) + params.size() + 1;
+		size = (size + 7) & ~std::size_t{7};
+		const std::size_t at = specs.size();
+		specs.resize(at + size, 0);
+		dm_target_spec spec{};
+		spec.sector_start = start;
+		spec.length = length;
+		std::memcpy(spec.target_type, target.data(), target.size());
+		spec.next = static_cast<std::uint32_t>(size);
+		std::memcpy(specs.data() + at, &spec, sizeof(spec));
+		std::memcpy(specs.data() + at + sizeof(spec), params.c_str(), params.size() + 1);
+		++count;
+	}
+	return specs;
+}
+
+} // namespace
+
 Result<std::string> dmCreate(const std::string &name, const std::string &table, bool readOnly)
 {
 	if (name.empty() || name.size() >= DM_NAME_LEN)
@@ -90,44 +159,18 @@ Result<std::string> dmCreate(const std::string &name, const std::string &table, 
 		return ok.error();
 	const dev_t devno = static_cast<dev_t>(create.io()->dev);
 
-	// The table: one dm_target_spec + NUL-terminated parameters per line,
-	// each spec 8-byte aligned (its `next` is the offset of the next one).
-	std::vector<std::uint8_t> specs;
 	std::uint32_t count = 0;
-	std::size_t from = 0;
-	while (from < table.size()) {
-		std::size_t end = table.find('\n', from);
-		if (end == std::string::npos)
-			end = table.size();
-		const std::string line = table.substr(from, end - from);
-		from = end + 1;
-		unsigned long long start = 0, length = 0;
-		char target[DM_MAX_TYPE_NAME] = {};
-		int consumed = 0;
-		if (std::sscanf(line.c_str(), "%llu %llu %15s %n", &start, &length, target, &consumed) < 3) {
-			DmBuffer remove = dmBuffer(name, 0);
-			(void)dmIoctl(control.get(), DM_DEV_REMOVE, remove, name, "DM_DEV_REMOVE");
-			return Error::invalid(EINVAL, "dm table", line, "not '<start> <length> <target> <params>'");
-		}
-		const std::string params = line.substr(static_cast<std::size_t>(consumed));
-		std::size_t size = sizeof(dm_target_spec) + params.size() + 1;
-		size = (size + 7) & ~std::size_t{7};
-		const std::size_t at = specs.size();
-		specs.resize(at + size, 0);
-		dm_target_spec spec{};
-		spec.sector_start = start;
-		spec.length = length;
-		std::memcpy(spec.target_type, target, std::min(sizeof(spec.target_type) - 1, std::strlen(target)));
-		spec.next = static_cast<std::uint32_t>(size);
-		std::memcpy(specs.data() + at, &spec, sizeof(spec));
-		std::memcpy(specs.data() + at + sizeof(spec), params.c_str(), params.size() + 1);
-		++count;
+	Result<std::vector<std::uint8_t>> specs = targetSpecs(table, count);
+	if (!specs) {
+		DmBuffer remove = dmBuffer(name, 0);
+		(void)dmIoctl(control.get(), DM_DEV_REMOVE, remove, name, "DM_DEV_REMOVE");
+		return specs.error();
 	}
-	DmBuffer load = dmBuffer(name, specs.size());
+	DmBuffer load = dmBuffer(name, specs->size());
 	load.io()->target_count = count;
 	if (readOnly)
 		load.io()->flags |= DM_READONLY_FLAG;
-	std::memcpy(load.bytes.data() + sizeof(dm_ioctl), specs.data(), specs.size());
+	std::memcpy(load.bytes.data() + sizeof(dm_ioctl), specs->data(), specs->size());
 	Status loaded = dmIoctl(control.get(), DM_TABLE_LOAD, load, name, "DM_TABLE_LOAD");
 	DmBuffer resume = dmBuffer(name, 0);
 	if (loaded)

@@ -85,7 +85,7 @@ Status sendRaw(int fd, std::string_view what, proto::Compression compression, Re
 
 class ArchiveWriter {
 public:
-	ArchiveWriter(Responder &out) : out_(out), buf_(kReadSize) {}
+	explicit ArchiveWriter(Responder &out) : out_(out), buf_(kReadSize) {}
 
 	Status open(proto::ExtractFormat format, proto::Compression compression)
 	{

@@ -11,26 +11,19 @@
 #include <cstdio>
 #include <cstring>
 
+#include "shared/fd_io.h"
 #include "shared/log.h"
 
 namespace fr::guest {
 
 Result<UniqueFd> openBeneath(int dirfd, std::string_view path, int flags)
 {
-	open_how how{};
-	how.flags = static_cast<std::uint64_t>(flags | O_CLOEXEC | O_NOFOLLOW);
-	how.resolve = RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS | RESOLVE_NO_XDEV;
 	const std::string p = path.empty() ? std::string(".") : std::string(path);
-	// EAGAIN: a rename or mount raced the lookup (cannot happen on a
-	// read-only mount, but the kernel allows it); retry a few times.
-	for (int attempt = 0;; ++attempt) {
-		const long fd = ::syscall(SYS_openat2, dirfd, p.c_str(), &how, sizeof(how));
-		if (fd >= 0)
-			return UniqueFd(static_cast<int>(fd));
-		if ((errno == EINTR || errno == EAGAIN) && attempt < 8)
-			continue;
+	UniqueFd fd(openAt2(dirfd, p.c_str(), static_cast<std::uint64_t>(flags | O_NOFOLLOW),
+			    RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS | RESOLVE_NO_XDEV));
+	if (!fd.isValid())
 		return Error(errno, "openat2", path.substr(0, 200));
-	}
+	return fd;
 }
 
 std::optional<proto::Entry> entryFromStat(const struct stat &st, std::string_view name)
@@ -89,12 +82,13 @@ Result<std::string> readLinkTarget(int linkFd)
 
 Result<std::optional<std::string_view>> DirReader::next()
 {
+	// The kernel's record layout, read through offsetof, never as a struct.
 	struct Dirent64 {
 		std::uint64_t ino;
 		std::int64_t off;
-		unsigned short reclen;
-		unsigned char type;
-		char name[1];
+		unsigned short reclen; // cppcheck-suppress unusedStructMember
+		unsigned char type;    // cppcheck-suppress unusedStructMember
+		char name[1];          // cppcheck-suppress unusedStructMember
 	};
 	for (;;) {
 		if (pos_ >= end_) {
@@ -142,10 +136,16 @@ long peakRssKiB()
 	if (FILE *status = std::fopen("/proc/self/status", "re")) {
 		char line[256];
 		long kib = -1;
-		while (std::fgets(line, sizeof(line), status) != nullptr)
-			if (std::sscanf(line, "VmHWM: %ld kB", &kib) == 1)
+		while (std::fgets(line, sizeof(line), status) != nullptr) {
+			if (std::strncmp(line, "VmHWM:", 6) == 0) {
+				char *end = nullptr;
+				kib = std::strtol(line + 6, &end, 10);
+				if (end == line + 6)
+					kib = -1;
 				break;
-		std::fclose(status);
+			}
+		}
+		(void)std::fclose(status);
 		if (kib >= 0)
 			return kib;
 	}

@@ -267,29 +267,25 @@ void serveVsock(UniqueFd listener, const proto::Key &key, RequestHandler &handle
 	}
 }
 
-std::uint64_t bootMs() noexcept
+// PID 1's own set-up: a fatal error powers off, no SIGPIPE, files private.
+// libarchive converts names through the locale: with C.UTF-8 (its LC_CTYPE
+// is in the initramfs) UTF-8 names go into archives as UTF-8, others as raw
+// bytes; in the plain C locale every non-ASCII name would be
+// "untranslatable". Returns whether C.UTF-8 is there.
+bool setUpProcess()
 {
-	timespec ts{};
-	::clock_gettime(CLOCK_BOOTTIME, &ts);
-	return static_cast<std::uint64_t>(ts.tv_sec) * 1000 + static_cast<std::uint64_t>(ts.tv_nsec) / 1000000;
-}
-
-[[noreturn]] void run()
-{
-	const std::uint64_t initAt = bootMs(); // the kernel's share of the boot
 	setLogIdentity("file-restore-daemon");
 	std::set_terminate([] {
 		logf(LogLevel::Error, "fatal: unhandled exception or abort: powering off");
 		powerOff();
 	});
-	::signal(SIGPIPE, SIG_IGN);
+	(void)::signal(SIGPIPE, SIG_IGN);
 	::umask(077);
-	// libarchive converts names through the locale: with C.UTF-8 (its
-	// LC_CTYPE is in the initramfs) UTF-8 names go into archives as UTF-8,
-	// others as raw bytes; in the plain C locale every non-ASCII name
-	// would be "untranslatable".
-	const bool utf8 = std::setlocale(LC_CTYPE, "C.UTF-8") != nullptr;
+	return std::setlocale(LC_CTYPE, "C.UTF-8") != nullptr;
+}
 
+void mountEarly()
+{
 	mountOrDie("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, nullptr);
 	mountOrDie("sysfs", "/sys", "sysfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, nullptr);
 	mountOrDie("devtmpfs", "/dev", "devtmpfs", MS_NOSUID | MS_NOEXEC, "mode=0755");
@@ -298,29 +294,22 @@ std::uint64_t bootMs() noexcept
 	// Deep archive walks hold one directory fd per level.
 	const rlimit files{65536, 65536};
 	::setrlimit(RLIMIT_NOFILE, &files);
+}
 
-	const Config config = readConfig();
-	const proto::Key key = readTicket();
-	seedRandom(key);
-	if (!proto::initCrypto())
-		fatal(Error(EIO, "sodium_init", "libsodium"));
-
-	ModuleLoader modules(kModuleDir, config.cmdline);
+void loadModules(ModuleLoader &modules, bool serial)
+{
 	if (Status ok = modules.init(); !ok)
 		fatal(ok.error());
 	if (Status ok = modules.loadGroup("base"); !ok)
 		fatal(ok.error());
-	if (Status ok = modules.loadGroup(config.serial ? "serial" : "vsock"); !ok)
+	if (Status ok = modules.loadGroup(serial ? "serial" : "vsock"); !ok)
 		fatal(ok.error());
+}
 
-	Tools tools(modules);
-	SystemVolumes volumes(modules, tools);
-	if (Status ok = volumes.discover(); !ok)
-		fatal(ok.error());
-	Activity activity(config.idleS);
-	TreeHandler handler(volumes, activity);
-
-	if (config.serial) {
+// Serves the transport on a thread of its own.
+void startServing(bool serial, const proto::Key &key, RequestHandler &handler)
+{
+	if (serial) {
 		Result<UniqueFd> port = openSerialPort();
 		if (!port)
 			fatal(port.error());
@@ -331,12 +320,11 @@ std::uint64_t bootMs() noexcept
 			fatal(listener.error());
 		std::thread(serveVsock, std::move(*listener), std::cref(key), std::ref(handler)).detach();
 	}
-	if (!utf8)
-		logf(LogLevel::Warning, "no C.UTF-8 locale: archive names that are not ASCII stored as raw bytes");
-	logf(LogLevel::Info, "version %s ready after %llu ms, /init at %llu ms (%s transport, idle timeout %u s)",
-	     FR_VERSION, static_cast<unsigned long long>(bootMs()), static_cast<unsigned long long>(initAt),
-	     config.serial ? "serial" : "vsock", config.idleS);
+}
 
+// Reaps children and powers off when asked to or idle.
+[[noreturn]] void untilPowerOff(const Activity &activity, std::uint32_t idleS)
+{
 	for (;;) {
 		reapChildren();
 		if (activity.stopRequested()) {
@@ -344,11 +332,41 @@ std::uint64_t bootMs() noexcept
 			powerOff();
 		}
 		if (activity.expired()) {
-			logf(LogLevel::Info, "idle for %u s: powering off", config.idleS);
+			logf(LogLevel::Info, "idle for %u s: powering off", idleS);
 			powerOff();
 		}
 		::usleep(50 * 1000);
 	}
+}
+
+[[noreturn]] void run()
+{
+	const std::int64_t initAt = bootTimeMs(); // the kernel's share of the boot
+	const bool utf8 = setUpProcess();
+	mountEarly();
+
+	const Config config = readConfig();
+	const proto::Key key = readTicket();
+	seedRandom(key);
+	if (!proto::initCrypto())
+		fatal(Error(EIO, "sodium_init", "libsodium"));
+
+	ModuleLoader modules(kModuleDir, config.cmdline);
+	loadModules(modules, config.serial);
+	Tools tools(modules);
+	SystemVolumes volumes(modules, tools);
+	if (Status ok = volumes.discover(); !ok)
+		fatal(ok.error());
+	Activity activity(config.idleS);
+	TreeHandler handler(volumes, activity);
+	startServing(config.serial, key, handler);
+
+	if (!utf8)
+		logf(LogLevel::Warning, "no C.UTF-8 locale: archive names that are not ASCII stored as raw bytes");
+	logf(LogLevel::Info, "version %s ready after %llu ms, /init at %llu ms (%s transport, idle timeout %u s)",
+	     FR_VERSION, static_cast<unsigned long long>(bootTimeMs()), static_cast<unsigned long long>(initAt),
+	     config.serial ? "serial" : "vsock", config.idleS);
+	untilPowerOff(activity, config.idleS);
 }
 
 } // namespace

@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: AGPL-3.0-or-later
-// Build-time tool: writes a reproducible newc cpio archive (guest/cpio.h) to
+// Build-time tool: writes a reproducible newc cpio archive (shared/cpio.h) to
 // stdout from a list on stdin, one entry a line:
 //   dir <path> <mode>
 //   file <path> <mode> <source file>
@@ -19,6 +19,57 @@
 
 #include "shared/cpio.h"
 
+namespace {
+
+// One line of the list: "<kind> <path> <mode> [...]". Returns 0, or the
+// exit code after a message on stderr.
+int parseLine(const std::string &line, int number, fr::CpioEntry &entry)
+{
+	std::istringstream in(line);
+	std::string kind, path, mode;
+	in >> kind >> path >> mode;
+	entry.path = path;
+	char *end = nullptr;
+	entry.mode = static_cast<std::uint32_t>(std::strtoul(mode.c_str(), &end, 8));
+	if (path.empty() || path[0] == '/' || mode.empty() || *end != '\0') {
+		(void)std::fprintf(stderr, "mkcpio: line %d: bad path or mode\n", number);
+		return 2;
+	}
+	if (kind == "dir") {
+		entry.type = fr::CpioEntry::Type::Directory;
+	} else if (kind == "file") {
+		std::string source;
+		in >> source;
+		std::ifstream file(source, std::ios::binary);
+		if (!file) {
+			(void)std::fprintf(stderr, "mkcpio: line %d: cannot read %s\n", number, source.c_str());
+			return 1;
+		}
+		entry.data.assign(std::istreambuf_iterator<char>(file), std::istreambuf_iterator<char>());
+	} else if (kind == "slink") {
+		in >> entry.data;
+		if (entry.data.empty()) {
+			(void)std::fprintf(stderr, "mkcpio: line %d: a symlink needs a target\n", number);
+			return 2;
+		}
+		entry.type = fr::CpioEntry::Type::Symlink;
+	} else if (kind == "nod") {
+		std::string c;
+		in >> c >> entry.rdevMajor >> entry.rdevMinor;
+		if (c != "c" || !in) {
+			(void)std::fprintf(stderr, "mkcpio: line %d: only 'c <major> <minor>' nodes\n", number);
+			return 2;
+		}
+		entry.type = fr::CpioEntry::Type::CharDevice;
+	} else {
+		(void)std::fprintf(stderr, "mkcpio: line %d: unknown kind %s\n", number, kind.c_str());
+		return 2;
+	}
+	return 0;
+}
+
+} // namespace
+
 int main()
 {
 	std::vector<fr::CpioEntry> entries;
@@ -28,47 +79,9 @@ int main()
 		++number;
 		if (line.empty())
 			continue;
-		std::istringstream in(line);
-		std::string kind, path, mode;
-		in >> kind >> path >> mode;
 		fr::CpioEntry entry;
-		entry.path = path;
-		char *end = nullptr;
-		entry.mode = static_cast<std::uint32_t>(std::strtoul(mode.c_str(), &end, 8));
-		if (path.empty() || path[0] == '/' || mode.empty() || *end != '\0') {
-			std::fprintf(stderr, "mkcpio: line %d: bad path or mode\n", number);
-			return 2;
-		}
-		if (kind == "dir") {
-			entry.type = fr::CpioEntry::Type::Directory;
-		} else if (kind == "file") {
-			std::string source;
-			in >> source;
-			std::ifstream file(source, std::ios::binary);
-			if (!file) {
-				std::fprintf(stderr, "mkcpio: line %d: cannot read %s\n", number, source.c_str());
-				return 1;
-			}
-			entry.data.assign(std::istreambuf_iterator<char>(file), std::istreambuf_iterator<char>());
-		} else if (kind == "slink") {
-			in >> entry.data;
-			if (entry.data.empty()) {
-				std::fprintf(stderr, "mkcpio: line %d: a symlink needs a target\n", number);
-				return 2;
-			}
-			entry.type = fr::CpioEntry::Type::Symlink;
-		} else if (kind == "nod") {
-			std::string c;
-			in >> c >> entry.rdevMajor >> entry.rdevMinor;
-			if (c != "c" || !in) {
-				std::fprintf(stderr, "mkcpio: line %d: only 'c <major> <minor>' nodes\n", number);
-				return 2;
-			}
-			entry.type = fr::CpioEntry::Type::CharDevice;
-		} else {
-			std::fprintf(stderr, "mkcpio: line %d: unknown kind %s\n", number, kind.c_str());
-			return 2;
-		}
+		if (const int failed = parseLine(line, number, entry); failed != 0)
+			return failed;
 		entries.push_back(std::move(entry));
 	}
 	const std::vector<std::uint8_t> archive = fr::writeNewc(std::move(entries));

@@ -189,7 +189,7 @@ Status ModuleLoader::loadGroup(std::string_view group)
 		// An optional helper (crc32c-intel without SSE4.2 under TCG is
 		// ENODEV) may fail; the module the group exists for may not.
 		if (i + 1 == members.size())
-			return ok;
+			return ok.error();
 		logError(ok.error(), LogLevel::Info);
 	}
 	groupsDone_.insert(key);

@@ -17,7 +17,7 @@ constexpr std::size_t kReadChunk = std::size_t{16} * 1024;
 } // namespace
 
 Connection::Connection(ByteStream &stream, const proto::Key &ticket, RequestHandler &handler,
-		       ConnectionOptions options)
+		       const ConnectionOptions &options)
 	: key_(ticket), handler_(handler), options_(options), out_(stream, this, options.pipeSink),
 	  reader_(stream, proto::Direction::ToGuest, kReadChunk)
 {
@@ -172,7 +172,9 @@ Connection::Step Connection::dispatch(const FrameReader::Frame &frame)
 		serveStop();
 		return Outcome::Stopped;
 	case proto::FrameType::List:
-		done = serveList(frame.body);
+		done = serve<proto::ListRequest>(frame.body, true, [&](const proto::ListRequest &request) {
+			return handler_.list(request.path, out_);
+		});
 		break;
 	case proto::FrameType::Extract:
 		done = serveExtract(frame.body);
@@ -212,24 +214,18 @@ void Connection::serveStop()
 	handler_.stop();
 }
 
-Status Connection::serveList(std::span<const std::uint8_t> body)
-{
-	const Result<proto::ListRequest> request = proto::decode<proto::ListRequest>(body);
-	return finish(request ? handler_.list(request->path, out_) : Status(request.error()), true);
-}
-
 Status Connection::serveExtract(std::span<const std::uint8_t> body)
 {
-	const Result<proto::ExtractRequest> request = proto::decode<proto::ExtractRequest>(body);
-	if (!request)
-		return finish(request.error(), false);
-	const std::int64_t start = monotonicMs();
-	Status result = handler_.extract(*request, out_);
-	logf(LogLevel::Info, "extract: %llu bytes in %lld ms%s", static_cast<unsigned long long>(out_.bytes()),
-	     static_cast<long long>(monotonicMs() - start), result ? "" : " (failed)");
-	if (result && out_.entries() != 1)
-		result = Error(EIO, "extract", "handler sent no object entry"); // a bug
-	return finish(result, false);
+	return serve<proto::ExtractRequest>(body, false, [&](const proto::ExtractRequest &request) {
+		const std::int64_t start = monotonicMs();
+		Status result = handler_.extract(request, out_);
+		logf(LogLevel::Info, "extract: %llu bytes in %lld ms%s",
+		     static_cast<unsigned long long>(out_.bytes()),
+		     static_cast<long long>(monotonicMs() - start), result ? "" : " (failed)");
+		if (result && out_.entries() != 1)
+			result = Error(EIO, "extract", "handler sent no object entry"); // a bug
+		return result;
+	});
 }
 
 Status Connection::finish(const Status &result, bool countEntries)

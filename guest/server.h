@@ -63,7 +63,7 @@ struct ConnectionOptions {
 class Connection final : private FlowControl {
 public:
 	Connection(ByteStream &stream, const proto::Key &ticket, RequestHandler &handler,
-		   ConnectionOptions options);
+		   const ConnectionOptions &options);
 
 	enum class Outcome { StreamEnded, Abandoned, Stopped, Closed };
 	Outcome run();
@@ -88,10 +88,18 @@ private:
 	Step dispatch(const FrameReader::Frame &frame);
 	Status serveStatus(std::span<const std::uint8_t> body);
 	void serveStop();
-	Status serveList(std::span<const std::uint8_t> body);
 	Status serveExtract(std::span<const std::uint8_t> body);
-	// Ends a list's or an extract's response with its trailer: End with
-	// what was sent (entries or bytes), or Failure from `result`.
+	// The common shape of a request: decodes the body as a Request and
+	// hands it to `handle` (a body that does not decode is answered with
+	// Failure, as what `handle` returns is), then ends the response.
+	template <typename Request, typename Handle>
+	Status serve(std::span<const std::uint8_t> body, bool countEntries, Handle handle)
+	{
+		const Result<Request> request = proto::decode<Request>(body);
+		return finish(request ? handle(*request) : Status(request.error()), countEntries);
+	}
+	// Ends a response with its trailer: End with what was sent (entries,
+	// or Data bytes), or Failure from `result`.
 	Status finish(const Status &result, bool countEntries);
 	Status sendFailure(proto::ErrorCode code, int err, std::string_view message);
 

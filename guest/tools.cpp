@@ -118,6 +118,144 @@ Status Tools::ensureMounted()
 	return {};
 }
 
+namespace {
+
+// The child's ends and ours of its stdin, stdout and stderr.
+struct ChildPipes {
+	UniqueFd inRead, inWrite, outRead, outWrite, errRead, errWrite;
+};
+
+Result<ChildPipes> makePipes(const std::string &program)
+{
+	ChildPipes pipes;
+	for (auto [read, write] : {std::pair{&pipes.inRead, &pipes.inWrite}, std::pair{&pipes.outRead, &pipes.outWrite},
+				   std::pair{&pipes.errRead, &pipes.errWrite}}) {
+		int fds[2];
+		if (::pipe2(fds, O_CLOEXEC) != 0)
+			return Error(errno, "pipe2", program);
+		*read = UniqueFd(fds[0]);
+		*write = UniqueFd(fds[1]);
+	}
+	return pipes;
+}
+
+// Forks and execs `argv` with `envp`, the pipes as stdin/stdout/stderr, in
+// its own process group, under the command's memory limit. The child is
+// registered for the reaper before it can exit.
+Result<pid_t> spawn(const ToolCommand &command, std::vector<char *> &argv, std::vector<char *> &envp,
+		    const ChildPipes &pipes)
+{
+	rlimit as{RLIM_INFINITY, RLIM_INFINITY};
+	if (command.memoryLimit != 0)
+		as.rlim_cur = as.rlim_max = command.memoryLimit;
+	// Registered before it can exit: the main loop's reaping keeps its
+	// status for us.
+	std::lock_guard lock(gReapMutex);
+	const pid_t pid = ::fork();
+	if (pid == 0) {
+		// Only async-signal-safe calls between fork and exec.
+		::setpgid(0, 0);
+		::dup2(pipes.inRead.get(), 0);
+		::dup2(pipes.outWrite.get(), 1);
+		::dup2(pipes.errWrite.get(), 2);
+		sigset_t none;
+		sigemptyset(&none);
+		::sigprocmask(SIG_SETMASK, &none, nullptr);
+		(void)::signal(SIGPIPE, SIG_DFL);
+		if (command.memoryLimit != 0)
+			::setrlimit(RLIMIT_AS, &as);
+		::execve(argv[0], argv.data(), envp.data());
+		::_exit(127);
+	}
+	if (pid < 0)
+		return Error(errno, "fork", command.program);
+	gWaited.insert(pid);
+	return pid;
+}
+
+// Feeds the child its input and collects its output until it exits or its
+// time is up (then its process group is killed). A daemonising child
+// (ntfs-3g) may leave its own child holding the pipes: exit, not EOF, ends
+// the wait.
+void pump(const ToolCommand &command, pid_t pid, ChildPipes &pipes, ToolResult &result)
+{
+	UniqueFd pidfd(static_cast<int>(::syscall(SYS_pidfd_open, pid, 0)));
+	for (int fd : {pipes.inWrite.get(), pipes.outRead.get(), pipes.errRead.get()})
+		::fcntl(fd, F_SETFL, O_NONBLOCK);
+	if (command.input.empty())
+		pipes.inWrite.reset();
+	std::size_t written = 0;
+	bool outOpen = true, errOpen = true, exited = false;
+	const std::uint64_t deadline = monotonicMs() + static_cast<std::uint64_t>(command.timeoutMs);
+	while (!exited) {
+		const std::uint64_t now = monotonicMs();
+		if (now >= deadline) {
+			result.timedOut = true;
+			::kill(-pid, SIGKILL);
+			::kill(pid, SIGKILL);
+			break;
+		}
+		pollfd fds[4] = {
+			{pidfd.get(), POLLIN, 0},
+			{outOpen ? pipes.outRead.get() : -1, POLLIN, 0},
+			{errOpen ? pipes.errRead.get() : -1, POLLIN, 0},
+			{pipes.inWrite.isValid() ? pipes.inWrite.get() : -1, POLLOUT, 0},
+		};
+		// Without a pidfd (never on 6.1), poll the status every 10 ms.
+		const int wait = pidfd.isValid() ? static_cast<int>(std::min<std::uint64_t>(deadline - now, 1000)) : 10;
+		if (::poll(fds, 4, wait) < 0 && errno != EINTR)
+			break;
+		if (fds[1].revents != 0)
+			outOpen = drain(pipes.outRead.get(), result.out, kMaxOut);
+		if (fds[2].revents != 0)
+			errOpen = drain(pipes.errRead.get(), result.err, kMaxErr);
+		if (fds[3].revents & (POLLERR | POLLHUP)) {
+			pipes.inWrite.reset();
+		} else if (fds[3].revents & POLLOUT) {
+			const ssize_t n = ::write(pipes.inWrite.get(), command.input.data() + written,
+						  command.input.size() - written);
+			if (n > 0)
+				written += static_cast<std::size_t>(n);
+			if ((n < 0 && errno != EAGAIN && errno != EINTR) || written == command.input.size())
+				pipes.inWrite.reset();
+		}
+		if (!pidfd.isValid() || fds[0].revents != 0) {
+			std::lock_guard lock(gReapMutex);
+			reapLocked();
+			exited = gStatuses.count(pid) != 0;
+		}
+	}
+	pipes.inWrite.reset();
+	if (outOpen)
+		drain(pipes.outRead.get(), result.out, kMaxOut);
+	if (errOpen)
+		drain(pipes.errRead.get(), result.err, kMaxErr);
+}
+
+// The child's wait status, once reaped (after a SIGKILL the exit follows
+// promptly); it is then forgotten.
+int collectStatus(pid_t pid)
+{
+	int status = 0;
+	std::unique_lock lock(gReapMutex);
+	for (int i = 0; i < 500 && gStatuses.count(pid) == 0; ++i) {
+		reapLocked();
+		if (gStatuses.count(pid) == 0) {
+			lock.unlock();
+			::usleep(10000);
+			lock.lock();
+		}
+	}
+	if (auto it = gStatuses.find(pid); it != gStatuses.end()) {
+		status = it->second;
+		gStatuses.erase(it);
+	}
+	gWaited.erase(pid);
+	return status;
+}
+
+} // namespace
+
 Result<ToolResult> Tools::run(const ToolCommand &command)
 {
 	if (Status ok = ensureMounted(); !ok)
@@ -136,120 +274,18 @@ Result<ToolResult> Tools::run(const ToolCommand &command)
 		envp.push_back(e.data());
 	envp.push_back(nullptr);
 
-	int in[2], out[2], err[2];
-	if (::pipe2(in, O_CLOEXEC) != 0)
-		return Error(errno, "pipe2", command.program);
-	UniqueFd inRead(in[0]), inWrite(in[1]);
-	if (::pipe2(out, O_CLOEXEC) != 0)
-		return Error(errno, "pipe2", command.program);
-	UniqueFd outRead(out[0]), outWrite(out[1]);
-	if (::pipe2(err, O_CLOEXEC) != 0)
-		return Error(errno, "pipe2", command.program);
-	UniqueFd errRead(err[0]), errWrite(err[1]);
-
-	rlimit as{RLIM_INFINITY, RLIM_INFINITY};
-	if (command.memoryLimit != 0)
-		as.rlim_cur = as.rlim_max = command.memoryLimit;
-	pid_t pid;
-	{
-		// Registered before it can exit: the main loop's reaping keeps
-		// its status for us.
-		std::lock_guard lock(gReapMutex);
-		pid = ::fork();
-		if (pid == 0) {
-			// Only async-signal-safe calls between fork and exec.
-			::setpgid(0, 0);
-			::dup2(inRead.get(), 0);
-			::dup2(outWrite.get(), 1);
-			::dup2(errWrite.get(), 2);
-			sigset_t none;
-			sigemptyset(&none);
-			::sigprocmask(SIG_SETMASK, &none, nullptr);
-			::signal(SIGPIPE, SIG_DFL);
-			if (command.memoryLimit != 0)
-				::setrlimit(RLIMIT_AS, &as);
-			::execve(argv[0], argv.data(), envp.data());
-			::_exit(127);
-		}
-		if (pid < 0)
-			return Error(errno, "fork", command.program);
-		gWaited.insert(pid);
-	}
-	inRead.reset();
-	outWrite.reset();
-	errWrite.reset();
-	UniqueFd pidfd(static_cast<int>(::syscall(SYS_pidfd_open, pid, 0)));
-	for (int fd : {inWrite.get(), outRead.get(), errRead.get()})
-		::fcntl(fd, F_SETFL, O_NONBLOCK);
-	if (command.input.empty())
-		inWrite.reset();
-
+	Result<ChildPipes> pipes = makePipes(command.program);
+	if (!pipes)
+		return pipes.error();
+	Result<pid_t> pid = spawn(command, argv, envp, *pipes);
+	if (!pid)
+		return pid.error();
+	pipes->inRead.reset();
+	pipes->outWrite.reset();
+	pipes->errWrite.reset();
 	ToolResult result;
-	std::size_t written = 0;
-	bool outOpen = true, errOpen = true, exited = false;
-	const std::uint64_t deadline = monotonicMs() + static_cast<std::uint64_t>(command.timeoutMs);
-	// Until the process exits. A daemonising child (ntfs-3g) may leave
-	// its own child holding the pipes: exit, not EOF, ends the wait.
-	while (!exited) {
-		const std::uint64_t now = monotonicMs();
-		if (now >= deadline) {
-			result.timedOut = true;
-			::kill(-pid, SIGKILL);
-			::kill(pid, SIGKILL);
-			break;
-		}
-		pollfd fds[4] = {
-			{pidfd.get(), POLLIN, 0},
-			{outOpen ? outRead.get() : -1, POLLIN, 0},
-			{errOpen ? errRead.get() : -1, POLLIN, 0},
-			{inWrite.isValid() ? inWrite.get() : -1, POLLOUT, 0},
-		};
-		// Without a pidfd (never on 6.1), poll the status every 10 ms.
-		const int wait = pidfd.isValid() ? static_cast<int>(std::min<std::uint64_t>(deadline - now, 1000)) : 10;
-		if (::poll(fds, 4, wait) < 0 && errno != EINTR)
-			break;
-		if (fds[1].revents != 0)
-			outOpen = drain(outRead.get(), result.out, kMaxOut);
-		if (fds[2].revents != 0)
-			errOpen = drain(errRead.get(), result.err, kMaxErr);
-		if (fds[3].revents & (POLLERR | POLLHUP)) {
-			inWrite.reset();
-		} else if (fds[3].revents & POLLOUT) {
-			const ssize_t n = ::write(inWrite.get(), command.input.data() + written, command.input.size() - written);
-			if (n > 0)
-				written += static_cast<std::size_t>(n);
-			if ((n < 0 && errno != EAGAIN && errno != EINTR) || written == command.input.size())
-				inWrite.reset();
-		}
-		if (!pidfd.isValid() || fds[0].revents != 0) {
-			std::lock_guard lock(gReapMutex);
-			reapLocked();
-			exited = gStatuses.count(pid) != 0;
-		}
-	}
-	inWrite.reset();
-	if (outOpen)
-		drain(outRead.get(), result.out, kMaxOut);
-	if (errOpen)
-		drain(errRead.get(), result.err, kMaxErr);
-	int status = 0;
-	{
-		std::unique_lock lock(gReapMutex);
-		// After a SIGKILL the exit follows promptly.
-		for (int i = 0; i < 500 && gStatuses.count(pid) == 0; ++i) {
-			reapLocked();
-			if (gStatuses.count(pid) == 0) {
-				lock.unlock();
-				::usleep(10000);
-				lock.lock();
-			}
-		}
-		if (auto it = gStatuses.find(pid); it != gStatuses.end()) {
-			status = it->second;
-			gStatuses.erase(it);
-		}
-		gWaited.erase(pid);
-	}
+	pump(command, *pid, *pipes, result);
+	const int status = collectStatus(*pid);
 	if (WIFEXITED(status))
 		result.exitCode = WEXITSTATUS(status);
 	else if (WIFSIGNALED(status))

@@ -13,6 +13,7 @@
 #include "fr_config.h"
 #include "guest/extract.h"
 #include "guest/fsutil.h"
+#include "shared/clock.h"
 #include "shared/guest_abi.h"
 #include "shared/log.h"
 
@@ -34,11 +35,27 @@ proto::Entry virtualDir(std::string name, std::uint64_t size = 0)
 	return entry;
 }
 
-std::uint64_t uptimeMs() noexcept
+// The entry for `name` in the directory `dirFd`, with a symlink's target;
+// nullopt when it is left out. fstatat on the name only: a single component
+// cannot leave the directory, and AT_SYMLINK_NOFOLLOW describes links as
+// links.
+std::optional<proto::Entry> describeEntry(int dirFd, const std::string &name)
 {
-	timespec ts{};
-	::clock_gettime(CLOCK_BOOTTIME, &ts);
-	return static_cast<std::uint64_t>(ts.tv_sec) * 1000 + static_cast<std::uint64_t>(ts.tv_nsec) / 1000000;
+	struct stat child {};
+	if (::fstatat(dirFd, name.c_str(), &child, AT_SYMLINK_NOFOLLOW) != 0) {
+		logf(LogLevel::Warning, "list: fstatat failed (errno %d): entry skipped", errno);
+		return std::nullopt;
+	}
+	std::optional<proto::Entry> entry = entryFromStat(child, name);
+	if (entry && entry->type == proto::EntryType::Symlink) {
+		Result<UniqueFd> link = openBeneath(dirFd, name, O_PATH);
+		if (link) {
+			Result<std::string> target = readLinkTarget(link->get());
+			if (target)
+				entry->linkTarget = *target;
+		}
+	}
+	return entry;
 }
 
 // Splits a Volume's rest into its parent directory and last name.
@@ -57,7 +74,7 @@ proto::StatusInfo TreeHandler::status(bool keepTimeout)
 	if (!keepTimeout)
 		activity_.touch();
 	proto::StatusInfo info;
-	info.uptimeMs = uptimeMs();
+	info.uptimeMs = static_cast<std::uint64_t>(bootTimeMs());
 	info.idleLeftMs = activity_.idleLeftMs();
 	info.idleTimeoutS = activity_.timeoutS();
 	info.diskCount = volumes_.diskCount();
@@ -101,7 +118,11 @@ Status TreeHandler::list(std::string_view path, Responder &out)
 	return listFilesystem(resolved->root, resolved->rest, vp->lastName, out);
 }
 
-Status TreeHandler::listFilesystem(int root, const std::string &rest, const std::string &lastName, Responder &out)
+namespace {
+
+// The directory at `rest` below `root`, opened for reading; ENOTDIR when
+// it is something else.
+Result<UniqueFd> openDirectory(int root, const std::string &rest, const std::string &lastName)
 {
 	Result<UniqueFd> object = openBeneath(root, rest, O_PATH);
 	if (!object)
@@ -111,59 +132,71 @@ Status TreeHandler::listFilesystem(int root, const std::string &rest, const std:
 		return Error(errno, "fstat", rest);
 	if (!S_ISDIR(st.st_mode))
 		return Error::invalid(ENOTDIR, "list", lastName, "not a directory");
-	Result<UniqueFd> dir = openBeneath(root, rest, O_RDONLY | O_DIRECTORY);
-	if (!dir)
-		return dir.error();
-	DirReader reader(std::move(*dir));
-	std::uint64_t skipped = 0;
-	std::uint64_t listed = 0;
-	// Names are stat()ed in batches sorted by inode number. getdents of a
-	// hashed directory (ext4's htree) returns hash order, which is random
-	// against the inode table: in a directory larger than the guest's
-	// cache every fstatat read its own inode-table block (with 128 KiB of
-	// readahead), and 1,000,000 entries took 11 minutes under TCG. A
-	// batch is bounded (kListBatchEntries, kListBatchBytes), so memory stays
-	// flat however large the directory.
-	struct Pending {
-		std::uint64_t ino;
-		std::string name;
-	};
-	std::vector<Pending> batch;
-	std::size_t batchBytes = 0;
-	auto statBatch = [&]() -> Status {
-		std::sort(batch.begin(), batch.end(),
+	return openBeneath(root, rest, O_RDONLY | O_DIRECTORY);
+}
+
+// Names are stat()ed in batches sorted by inode number. getdents of a
+// hashed directory (ext4's htree) returns hash order, which is random
+// against the inode table: in a directory larger than the guest's cache
+// every fstatat read its own inode-table block (with 128 KiB of
+// readahead), and 1,000,000 entries took 11 minutes under TCG. A batch is
+// bounded (kListBatchEntries, kListBatchBytes), so memory stays flat
+// however large the directory.
+class InodeOrderedBatch {
+public:
+	InodeOrderedBatch(int dirFd, Responder &out) : dirFd_(dirFd), out_(out) {}
+
+	Status add(std::uint64_t ino, std::string_view name)
+	{
+		pending_.push_back(Pending{ino, std::string(name)});
+		bytes_ += sizeof(Pending) + name.size();
+		if (pending_.size() >= kListBatchEntries || bytes_ >= kListBatchBytes)
+			return send();
+		return {};
+	}
+	// Stats and sends what is pending, in inode order.
+	Status send()
+	{
+		std::sort(pending_.begin(), pending_.end(),
 			  [](const Pending &a, const Pending &b) { return a.ino < b.ino; });
-		for (const Pending &pending : batch) {
-			// fstatat on the name only: a single component cannot leave
-			// the directory, and AT_SYMLINK_NOFOLLOW describes links as
-			// links.
-			struct stat child {};
-			if (::fstatat(reader.fd(), pending.name.c_str(), &child, AT_SYMLINK_NOFOLLOW) != 0) {
-				logf(LogLevel::Warning, "list: fstatat failed (errno %d): entry skipped", errno);
-				++skipped;
-				continue;
-			}
-			std::optional<proto::Entry> entry = entryFromStat(child, pending.name);
+		for (const Pending &pending : pending_) {
+			const std::optional<proto::Entry> entry = describeEntry(dirFd_, pending.name);
 			if (!entry) {
 				++skipped;
 				continue;
 			}
-			if (entry->type == proto::EntryType::Symlink) {
-				Result<UniqueFd> link = openBeneath(reader.fd(), pending.name, O_PATH);
-				if (link) {
-					Result<std::string> target = readLinkTarget(link->get());
-					if (target)
-						entry->linkTarget = *target;
-				}
-			}
-			if (Status ok = out.entry(*entry); !ok)
+			if (Status ok = out_.entry(*entry); !ok)
 				return ok;
 			++listed;
 		}
-		batch.clear();
-		batchBytes = 0;
+		pending_.clear();
+		bytes_ = 0;
 		return {};
+	}
+
+	std::uint64_t listed = 0;
+	std::uint64_t skipped = 0;
+
+private:
+	struct Pending {
+		std::uint64_t ino;
+		std::string name;
 	};
+	int dirFd_;
+	Responder &out_;
+	std::vector<Pending> pending_;
+	std::size_t bytes_ = 0;
+};
+
+} // namespace
+
+Status TreeHandler::listFilesystem(int root, const std::string &rest, const std::string &lastName, Responder &out)
+{
+	Result<UniqueFd> dir = openDirectory(root, rest, lastName);
+	if (!dir)
+		return dir.error();
+	DirReader reader(std::move(*dir));
+	InodeOrderedBatch batch(reader.fd(), out);
 	for (;;) {
 		Result<std::optional<std::string_view>> next = reader.next();
 		if (!next)
@@ -172,26 +205,23 @@ Status TreeHandler::listFilesystem(int root, const std::string &rest, const std:
 			break;
 		const std::string_view name = **next;
 		if (!proto::checkName(name)) {
-			++skipped; // longer than 255 bytes (vfat + utf8 can), or '/'
+			++batch.skipped; // longer than 255 bytes (vfat + utf8 can), or '/'
 			continue;
 		}
-		batch.push_back(Pending{reader.ino(), std::string(name)});
-		batchBytes += sizeof(Pending) + name.size();
-		if (batch.size() >= kListBatchEntries || batchBytes >= kListBatchBytes)
-			if (Status ok = statBatch(); !ok)
-				return ok;
+		if (Status ok = batch.add(reader.ino(), name); !ok)
+			return ok;
 	}
-	if (Status ok = statBatch(); !ok)
+	if (Status ok = batch.send(); !ok)
 		return ok;
-	if (skipped > 0)
+	if (batch.skipped > 0)
 		logf(LogLevel::Warning, "list: %llu entries left out (names the protocol cannot carry)",
-		     static_cast<unsigned long long>(skipped));
+		     static_cast<unsigned long long>(batch.skipped));
 	// Large directories stream: the daemon's memory must not grow with
 	// them (bench/compare.sh reads this line). Small ones are not logged:
 	// the serial console is slow under emulation.
-	if (listed >= kLogListingEntries)
-		logf(LogLevel::Info, "list: %llu entries, peak RSS %ld KiB", static_cast<unsigned long long>(listed),
-		     peakRssKiB());
+	if (batch.listed >= kLogListingEntries)
+		logf(LogLevel::Info, "list: %llu entries, peak RSS %ld KiB",
+		     static_cast<unsigned long long>(batch.listed), peakRssKiB());
 	return {};
 }
 

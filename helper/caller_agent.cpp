@@ -25,16 +25,9 @@ namespace {
 
 using Op = CallerAgent::Op;
 constexpr std::size_t kMaxRequest = 4200;
+constexpr std::uint64_t kOpenFlags = O_RDONLY | O_NOCTTY | O_NONBLOCK;
 // An open on the caller's own FUSE mount could block for ever.
 constexpr int kReplyTimeoutMs = 30000;
-
-int openAs(const char *path, std::uint64_t resolve) noexcept
-{
-	open_how how{};
-	how.flags = O_RDONLY | O_NOCTTY | O_NONBLOCK | O_CLOEXEC;
-	how.resolve = resolve;
-	return static_cast<int>(::syscall(SYS_openat2, AT_FDCWD, path, &how, sizeof(how)));
-}
 
 int listenAt(const char *path) noexcept
 {
@@ -84,10 +77,10 @@ int listenAt(const char *path) noexcept
 		errno = 0;
 		switch (static_cast<Op>(buf[0])) {
 		case Op::OpenImage:
-			out = openAs(path, RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS);
+			out = openAt2(AT_FDCWD, path, kOpenFlags, RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS);
 			break;
 		case Op::OpenFile:
-			out = openAs(path, RESOLVE_NO_MAGICLINKS);
+			out = openAt2(AT_FDCWD, path, kOpenFlags, RESOLVE_NO_MAGICLINKS);
 			break;
 		case Op::Listen:
 			if ((out = listenAt(path)) >= 0) // listenAt() refused longer paths

@@ -1,13 +1,11 @@
 // SPDX-License-Identifier: AGPL-3.0-or-later
 #include "helper/files.h"
 
-#include <dirent.h>
 #include <fcntl.h>
 #include <linux/openat2.h>
 #include <poll.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
-#include <sys/syscall.h>
 #include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
@@ -16,6 +14,7 @@
 #include <cstdio>
 #include <cstring>
 
+#include "shared/fd_io.h"
 #include "shared/guest_abi.h"
 #include "shared/image_check.h"
 #include "shared/policy.h"
@@ -25,13 +24,6 @@ namespace fr::helper {
 
 namespace {
 
-long openat2(int dirfd, const char *path, int flags, std::uint64_t resolve)
-{
-	open_how how{};
-	how.flags = static_cast<std::uint64_t>(flags);
-	how.resolve = resolve;
-	return ::syscall(SYS_openat2, dirfd, path, &how, sizeof(how));
-}
 
 Status trustedByRoot(int fd, std::string_view what)
 {
@@ -85,23 +77,12 @@ Result<std::optional<std::string>> readPolicyFile(std::string_view path)
 			return Error::invalid(EPERM, "policy", sofar, "not a regular file");
 		if (st.st_size > static_cast<off_t>(kPolicyMaxBytes))
 			return Error::invalid(EFBIG, "policy", sofar, "larger than %zu bytes", kPolicyMaxBytes);
-		std::string text;
-		char buf[4096];
-		for (;;) {
-			const ssize_t n = ::read(next.get(), buf, sizeof(buf));
-			if (n < 0) {
-				if (errno == EINTR)
-					continue;
-				return Error(errno, "read", sofar);
-			}
-			if (n == 0)
-				break;
-			text.append(buf, static_cast<std::size_t>(n));
-			if (text.size() > kPolicyMaxBytes)
-				return Error::invalid(EFBIG, "policy", sofar, "larger than %zu bytes",
-						      kPolicyMaxBytes);
-		}
-		return std::optional<std::string>(std::move(text));
+		Result<std::string> text = readAll(next.get(), kPolicyMaxBytes, sofar);
+		if (!text && text.error().errnum() == EFBIG)
+			return Error::invalid(EFBIG, "policy", sofar, "larger than %zu bytes", kPolicyMaxBytes);
+		if (!text)
+			return text.error();
+		return std::optional<std::string>(std::move(*text));
 	}
 }
 
@@ -115,15 +96,12 @@ std::optional<Result<UniqueFd>> openGrantedImage(const std::string &path,
 		// As root: the policy grants this directory to this caller. The
 		// directory itself is reached without symlinks; below it nothing
 		// may leave it, by symlink, "..", magic link or mount point.
-		UniqueFd dir(static_cast<int>(openat2(AT_FDCWD, granted.c_str(),
-						      O_PATH | O_DIRECTORY | O_CLOEXEC,
-						      RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS)));
+		UniqueFd dir(openAt2(AT_FDCWD, granted.c_str(), O_PATH | O_DIRECTORY,
+				     RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS));
 		if (!dir.isValid())
 			return Result<UniqueFd>(Error(errno, "open", granted));
-		UniqueFd fd(static_cast<int>(openat2(dir.get(), std::string(*rest).c_str(),
-						     O_RDONLY | O_NOCTTY | O_NONBLOCK | O_CLOEXEC,
-						     RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS |
-							     RESOLVE_NO_MAGICLINKS | RESOLVE_NO_XDEV)));
+		UniqueFd fd(openAt2(dir.get(), std::string(*rest).c_str(), O_RDONLY | O_NOCTTY | O_NONBLOCK,
+				    RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS | RESOLVE_NO_XDEV));
 		if (!fd.isValid())
 			return Result<UniqueFd>(Error(errno, "open", path));
 		return Result<UniqueFd>(std::move(fd));

@@ -18,28 +18,24 @@
 
 namespace fr::helper {
 
-// Reads the policy at `path` as root, trusting it only if every directory
-// from "/" down and the file itself are owned by root and not writable by
-// group or others, nothing on the way is a symlink (each component opened
-// O_NOFOLLOW relative to the previous one's fd), the file is regular and at
-// most kPolicyMaxBytes. nullopt: the file (or a directory on the way)
-// does not exist. Error: anything else; the helper then denies everything.
+// Reads the policy at `path`, trusting it only if every directory from "/"
+// down and the file are root's and not group/world-writable, none a symlink
+// (each component opened O_NOFOLLOW from the previous one's fd), the file
+// regular and at most kPolicyMaxBytes. nullopt: it does not exist. Error:
+// anything else; the helper then denies everything.
 Result<std::optional<std::string>> readPolicyFile(std::string_view path);
 
-// Opens an image below a directory the policy grants this caller, as root:
-// the directory reached without symlinks, the rest with openat2
-// (RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS |
-// RESOLVE_NO_XDEV), O_RDONLY | O_NOCTTY | O_NONBLOCK. nullopt: the path is
-// below none of `grantedDirs` (the caller agent opens it, as the caller).
-// Error: openat2's errno.
+// Opens an image below a directory the policy grants this caller, as root,
+// with openat2(RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS |
+// RESOLVE_NO_XDEV) from it. nullopt: below none of `grantedDirs` (the caller
+// agent opens it). Error: openat2's errno.
 std::optional<Result<UniqueFd>> openGrantedImage(const std::string &path,
 						 const std::vector<std::string> &grantedDirs);
 
-// Everything an image fd must be before QEMU gets it: a regular file on a
-// disk filesystem whose header agrees with `format` and names no other
-// file (shared/image_check.h); then O_NONBLOCK (only there so that opening
-// a FIFO or device could not hang) is cleared. Error: EPERM (refused) or
-// the failing call's errno.
+// What an image fd must be before QEMU gets it: a regular file on a disk
+// filesystem, its header agreeing with `format` and naming no other file
+// (shared/image_check.h); then O_NONBLOCK is cleared. Error: EPERM or EINVAL
+// (refused) or the failing call's errno.
 Status checkImageFd(int fd, contract::ImageFormat format, std::string_view what);
 
 // An nbd image: `fd` must be a connected AF_UNIX stream socket (the

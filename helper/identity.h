@@ -34,12 +34,9 @@ Result<Identity> accountIdentity(std::string_view name);
 Status dropPrivileges(const Identity &who) noexcept;
 
 // Whether QEMU, running as `who`, can use KVM: a throw-away child drops to
-// `who` (QEMU, not the helper, opens /dev/kvm), opens /dev/kvm and runs a
-// test vCPU that fills 4 MiB of guest memory and halts, within 500 ms. A
-// working KVM takes a few milliseconds; on nested hosts without VMX
-// /dev/kvm opens and KVM_RUN works, but every guest page fault takes over
-// a millisecond and QEMU appears to hang (the test takes 1.3 s there).
-// nullptr: usable; else why not (static text).
+// `who`, opens /dev/kvm and must run a test vCPU that fills 4 MiB of guest
+// memory within 500 ms (docs/security.md, step 7). nullptr: usable; else why
+// not (static text).
 const char *kvmUnusableReason(const Identity &who) noexcept;
 
 } // namespace fr::helper

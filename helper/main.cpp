@@ -6,14 +6,10 @@
 // line "what(object): reason" on stderr, nothing on stdout, an exit code
 // from contract::HelperExit, and nothing left behind.
 #include <fcntl.h>
-#include <signal.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/syscall.h>
-#include <sys/wait.h>
-#include <unistd.h>
 
-#include <algorithm>
 #include <cerrno>
 #include <cstdio>
 #include <cstdlib>
@@ -21,16 +17,15 @@
 #include "helper/caller_agent.h"
 #include "helper/files.h"
 #include "helper/identity.h"
-#include "shared/initramfs.h"
 #include "helper/landlock.h"
 #include "helper/process.h"
-#include "shared/qemu_command.h"
 #include "helper/vsock.h"
 #include "seccomp-profiles/qemu_seccomp_bpf.h"
 #include "shared/helper_contract.h"
-#include "shared/image_check.h"
+#include "shared/initramfs.h"
 #include "shared/log.h"
 #include "shared/policy.h"
+#include "shared/qemu_command.h"
 
 #if defined(FR_TEST_BUILD)
 // tests/support/meson.build compiles test-only variants with other paths.
@@ -72,17 +67,10 @@ void check(const Status &status, HelperExit code)
 // An image that cannot be opened is refused (3) unless the system failed.
 HelperExit imageExit(const Error &error)
 {
-	switch (error.errnum()) {
-	case ENOENT:
-	case EMFILE:
-	case ENFILE:
-	case ENOMEM:
-	case EIO:
-	case ETIMEDOUT:
-		return HelperExit::Failed;
-	default:
-		return HelperExit::Denied;
-	}
+	for (int failed : {ENOENT, EMFILE, ENFILE, ENOMEM, EIO, ETIMEDOUT})
+		if (error.errnum() == failed)
+			return HelperExit::Failed;
+	return HelperExit::Denied;
 }
 
 // Step 4: the policy's grant for this caller, or exit.
@@ -165,18 +153,7 @@ int run(int argc, char **argv)
 	const Identity caller = check(callerIdentity(), HelperExit::Failed);
 	Policy policy;
 	const Grant grant = grantFor(caller, policy);
-	const std::uint32_t memory = args.memoryMiB.value_or(std::min<std::uint32_t>(256, grant.maxMemoryMiB));
-	if (memory > grant.maxMemoryMiB)
-		die(HelperExit::Limit, Error::invalid(EDQUOT, "--memory", std::to_string(memory),
-						      "above the limit of %u MiB", grant.maxMemoryMiB));
-	if (args.images.size() > grant.maxDisks)
-		die(HelperExit::Limit, Error::invalid(EDQUOT, "--image", "", "more than %u images", grant.maxDisks));
-	const std::uint32_t idle = args.timeout.value_or(
-		std::clamp<std::uint32_t>(600, grant.timeoutMin, grant.timeoutMax));
-	if (idle < grant.timeoutMin || idle > grant.timeoutMax)
-		die(HelperExit::Limit, Error::invalid(EDQUOT, "--timeout", std::to_string(idle),
-						      "outside the allowed %u..%u seconds", grant.timeoutMin,
-						      grant.timeoutMax));
+	const VmSize size = check(sizeVm(grant, args.memoryMiB, args.images.size(), args.timeout), HelperExit::Limit);
 	// QEMU never runs as root: a root caller's VM runs as the policy's user.
 	const Identity qemu = caller.uid != 0 ? caller : check(accountIdentity(policy.qemuUser), HelperExit::Denied);
 	if (countRunningVms(qemu.uid, FR_QEMU_BINARY) >= grant.maxVms)
@@ -248,15 +225,11 @@ int run(int argc, char **argv)
 	const UniqueFd devNull(::open("/dev/null", O_RDWR | O_CLOEXEC));
 	if (!devNull.isValid())
 		die(HelperExit::Failed, Error(errno, "open", "/dev/null"));
-	QemuConfig config;
-	config.qemuBinary = FR_QEMU_BINARY;
-	config.name = args.name;
-	config.kvm = noKvm == nullptr;
-	config.memoryMiB = memory;
-	config.kernelCmdline = buildKernelCmdline(idle, args.transport,
-						  config.kvm ? std::nullopt : std::optional<std::uint64_t>(args.tscKhz));
-	config.transport = args.transport;
-	config.cid = cid.value_or(0);
+	const bool kvm = noKvm == nullptr;
+	QemuConfig config{FR_QEMU_BINARY, args.name, kvm, size.memoryMiB,
+			  buildKernelCmdline(size.idleSeconds, args.transport,
+					     kvm ? std::nullopt : std::optional<std::uint64_t>(args.tscKhz)),
+			  args.transport, cid.value_or(0), {}};
 	QemuFds fds{devNull.get(), args.logFd >= 0 ? args.logFd : devNull.get(), kernel.get(),
 		    initramfs.get(), channel.get(), {}};
 	for (std::size_t i = 0; i < images.size(); ++i) {
@@ -264,15 +237,8 @@ int run(int argc, char **argv)
 		fds.images.push_back(images[i].get());
 	}
 	const QemuCommand command = buildQemuCommand(config, fds);
-	Launch launchSpec;
-	launchSpec.identity = qemu;
-	launchSpec.binary = FR_QEMU_BINARY;
-	launchSpec.argv = command.argv;
-	launchSpec.env = {"PATH=/usr/bin:/bin", "LC_ALL=C"};
-	launchSpec.fds = command.fds;
-	launchSpec.filter = kQemuSeccompFilter;
-	launchSpec.filterLength = sizeof(kQemuSeccompFilter) / sizeof(kQemuSeccompFilter[0]);
-	launchSpec.landlockRuleset = ruleset.fd.get();
+	Launch launchSpec{qemu, FR_QEMU_BINARY, command.argv, {"PATH=/usr/bin:/bin", "LC_ALL=C"}, command.fds,
+			  kQemuSeccompFilter, std::size(kQemuSeccompFilter), ruleset.fd.get(), {}};
 	launchSpec.forked = [&agent](pid_t pid) -> Status {
 		const UniqueFd pidfd(static_cast<int>(::syscall(SYS_pidfd_open, pid, 0)));
 		if (!pidfd.isValid())

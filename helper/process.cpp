@@ -15,6 +15,7 @@
 #include <cstring>
 
 #include "helper/landlock.h"
+#include "shared/fd_io.h"
 #include "shared/unique_fd.h"
 
 namespace fr::helper {
@@ -79,15 +80,8 @@ namespace {
 {
 	// The parent is the same program image: the Error's static `call`
 	// pointer stays meaningful on the other side.
-	const char *p = reinterpret_cast<const char *>(&error);
-	std::size_t left = sizeof(Error);
-	while (left > 0) {
-		const ssize_t n = ::write(pipeFd, p, left);
-		if (n <= 0)
-			break;
-		p += n;
-		left -= static_cast<std::size_t>(n);
-	}
+	(void)writeAll(pipeFd, std::string_view(reinterpret_cast<const char *>(&error), sizeof(Error)),
+		       "launch error pipe");
 	::_exit(127);
 }
 
@@ -203,24 +197,14 @@ Result<pid_t> launch(const Launch &l)
 	}
 
 	// EOF without data: the exec happened (the pipe closed on exec).
-	alignas(Error) char buf[sizeof(Error)];
-	std::size_t got = 0;
-	while (got < sizeof(buf)) {
-		const ssize_t n = ::read(readEnd.get(), buf + got, sizeof(buf) - got);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0)
-			break;
-		got += static_cast<std::size_t>(n);
-	}
-	if (got == 0)
+	const Result<std::string> report = readAll(readEnd.get(), sizeof(Error), "launch error pipe");
+	if (report && report->empty())
 		return pid;
-	int status = 0;
-	while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+	while (::waitpid(pid, nullptr, 0) < 0 && errno == EINTR) {
 	}
-	if (got == sizeof(buf)) {
+	if (report && report->size() == sizeof(Error)) {
 		Error error(0, "");
-		std::memcpy(static_cast<void *>(&error), buf, sizeof(Error));
+		std::memcpy(static_cast<void *>(&error), report->data(), sizeof(Error));
 		return error;
 	}
 	return Error(EIO, "launch", "child failed before reporting");

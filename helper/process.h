@@ -15,11 +15,9 @@
 
 namespace fr::helper {
 
-// Whether fds 0, 1 and 2 are open, 0 readable and 1 and 2 writable. If one
-// were closed, the next open() would land on it and, say, the JSON line
-// would go into a file the helper opened as root. (For a setuid program
-// glibc already replaces a closed one with /dev/full or /dev/null opened
-// with the wrong access mode, which this refuses as well.)
+// Whether fds 0, 1 and 2 are open, 0 readable and 1 and 2 writable: a closed
+// one would be the next open()'s (glibc's wrong-mode /dev/full or /dev/null
+// stand-ins for a setuid program are refused too).
 Status checkStdFds() noexcept;
 
 // Marks every fd above 2 close-on-exec: nothing inherited reaches QEMU by
@@ -29,12 +27,10 @@ Status markInheritedFdsCloexec() noexcept;
 // Closes every fd from `from` upwards that is not in `keep`.
 void closeFdsExcept(int from, const int *keep, std::size_t count) noexcept;
 
-// Every signal back to its default action and nothing blocked: an ignored
-// SIGCHLD would break waitpid, a blocked SIGTERM would reach QEMU blocked.
-// SIGXFSZ and SIGPIPE are then ignored in the helper itself so that a low
-// RLIMIT_FSIZE or a closed stdout pipe fails a write with EFBIG/EPIPE (a
-// clear error, and cleanup) instead of killing the helper half-way; the
-// child restores both before exec.
+// Every signal back to its default action and nothing blocked; then SIGXFSZ
+// and SIGPIPE ignored in the helper itself, so that a low RLIMIT_FSIZE or a
+// closed stdout fails a write (a clear error, and cleanup) instead of
+// killing it half-way. The launch child restores both.
 void resetSignals() noexcept;
 
 // What the child needs, all prepared by the parent (the child does not
@@ -54,14 +50,11 @@ struct Launch {
 	std::function<Status(pid_t)> forked;
 };
 
-// Forks; the child enters a new session, moves `fds` into place and closes
-// everything else, drops to `identity` (dropPrivileges), dies with the
-// helper (PR_SET_PDEATHSIG) until the parent's go, sets no_new_privs,
-// restricts itself with the Landlock ruleset, waits for the go, installs
-// the seccomp filter last and execs `binary`. The parent runs `forked`,
-// gives the go and learns from a close-on-exec pipe whether the exec
-// happened. Returns the child's pid once QEMU runs; Error: the step that
-// failed (the child has then exited and been reaped) or fork's errno.
+// Forks; the child does step 8 of helper/README.md (session, fd layout,
+// identity drop, death signal until the go, no_new_privs, Landlock, seccomp
+// last, execve); the parent runs `forked`, gives the go and learns from a
+// close-on-exec pipe whether the exec happened. Returns QEMU's pid; Error:
+// the step that failed (the child reaped) or fork's errno.
 Result<pid_t> launch(const Launch &launch);
 
 } // namespace fr::helper

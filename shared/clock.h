@@ -1,9 +1,10 @@
 // SPDX-License-Identifier: AGPL-3.0-or-later
 #pragma once
 
-// The one monotonic clock of the C-style code (guest daemon, protocol,
-// helper): milliseconds of CLOCK_MONOTONIC, for deadlines and durations.
-// Never fails, never allocates (usable between fork and exec).
+// The clocks of the C-style code (guest daemon, protocol, helper):
+// milliseconds of CLOCK_MONOTONIC for deadlines and durations, of
+// CLOCK_BOOTTIME for uptimes. Never fail, never allocate (usable between
+// fork and exec).
 
 #include <time.h>
 
@@ -15,6 +16,15 @@ inline std::int64_t monotonicMs() noexcept
 {
 	timespec ts{};
 	::clock_gettime(CLOCK_MONOTONIC, &ts);
+	return static_cast<std::int64_t>(ts.tv_sec) * 1000 + ts.tv_nsec / 1000000;
+}
+
+// Milliseconds since the kernel booted (CLOCK_BOOTTIME): the guest's
+// uptime.
+inline std::int64_t bootTimeMs() noexcept
+{
+	timespec ts{};
+	::clock_gettime(CLOCK_BOOTTIME, &ts);
 	return static_cast<std::int64_t>(ts.tv_sec) * 1000 + ts.tv_nsec / 1000000;
 }
 

@@ -23,7 +23,7 @@ void appendEntry(std::vector<std::uint8_t> &out, std::uint32_t ino, std::uint32_
 	char header[111];
 	// magic, ino, mode, uid, gid, nlink, mtime, filesize, devmajor,
 	// devminor, rdevmajor, rdevminor, namesize (with NUL), check
-	std::snprintf(header, sizeof(header), "070701%08X%08X%08X%08X%08X%08X%08X%08X%08X%08X%08X%08X%08X",
+	(void)std::snprintf(header, sizeof(header), "070701%08X%08X%08X%08X%08X%08X%08X%08X%08X%08X%08X%08X%08X",
 		      ino, mode, 0U, 0U, nlink, 0U, static_cast<unsigned>(data.size()), 0U, 0U, rmajor,
 		      rminor, static_cast<unsigned>(name.size() + 1), 0U);
 	out.insert(out.end(), header, header + 110);

@@ -2,6 +2,8 @@
 #include "shared/fd_io.h"
 
 #include <fcntl.h>
+#include <linux/openat2.h>
+#include <sys/syscall.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -54,6 +56,19 @@ Result<std::string> readFile(const std::string &path, std::size_t limit, int ext
 	if (!fd.isValid())
 		return Error(errno, "open", path);
 	return readAll(fd.get(), limit, path);
+}
+
+int openAt2(int dirfd, const char *path, std::uint64_t flags, std::uint64_t resolve, mode_t mode) noexcept
+{
+	open_how how{};
+	how.flags = flags | O_CLOEXEC;
+	how.mode = (flags & (O_CREAT | O_TMPFILE)) != 0 ? mode : 0;
+	how.resolve = resolve;
+	for (int attempt = 0;; ++attempt) {
+		const long fd = ::syscall(SYS_openat2, dirfd, path, &how, sizeof(how));
+		if (fd >= 0 || (errno != EINTR && errno != EAGAIN) || attempt == 8)
+			return static_cast<int>(fd);
+	}
 }
 
 Status sendWithFd(int sock, std::span<const std::uint8_t> data, int fd) noexcept

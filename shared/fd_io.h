@@ -33,6 +33,12 @@ Result<std::string> readAll(int fd, std::size_t limit, std::string_view what);
 // the path.
 Result<std::string> readFile(const std::string &path, std::size_t limit, int extraFlags = 0);
 
+// openat2(2), which glibc 2.36 does not wrap: O_CLOEXEC is added; retried
+// after EINTR and EAGAIN (a rename or mount raced the lookup; at most 8
+// times). Returns the fd (the caller owns it) or -1 with errno. No heap.
+int openAt2(int dirfd, const char *path, std::uint64_t flags, std::uint64_t resolve,
+	    mode_t mode = 0) noexcept;
+
 // One datagram on a unix socket with an fd beside it (SCM_RIGHTS; -1:
 // none), and its receiving end. MSG_NOSIGNAL: a vanished peer is EPIPE.
 // receiveWithFd returns the bytes read (0: the peer is gone, -1: errno) and

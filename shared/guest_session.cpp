@@ -17,12 +17,6 @@ namespace {
 // into place.
 constexpr std::size_t kReadChunk = std::size_t{64} * 1024;
 
-Error unexpected(proto::FrameType type, const char *request)
-{
-	return Error::invalid(EPROTO, "protocol", request, "unexpected frame type 0x%02x in the response",
-			      static_cast<unsigned>(type));
-}
-
 Error countMismatch(const char *request, std::uint64_t said, std::uint64_t got)
 {
 	return Error::invalid(EPROTO, "protocol", request,
@@ -100,6 +94,12 @@ Status GuestSession::acknowledge()
 	proto::encode(ack, proto::Ack{received_});
 	acked_ = received_;
 	return send(ack);
+}
+
+Error GuestSession::unexpected(proto::FrameType type, const char *request)
+{
+	return Error::invalid(EPROTO, "protocol", request, "unexpected frame type 0x%02x in the response",
+			      static_cast<unsigned>(type));
 }
 
 // --- handshake -------------------------------------------------------------
@@ -236,11 +236,9 @@ Result<std::uint64_t> GuestSession::exchange(const std::vector<std::uint8_t> &re
 
 Result<proto::StatusInfo> GuestSession::status(bool keepTimeout)
 {
-	std::vector<std::uint8_t> request;
-	proto::encode(request, proto::StatusRequest{keepTimeout});
 	std::optional<proto::StatusInfo> info;
-	Result<std::uint64_t> count =
-		exchange(request, "status", [&](const FrameReader::Frame &frame) noexcept -> Status {
+	Result<std::uint64_t> count = request(
+		proto::StatusRequest{keepTimeout}, "status", [&](const FrameReader::Frame &frame) noexcept -> Status {
 			if (frame.type != proto::FrameType::StatusInfo || info)
 				return unexpected(frame.type, "status");
 			Result<proto::StatusInfo> decoded = proto::decode<proto::StatusInfo>(frame.body);
@@ -260,12 +258,7 @@ Result<proto::StatusInfo> GuestSession::status(bool keepTimeout)
 
 Status GuestSession::stop()
 {
-	std::vector<std::uint8_t> request;
-	proto::encode(request, proto::Stop{});
-	Result<std::uint64_t> count =
-		exchange(request, "stop", [](const FrameReader::Frame &frame) noexcept -> Status {
-			return unexpected(frame.type, "stop");
-		});
+	Result<std::uint64_t> count = request(proto::Stop{}, "stop");
 	if (!count)
 		return count.error();
 	usable_ = false; // the guest is powering off
@@ -278,11 +271,9 @@ Status GuestSession::list(std::string_view path, EntryCallback onEntry)
 		return ok;
 	if (Status ok = proto::checkPath(path); !ok)
 		return ok;
-	std::vector<std::uint8_t> request;
-	proto::encode(request, proto::ListRequest{std::string(path)});
 	std::uint64_t received = 0;
-	Result<std::uint64_t> count =
-		exchange(request, path, [&](const FrameReader::Frame &frame) noexcept -> Status {
+	Result<std::uint64_t> count = request(
+		proto::ListRequest{std::string(path)}, path, [&](const FrameReader::Frame &frame) noexcept -> Status {
 			if (frame.type != proto::FrameType::Entry)
 				return unexpected(frame.type, "list");
 			Result<proto::Entry> entry = proto::decode<proto::Entry>(frame.body);
@@ -305,12 +296,11 @@ Status GuestSession::extract(std::string_view path, proto::ExtractFormat format,
 		return ok;
 	if (Status ok = proto::checkPath(path); !ok)
 		return ok;
-	std::vector<std::uint8_t> request;
-	proto::encode(request, proto::ExtractRequest{format, compression, std::string(path)});
 	bool started = false;
 	std::uint64_t received = 0;
-	Result<std::uint64_t> count =
-		exchange(request, path, [&](const FrameReader::Frame &frame) noexcept -> Status {
+	Result<std::uint64_t> count = request(
+		proto::ExtractRequest{format, compression, std::string(path)}, path,
+		[&](const FrameReader::Frame &frame) noexcept -> Status {
 			// One Entry (the object), then its Data.
 			if (frame.type == proto::FrameType::Entry && !started) {
 				Result<proto::Entry> entry = proto::decode<proto::Entry>(frame.body);

@@ -92,10 +92,35 @@ public:
 	Status extract(std::string_view path, proto::ExtractFormat format, proto::Compression compression,
 		       EntryCallback onStart, DataCallback onData);
 
+	// Any request: a proto:: message of a request type in proto::kFrames,
+	// for requests without a method of their own above. Every frame of the
+	// response before its trailer goes to onFrame (an error it returns ends
+	// the request; the session is then unusable); the result is the End
+	// trailer's count. Guest errors name `object`. Errors as above.
+	using FrameCallback = StatusCallback<const FrameReader::Frame &>;
+	template <typename Request>
+	Result<std::uint64_t> request(const Request &request, std::string_view object, FrameCallback onFrame)
+	{
+		static_assert(proto::frameSpec(Request::kType).to == proto::Direction::ToGuest,
+			      "a request is a frame the guest receives");
+		std::vector<std::uint8_t> bytes;
+		proto::encode(bytes, request);
+		return exchange(bytes, object, onFrame);
+	}
+	// A request whose response is its trailer alone.
+	template <typename Request>
+	Result<std::uint64_t> request(const Request &request, std::string_view object)
+	{
+		return this->request(request, object, [](const FrameReader::Frame &frame) noexcept {
+			return Status(unexpected(frame.type, proto::frameSpec(Request::kType).name));
+		});
+	}
+
 	bool usable() const noexcept { return stream_ != nullptr && usable_; }
 
 private:
-	using FrameCallback = StatusCallback<const FrameReader::Frame &>;
+	// A frame the response to `request` may not hold (EPROTO).
+	static Error unexpected(proto::FrameType type, const char *request);
 
 	GuestSession(std::unique_ptr<ByteStream> stream, const proto::Key &ticket, int timeoutMs);
 

@@ -4,6 +4,7 @@
 #include <grp.h>
 #include <pwd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdarg>
 #include <cstdio>
@@ -377,6 +378,23 @@ Grant decide(const Policy &policy, const Caller &caller)
 	if (grant.timeoutMin > grant.timeoutMax)
 		grant.timeoutMin = grant.timeoutMax;
 	return grant;
+}
+
+Result<VmSize> sizeVm(const Grant &grant, std::optional<std::uint32_t> memoryMiB, std::size_t disks,
+		      std::optional<std::uint32_t> idleSeconds)
+{
+	VmSize size;
+	size.memoryMiB = memoryMiB.value_or(std::min<std::uint32_t>(256, grant.maxMemoryMiB));
+	if (size.memoryMiB > grant.maxMemoryMiB)
+		return Error::invalid(EDQUOT, "--memory", std::to_string(size.memoryMiB),
+				      "above the limit of %u MiB", grant.maxMemoryMiB);
+	if (disks > grant.maxDisks)
+		return Error::invalid(EDQUOT, "--image", "", "more than %u images", grant.maxDisks);
+	size.idleSeconds = idleSeconds.value_or(std::clamp<std::uint32_t>(600, grant.timeoutMin, grant.timeoutMax));
+	if (size.idleSeconds < grant.timeoutMin || size.idleSeconds > grant.timeoutMax)
+		return Error::invalid(EDQUOT, "--timeout", std::to_string(size.idleSeconds),
+				      "outside the allowed %u..%u seconds", grant.timeoutMin, grant.timeoutMax);
+	return size;
 }
 
 std::optional<std::string_view> pathBelow(std::string_view path, std::string_view dir) noexcept

@@ -118,6 +118,17 @@ struct Grant {
 // the built-in value.
 Grant decide(const Policy &policy, const Caller &caller);
 
+// What one VM start asks for, checked against a Grant: the memory (default
+// 256 MiB, at most the limit), the number of disks, the idle timeout
+// (default 600 s clamped into the allowed range). Error: EDQUOT naming the
+// option and the limit (the helper exits HelperExit::Limit).
+struct VmSize {
+	std::uint32_t memoryMiB = 0;
+	std::uint32_t idleSeconds = 0;
+};
+Result<VmSize> sizeVm(const Grant &grant, std::optional<std::uint32_t> memoryMiB, std::size_t disks,
+		      std::optional<std::uint32_t> idleSeconds);
+
 // Whether `path` lies at or below `dir` (component-wise; both absolute and
 // normalised as the validators demand). Returns the rest of the path
 // ("a/b.img") or nullopt.

@@ -37,7 +37,9 @@ public:
 		requires(!std::is_same_v<std::remove_cvref_t<F>, StatusCallback> &&
 			 std::is_invocable_r_v<Status, F &, Args...> &&
 			 !std::is_nothrow_invocable_r_v<Status, F &, Args...>)
+	// cppcheck-suppress noExplicitConstructor ; never compiles: its message is the point
 	StatusCallback(F &&) // NOLINT(bugprone-forwarding-reference-overload)
+		: object_(nullptr), call_(nullptr)
 	{
 		static_assert(sizeof(F) == 0, "a StatusCallback must be noexcept: return errors as a Status");
 	}
@@ -51,8 +53,8 @@ private:
 		return (*static_cast<F *>(object))(std::forward<Args>(args)...);
 	}
 
-	void *object_;
-	Status (*call_)(void *, Args...) noexcept;
+	void *object_ = nullptr;
+	Status (*call_)(void *, Args...) noexcept = nullptr;
 };
 
 } // namespace fr

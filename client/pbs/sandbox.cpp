@@ -6,10 +6,46 @@
 #include <seccomp.h>
 #include <sys/ioctl.h>
 #include <sys/prctl.h>
+#include <sys/stat.h>
 
 #include <cerrno>
 
+#include "shared/display.h"
+#include "shared/landlock.h"
+
 namespace fr::pbs {
+
+Status restrictFilesystem(const std::vector<std::string> &readable,
+			  const std::vector<std::string> &writableFiles)
+{
+	// A file gets file rights only: the kernel refuses directory rights
+	// on a file. shared/landlock skips a missing path; here a missing path
+	// is an error, as a sandbox without the datastore would be useless.
+	std::vector<landlock::Rule> rules;
+	for (const std::string &path : readable) {
+		struct stat st {};
+		if (::stat(path.c_str(), &st) != 0)
+			return Error(errno, "landlock", escapeForDisplay(path));
+		rules.push_back({path.c_str(), S_ISDIR(st.st_mode)
+						       ? landlock::kReadFile | landlock::kReadDir
+						       : landlock::kReadFile});
+	}
+	for (const std::string &path : writableFiles) {
+		struct stat st {};
+		if (::stat(path.c_str(), &st) != 0)
+			return Error(errno, "landlock", escapeForDisplay(path));
+		if (S_ISDIR(st.st_mode))
+			return Error::invalid(EINVAL, "landlock", escapeForDisplay(path),
+					      "only files may be writable");
+		rules.push_back({path.c_str(), landlock::kWriteFile});
+	}
+	Result<UniqueFd> ruleset = landlock::createRuleset(rules);
+	if (!ruleset)
+		return ruleset.error();
+	if (::prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0)
+		return Error(errno, "prctl(PR_SET_NO_NEW_PRIVS)");
+	return landlock::restrictSelf(ruleset->get());
+}
 
 Status loadServerSeccomp()
 {

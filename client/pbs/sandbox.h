@@ -13,19 +13,16 @@
 
 namespace fr::pbs {
 
-// Landlock: from now on this thread and the threads and processes it
+// Landlock (shared/landlock.h): from now on this thread and the threads and processes it
 // creates may only read files and list directories beneath each of
 // `readable` (a directory; a file: read it), and write `writableFiles`
 // (existing files, e.g. /dev/null). Nothing else: no other file, no
 // execution, no creating or removing; where the kernel supports it, no TCP
 // and no abstract unix sockets or signals out of the domain. Call it before
 // any thread that must be confined exists. ENOSYS/EOPNOTSUPP when the
-// kernel has no Landlock.
+// kernel has no Landlock; ENOENT when a path does not exist.
 Status restrictFilesystem(const std::vector<std::string> &readable,
 			  const std::vector<std::string> &writableFiles);
-
-// The Landlock ABI version the kernel offers (0 when none).
-int landlockAbi();
 
 // seccomp (all threads, TSYNC): the system calls an nbdkit serving one
 // connection and our chunk reader make, nothing else; any other call kills

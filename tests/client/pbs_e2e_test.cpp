@@ -28,6 +28,7 @@
 #include "client/pbs/sandbox.h"
 #include "reaper.h"
 #include "shared/guest_abi.h"
+#include "shared/landlock.h"
 #include "tests/pbs/datastore_writer.h"
 #include "tests/support/support.h"
 
@@ -257,7 +258,7 @@ protected:
 			gSkip = "no nbdkit at " FR_NBDKIT_BINARY " (Debian: nbdkit)";
 			return;
 		}
-		if (pbs::landlockAbi() <= 0) {
+		if (landlock::abi() <= 0) {
 			gSkip = "the kernel has no Landlock: the datastore reader refuses to run";
 			return;
 		}

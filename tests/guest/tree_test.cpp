@@ -10,14 +10,12 @@
 #include "guest/tree.h"
 #include "guest/vpath.h"
 #include "shared/guest_session.h"
+#include "archive_reader.h"
 
-#include <archive.h>
-#include <archive_entry.h>
 #include <fcntl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
-#include <zstd.h>
 
 #include <clocale>
 #include <cstring>
@@ -197,70 +195,8 @@ protected:
 	std::unique_ptr<GuestSession> session_;
 };
 
-struct Member {
-	unsigned type;
-	unsigned mode;
-	std::string data;
-	std::string target;
-};
-
-// A zstd stream decompressed in full (the archive is then read from memory,
-// seekable: a zip's central directory holds the modes and symlinks).
-std::string unzstd(const std::string &packed)
-{
-	std::string out;
-	std::unique_ptr<ZSTD_DCtx, decltype(&ZSTD_freeDCtx)> dctx(ZSTD_createDCtx(), ZSTD_freeDCtx);
-	ZSTD_inBuffer in{packed.data(), packed.size(), 0};
-	std::vector<char> buf(1 << 16);
-	while (in.pos < in.size) {
-		ZSTD_outBuffer o{buf.data(), buf.size(), 0};
-		const std::size_t r = ZSTD_decompressStream(dctx.get(), &o, &in);
-		if (ZSTD_isError(r))
-			return "zstd error: " + std::string(ZSTD_getErrorName(r));
-		out.append(buf.data(), o.pos);
-	}
-	return out;
-}
-
-std::map<std::string, Member> readArchive(const std::string &bytes, std::string *error = nullptr)
-{
-	std::map<std::string, Member> out;
-	if (bytes.size() >= 4 && bytes.compare(0, 4, "\x28\xb5\x2f\xfd") == 0)
-		return readArchive(unzstd(bytes), error);
-	// Names: UTF-8 ones as such, others raw (pax hdrcharset=BINARY), as
-	// the daemon writes them under C.UTF-8; read them back the same way.
-	std::setlocale(LC_CTYPE, "C.UTF-8");
-	archive *a = archive_read_new();
-	archive_read_support_format_all(a);
-	if (archive_read_open_memory(a, bytes.data(), bytes.size()) != ARCHIVE_OK) {
-		if (error != nullptr)
-			*error = archive_error_string(a);
-		archive_read_free(a);
-		return out;
-	}
-	archive_entry *e;
-	int r;
-	while ((r = archive_read_next_header(a, &e)) == ARCHIVE_OK || r == ARCHIVE_WARN) {
-		Member m{archive_entry_filetype(e), archive_entry_perm(e), {}, {}};
-		if (const char *t = archive_entry_symlink(e))
-			m.target = t;
-		char buf[65536];
-		la_ssize_t n;
-		while ((n = archive_read_data(a, buf, sizeof(buf))) > 0)
-			m.data.append(buf, static_cast<std::size_t>(n));
-		const char *raw = archive_entry_pathname(e);
-		if (raw == nullptr)
-			raw = archive_entry_pathname_utf8(e);
-		std::string name = raw != nullptr ? raw : "<undecodable name>";
-		if (!name.empty() && name.back() == '/')
-			name.pop_back();
-		out[name] = m;
-	}
-	if (r != ARCHIVE_EOF && error != nullptr)
-		*error = archive_error_string(a);
-	archive_read_free(a);
-	return out;
-}
+using Member = test::ArchiveMember;
+using test::readArchive;
 
 TEST_F(TreeTest, VirtualDirectories)
 {

@@ -8,14 +8,11 @@
 // One VM (256 MiB RAM, the client's default) with six disks serves most cases (boots are slow
 // under TCG); a second, small one proves the idle power-off, that an
 // extract holds the timer off and that a status with keep-timeout does not.
-#include <archive.h>
-#include <archive_entry.h>
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
-#include <zstd.h>
 
 #include <chrono>
 #include <clocale>
@@ -23,6 +20,7 @@
 #include <cstring>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -33,6 +31,7 @@
 #include "shared/guest_abi.h"
 #include "shared/guest_session.h"
 #include "shared/protocol.h"
+#include "archive_reader.h"
 #include "vm_util.h"
 
 namespace fr::test {
@@ -566,66 +565,8 @@ TEST_F(VmMain, Btrfs)
 	EXPECT_EQ(host->bytes, "btrfs-host\n");
 }
 
-// Members of an archive read back with libarchive on the host.
-struct Member {
-	unsigned type; // AE_IF*
-	std::string data;
-	std::string target;
-	unsigned mode;
-};
-
-// A zstd stream decompressed in full (the archive is then read from memory,
-// seekable: a zip's central directory holds the modes and symlinks).
-std::string unzstd(const std::string &packed)
-{
-	std::string out;
-	std::unique_ptr<ZSTD_DCtx, decltype(&ZSTD_freeDCtx)> dctx(ZSTD_createDCtx(), ZSTD_freeDCtx);
-	ZSTD_inBuffer in{packed.data(), packed.size(), 0};
-	std::vector<char> buf(1 << 16);
-	while (in.pos < in.size) {
-		ZSTD_outBuffer o{buf.data(), buf.size(), 0};
-		const std::size_t r = ZSTD_decompressStream(dctx.get(), &o, &in);
-		if (ZSTD_isError(r))
-			return "zstd error: " + std::string(ZSTD_getErrorName(r));
-		out.append(buf.data(), o.pos);
-	}
-	return out;
-}
-
-std::map<std::string, Member> readArchive(const std::string &bytes)
-{
-	std::map<std::string, Member> out;
-	if (bytes.size() >= 4 && bytes.compare(0, 4, "\x28\xb5\x2f\xfd") == 0)
-		return readArchive(unzstd(bytes));
-	// Names: UTF-8 ones as such, others raw (pax hdrcharset=BINARY), as
-	// the daemon writes them under C.UTF-8; read them back the same way.
-	std::setlocale(LC_CTYPE, "C.UTF-8");
-	archive *a = archive_read_new();
-	archive_read_support_format_all(a);
-	EXPECT_EQ(archive_read_open_memory(a, bytes.data(), bytes.size()), ARCHIVE_OK) << archive_error_string(a);
-	archive_entry *e;
-	int r;
-	while ((r = archive_read_next_header(a, &e)) == ARCHIVE_OK || r == ARCHIVE_WARN) {
-		Member m;
-		m.type = archive_entry_filetype(e);
-		m.mode = archive_entry_perm(e);
-		if (const char *t = archive_entry_symlink(e))
-			m.target = t;
-		char buf[65536];
-		la_ssize_t n;
-		while ((n = archive_read_data(a, buf, sizeof(buf))) > 0)
-			m.data.append(buf, static_cast<std::size_t>(n));
-		const char *raw = archive_entry_pathname(e);
-		if (raw == nullptr)
-			raw = archive_entry_pathname_utf8(e);
-		std::string name = raw != nullptr ? raw : "<undecodable name>";
-		if (!name.empty() && name.back() == '/')
-			name.pop_back();
-		out[name] = m;
-	}
-	archive_read_free(a);
-	return out;
-}
+using Member = test::ArchiveMember;
+using test::readArchive;
 
 bool validUtf8(const std::string &s)
 {
@@ -728,6 +669,55 @@ TEST_F(VmMain, PathsThatWouldLeaveTheirMountAreRefused)
 	EXPECT_TRUE(session().usable());
 }
 
+// Receives into `in` until it holds at least n bytes; false when the
+// connection ends first.
+bool receiveAtLeast(int fd, std::vector<std::uint8_t> &in, std::size_t n)
+{
+	std::uint8_t buf[4096];
+	while (in.size() < n) {
+		const ssize_t got = ::recv(fd, buf, sizeof(buf), 0);
+		if (got <= 0)
+			return false;
+		in.insert(in.end(), buf, buf + got);
+	}
+	return true;
+}
+
+// A host's hellos done by hand, for tests that go on to send what the
+// session would not.
+struct RawHello {
+	proto::ClientHello client;
+	proto::ServerHello server;
+	std::vector<std::uint8_t> after; // what followed the server hello
+};
+
+// Sends the sync padding and a client hello on `fd`, skips to the server
+// hello (the serial port may deliver leftovers) and decodes it.
+std::optional<RawHello> rawHello(int fd)
+{
+	RawHello hello;
+	hello.client.nonce = proto::randomNonce();
+	std::vector<std::uint8_t> out(proto::kSyncPaddingSize, 0);
+	const auto helloBytes = proto::encodeClientHello(hello.client);
+	out.insert(out.end(), helloBytes.begin(), helloBytes.end());
+	if (::send(fd, out.data(), out.size(), MSG_NOSIGNAL) != static_cast<ssize_t>(out.size()))
+		return std::nullopt;
+	std::vector<std::uint8_t> in;
+	std::size_t at = 0;
+	do {
+		if (!receiveAtLeast(fd, in, in.size() + 1))
+			return std::nullopt;
+		at = proto::scanForMagic(in, proto::kServerHelloMagic);
+	} while (in.size() < at + proto::kServerHelloSize);
+	Result<proto::ServerHello> server =
+		proto::decodeServerHello(std::span(in).subspan(at).first<proto::kServerHelloSize>());
+	if (!server)
+		return std::nullopt;
+	hello.server = *server;
+	hello.after.assign(in.begin() + static_cast<std::ptrdiff_t>(at + proto::kServerHelloSize), in.end());
+	return hello;
+}
+
 TEST_F(VmMain, DotDotIsRefusedByTheGuestToo)
 {
 	// The session refuses ".." before sending; send it by hand to see the
@@ -735,41 +725,19 @@ TEST_F(VmMain, DotDotIsRefusedByTheGuestToo)
 	session_.reset(); // serial: one host connection at a time
 	UniqueFd fd = gMain->vm->connectRaw();
 	ASSERT_TRUE(fd.isValid());
-	std::vector<std::uint8_t> out(proto::kSyncPaddingSize, 0);
-	proto::ClientHello hello;
-	hello.nonce = proto::randomNonce();
-	const auto helloBytes = proto::encodeClientHello(hello);
-	out.insert(out.end(), helloBytes.begin(), helloBytes.end());
-	ASSERT_EQ(::send(fd.get(), out.data(), out.size(), MSG_NOSIGNAL), static_cast<ssize_t>(out.size()));
-	std::vector<std::uint8_t> in;
-	std::uint8_t buf[4096];
-	// Skip to the server hello (the serial port may deliver leftovers).
-	std::size_t at = 0;
-	while (true) {
-		const ssize_t n = ::recv(fd.get(), buf, sizeof(buf), 0);
-		ASSERT_GT(n, 0);
-		in.insert(in.end(), buf, buf + n);
-		at = proto::scanForMagic(in, proto::kServerHelloMagic);
-		if (in.size() >= at + proto::kServerHelloSize)
-			break;
-	}
-	Result<proto::ServerHello> server = proto::decodeServerHello(
-		std::span<const std::uint8_t, proto::kServerHelloSize>(in.data() + at, proto::kServerHelloSize));
-	ASSERT_TRUE(server);
-	out.clear();
-	proto::encode(out, proto::Auth{proto::clientProof(gMain->ticket, proto::kVersion, hello.nonce, server->serverNonce)});
+	std::optional<RawHello> hello = rawHello(fd.get());
+	ASSERT_TRUE(hello);
+	std::vector<std::uint8_t> out;
+	proto::encode(out, proto::Auth{proto::clientProof(gMain->ticket, proto::kVersion, hello->client.nonce,
+							   hello->server.serverNonce)});
 	const std::string path = "/disk0/part/1/tree/../../etc";
 	const std::uint8_t header[8] = {static_cast<std::uint8_t>(path.size()), 0, 0, 0,
 					static_cast<std::uint8_t>(proto::FrameType::List), 0, 0, 0};
 	out.insert(out.end(), header, header + 8);
 	out.insert(out.end(), path.begin(), path.end());
 	ASSERT_EQ(::send(fd.get(), out.data(), out.size(), MSG_NOSIGNAL), static_cast<ssize_t>(out.size()));
-	in.erase(in.begin(), in.begin() + static_cast<std::ptrdiff_t>(at + proto::kServerHelloSize));
-	while (in.size() < 8 + 8 + 12) {
-		const ssize_t n = ::recv(fd.get(), buf, sizeof(buf), 0);
-		ASSERT_GT(n, 0);
-		in.insert(in.end(), buf, buf + n);
-	}
+	std::vector<std::uint8_t> &in = hello->after;
+	ASSERT_TRUE(receiveAtLeast(fd.get(), in, 8 + 8 + 12));
 	EXPECT_EQ(in[4], static_cast<std::uint8_t>(proto::FrameType::AuthOk));
 	EXPECT_EQ(in[8 + 4], static_cast<std::uint8_t>(proto::FrameType::Failure));
 	EXPECT_EQ(in[16], static_cast<std::uint8_t>(proto::ErrorCode::BadRequest));
@@ -791,40 +759,20 @@ TEST_F(VmMain, WrongTicketIsRefusedAndAFakeGuestIsDetected)
 	// A client that ignores the guest's proof and sends its own: refused.
 	UniqueFd fd = gMain->vm->connectRaw();
 	ASSERT_TRUE(fd.isValid());
-	std::vector<std::uint8_t> out(proto::kSyncPaddingSize, 0);
-	proto::ClientHello hello;
-	hello.nonce = proto::randomNonce();
-	const auto helloBytes = proto::encodeClientHello(hello);
-	out.insert(out.end(), helloBytes.begin(), helloBytes.end());
-	ASSERT_EQ(::send(fd.get(), out.data(), out.size(), MSG_NOSIGNAL), static_cast<ssize_t>(out.size()));
-	std::vector<std::uint8_t> in;
-	std::uint8_t buf[4096];
-	std::size_t at = 0;
-	while (true) {
-		const ssize_t n = ::recv(fd.get(), buf, sizeof(buf), 0);
-		ASSERT_GT(n, 0);
-		in.insert(in.end(), buf, buf + n);
-		at = proto::scanForMagic(in, proto::kServerHelloMagic);
-		if (in.size() >= at + proto::kServerHelloSize)
-			break;
-	}
-	Result<proto::ServerHello> server = proto::decodeServerHello(
-		std::span<const std::uint8_t, proto::kServerHelloSize>(in.data() + at, proto::kServerHelloSize));
-	ASSERT_TRUE(server);
-	out.clear();
-	proto::encode(out, proto::Auth{proto::clientProof(wrong, proto::kVersion, hello.nonce, server->serverNonce)});
+	std::optional<RawHello> hello = rawHello(fd.get());
+	ASSERT_TRUE(hello);
+	std::vector<std::uint8_t> out;
+	proto::encode(out, proto::Auth{proto::clientProof(wrong, proto::kVersion, hello->client.nonce,
+							   hello->server.serverNonce)});
 	proto::encode(out, proto::ListRequest{"/"});
 	ASSERT_EQ(::send(fd.get(), out.data(), out.size(), MSG_NOSIGNAL), static_cast<ssize_t>(out.size()));
-	in.erase(in.begin(), in.begin() + static_cast<std::ptrdiff_t>(at + proto::kServerHelloSize));
-	while (in.size() < 8 + 12) {
-		const ssize_t n = ::recv(fd.get(), buf, sizeof(buf), 0);
-		ASSERT_GT(n, 0);
-		in.insert(in.end(), buf, buf + n);
-	}
+	std::vector<std::uint8_t> &in = hello->after;
+	ASSERT_TRUE(receiveAtLeast(fd.get(), in, 8 + 12));
 	EXPECT_EQ(in[4], static_cast<std::uint8_t>(proto::FrameType::Failure));
 	EXPECT_EQ(in[8], static_cast<std::uint8_t>(proto::ErrorCode::AuthFailed));
 	// Nothing but the failure came back: the list was not answered.
 	::usleep(300 * 1000);
+	std::uint8_t buf[4096];
 	const ssize_t more = ::recv(fd.get(), buf, sizeof(buf), MSG_DONTWAIT);
 	const std::size_t failureLength = in[0] | (in[1] << 8);
 	EXPECT_EQ(in.size() + static_cast<std::size_t>(more > 0 ? more : 0), 8 + failureLength);

@@ -25,6 +25,7 @@
 #include "client/pbs/datastore.h"
 #include "client/pbs/nbd_server.h"
 #include "client/pbs/sandbox.h"
+#include "shared/landlock.h"
 #include "tests/pbs/datastore_writer.h"
 #include "tests/pbs/test_util.h"
 
@@ -112,7 +113,7 @@ protected:
 			GTEST_SKIP() << nbdkitBinaryPath() << " is not installed (Debian: nbdkit)";
 		if (::access(nbdkitPluginPath().c_str(), R_OK) != 0)
 			GTEST_SKIP() << "the plugin " << nbdkitPluginPath() << " is not built";
-		if (landlockAbi() <= 0)
+		if (landlock::abi() <= 0)
 			GTEST_SKIP() << "no Landlock: the server refuses to start";
 		root_ = dir_ / "store";
 		Result<test::DatastoreWriter> writer = test::DatastoreWriter::create(root_);

@@ -16,6 +16,7 @@
 #include <gtest/gtest.h>
 
 #include "client/pbs/sandbox.h"
+#include "shared/landlock.h"
 #include "tests/pbs/test_util.h"
 
 namespace fr::pbs {
@@ -44,7 +45,7 @@ class Sandbox : public ::testing::Test {
 protected:
 	void SetUp() override
 	{
-		if (landlockAbi() <= 0)
+		if (landlock::abi() <= 0)
 			GTEST_SKIP() << "the kernel offers no Landlock (the server refuses to "
 					"start there; see docs/client.md)";
 		ASSERT_EQ(::mkdir((dir_ / "store").c_str(), 0755), 0);

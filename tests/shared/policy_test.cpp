@@ -115,6 +115,15 @@ TEST(Policy, LimitPrecedence)
 	EXPECT_EQ(bob.maxMemoryMiB, 512U);
 }
 
+TEST(Policy, RequireLandlock)
+{
+	EXPECT_FALSE(parsePolicy("")->requireLandlock);
+	EXPECT_TRUE(parsePolicy("require-landlock yes\n")->requireLandlock);
+	EXPECT_FALSE(parsePolicy("require-landlock no\n")->requireLandlock);
+	EXPECT_FALSE(parsePolicy("require-landlock maybe\n"));
+	EXPECT_FALSE(parsePolicy("require-landlock yes\nrequire-landlock yes\n"));
+}
+
 TEST(Policy, SingleValuedSettings)
 {
 	const Policy policy = parsed("qemu-user fr-qemu\ntcg deny\ncid-range 100 200\n");
@@ -182,6 +191,25 @@ TEST(Policy, UnknownNamesAreErrorsNumbersAreIds)
 	EXPECT_TRUE(decide(numeric, {4242, {}}).allowed);
 	EXPECT_TRUE(decide(numeric, {1, {77}}).allowed);
 	EXPECT_FALSE(decide(numeric, {1, {78}}).allowed);
+}
+
+TEST(Policy, VmSizeWithinTheGrant)
+{
+	Grant grant;
+	grant.maxMemoryMiB = 512;
+	grant.maxDisks = 2;
+	grant.timeoutMin = 60;
+	grant.timeoutMax = 120;
+	Result<VmSize> defaults = sizeVm(grant, std::nullopt, 2, std::nullopt);
+	ASSERT_TRUE(defaults);
+	EXPECT_EQ(defaults->memoryMiB, 256U);
+	EXPECT_EQ(defaults->idleSeconds, 120U); // 600 clamped into 60..120
+	grant.maxMemoryMiB = 128;
+	EXPECT_EQ(sizeVm(grant, std::nullopt, 1, 90)->memoryMiB, 128U);
+	EXPECT_EQ(sizeVm(grant, 256, 1, 90).error().message(), "--memory(256): above the limit of 128 MiB");
+	EXPECT_EQ(sizeVm(grant, 64, 3, 90).error().message(), "--image(): more than 2 images");
+	EXPECT_EQ(sizeVm(grant, 64, 1, 30).error().message(), "--timeout(30): outside the allowed 60..120 seconds");
+	EXPECT_EQ(sizeVm(grant, 64, 1, 30).error().errnum(), EDQUOT);
 }
 
 TEST(Policy, PathBelow)
