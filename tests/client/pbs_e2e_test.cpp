@@ -4,9 +4,11 @@
 // setuid root, the NBD server (Debian's nbdkit + our plugin) on a socket
 // the helper hands to the real QEMU (TCG), the real guest. The datastore is
 // written by tests/pbs/datastore_writer.h as PBS lays one out; what is
-// listed and extracted is compared with what was put in. Three VM boots:
-// a plain snapshot, an encrypted one in a namespace, one with a corrupt
-// chunk.
+// listed and extracted is compared with what was put in. Three VM boots
+// (one per snapshot, each shared by all its assertions; ~22 s in all under
+// TCG on the 2-core CI machine): a plain snapshot, an encrypted one in a
+// namespace (key files with kdf none, scrypt and pbkdf2; password from the
+// environment and from an fd), one with a corrupt chunk.
 #include <dirent.h>
 #include <fcntl.h>
 #include <signal.h>
@@ -65,8 +67,10 @@ struct World {
 	std::string scratch;
 	std::string runtime;
 	std::string datastore;
-	std::string keyFile;      // scrypt, kPassword
-	std::string wrongKeyFile; // kdf none, another key
+	std::string keyFile;       // scrypt, kPassword
+	std::string pbkdf2KeyFile; // the same key, pbkdf2, kPassword
+	std::string plainKeyFile;  // the same key, kdf none
+	std::string wrongKeyFile;  // kdf none, another key
 	std::string keyFingerprint;
 	std::string wrongFingerprint;
 	std::string hostname = "pbs-restore-test\n";
@@ -175,6 +179,14 @@ void buildDatastore(World &w)
 	w.keyFile = w.scratch + "/encryption-key.json";
 	t::writeFile(w.keyFile, *keyText, 0644);
 	w.keyFingerprint = pbs::formatFingerprint(crypt->fingerprint());
+	fr::Result<std::string> pbkdf2Text = pbs::encodeKeyFile(key, pbs::Kdf::Pbkdf2, kPassword);
+	fr::Result<std::string> plainText = pbs::encodeKeyFile(key, pbs::Kdf::None, "");
+	if (!pbkdf2Text || !plainText)
+		throw std::runtime_error("key");
+	w.pbkdf2KeyFile = w.scratch + "/pbkdf2-key.json";
+	t::writeFile(w.pbkdf2KeyFile, *pbkdf2Text, 0644);
+	w.plainKeyFile = w.scratch + "/plain-key.json";
+	t::writeFile(w.plainKeyFile, *plainText, 0644);
 	pbs::Key other{};
 	other.fill(0x5d);
 	fr::Result<std::string> otherText = pbs::encodeKeyFile(other, pbs::Kdf::None, "");
@@ -320,6 +332,15 @@ TEST_F(PbsEndToEnd, ListsSnapshotsAndArchivesWithoutAVm)
 	ASSERT_EQ(archives.size(), 1U) << root.out;
 	EXPECT_EQ(archives[0]["text"], "drive-scsi0.img.fidx");
 	EXPECT_EQ(archives[0]["size"], (42 << 20) + (64 << 10));
+	// The human listing: the archive with its size.
+	Ran human = client({"list", kPlain, "/"});
+	ASSERT_EQ(human.code, 0) << human.err;
+	EXPECT_NE(human.out.find(std::to_string((42 << 20) + (64 << 10))), std::string::npos) << human.out;
+	EXPECT_NE(human.out.find("drive-scsi0.img.fidx"), std::string::npos) << human.out;
+	// An unknown snapshot: "not found", before any VM.
+	Ran missing = client({"list", "vm/999/2026-11-25T10:00:00Z", "/"});
+	EXPECT_EQ(missing.code, 3) << missing.err; // not found
+	EXPECT_NE(missing.err.find("vm/999"), std::string::npos) << missing.err;
 	EXPECT_EQ(ourQemuCount(), 0);
 }
 
@@ -360,7 +381,18 @@ TEST_F(PbsEndToEnd, ListsAndExtractsFromAPlainDatastore)
 	Ran random = client({"extract", kPlain, "/drive-scsi0.img/part/1/data/random.bin", "-"});
 	ASSERT_EQ(random.code, 0) << random.err;
 	EXPECT_TRUE(random.out == gWorld->randomPlain) << random.out.size() << " bytes";
+	// Into a directory, as `extract SNAPSHOT PATH ./out` does.
+	const std::string out = gWorld->scratch + "/out-plain";
+	t::makeDir(out, 0700, gWorld->user.uid, gWorld->user.gid);
+	Ran toDir = client({"extract", kPlain, "/drive-scsi0.img/part/1/etc", out});
+	ASSERT_EQ(toDir.code, 0) << toDir.err;
+	EXPECT_EQ(t::readFile(out + "/etc/hostname"), gWorld->hostname);
 
+	Ran human = client({"status"});
+	ASSERT_EQ(human.code, 0) << human.err;
+	EXPECT_NE(human.out.find("datastore " + gWorld->datastore + ", snapshot " + kPlain),
+		  std::string::npos)
+		<< human.out;
 	Ran status = client({"status", "--output-format", "json"});
 	ASSERT_EQ(status.code, 0) << status.err;
 	const json vms = json::parse(status.out, nullptr, false);
@@ -376,13 +408,25 @@ TEST_F(PbsEndToEnd, ListsAndExtractsFromAPlainDatastore)
 
 TEST_F(PbsEndToEnd, ExtractsFromAnEncryptedDatastoreInANamespace)
 {
-	// The password from the environment for the first call (which starts
-	// the VM), the key and the password on fds for the second.
+	// scrypt with the password from the environment for the first call
+	// (which starts the VM); kdf none; pbkdf2 into a directory; then the
+	// scrypt key and its password on fds.
 	Ran list = client({"list", "--ns", "team", "--keyfile", gWorld->keyFile, kEncrypted,
 			   "/drive-scsi0.img/part/1/data"},
 			  {"FILE_RESTORE_KEY_PASSWORD=" + kPassword});
 	ASSERT_EQ(list.code, 0) << list.err;
 	EXPECT_NE(list.out.find("random.bin"), std::string::npos) << list.out;
+	Ran etc = client({"list", "--ns", "team", "--keyfile", gWorld->plainKeyFile, kEncrypted,
+			  "/drive-scsi0.img.fidx/part/1/etc"});
+	ASSERT_EQ(etc.code, 0) << etc.err;
+	EXPECT_NE(etc.out.find("hostname"), std::string::npos) << etc.out;
+	const std::string out = gWorld->scratch + "/out-encrypted";
+	t::makeDir(out, 0700, gWorld->user.uid, gWorld->user.gid);
+	Ran hostname = client({"extract", "--ns", "team", "--keyfile", gWorld->pbkdf2KeyFile, kEncrypted,
+			       "/drive-scsi0.img.fidx/part/1/etc/hostname", out},
+			      {"FILE_RESTORE_KEY_PASSWORD=" + kPassword});
+	ASSERT_EQ(hostname.code, 0) << hostname.err;
+	EXPECT_EQ(t::readFile(out + "/hostname"), gWorld->hostname);
 
 	const int keyFd = ::open(gWorld->keyFile.c_str(), O_RDONLY | O_CLOEXEC);
 	const auto [pwRead, pwWrite] = t::makePipe();
