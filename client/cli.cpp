@@ -374,8 +374,8 @@ int Commands::listSnapshots()
 	std::string text;
 	for (const pbs::SnapshotSummary &row : rows) {
 		char size[32];
-		std::snprintf(size, sizeof(size), "%.1f GiB",
-			      static_cast<double>(row.size) / (1024.0 * 1024.0 * 1024.0));
+		(void)std::snprintf(size, sizeof(size), "%.1f GiB",
+				    static_cast<double>(row.size) / (1024.0 * 1024.0 * 1024.0));
 		text += row.id.path() + "  " + (row.problem.empty() ? size : "-") + "  " +
 			(row.encrypted ? "encrypted" : "not encrypted") +
 			(row.isProtected ? ", protected" : "") +

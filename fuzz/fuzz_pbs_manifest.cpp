@@ -37,7 +37,9 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t *data, std::size_t size
 		}
 		(void)checkManifestKey(**m, nullptr);
 		(void)checkManifestKey(**m, &crypt);
-		(void)canonicalJson((*m)->json);
+		if (!(*m)->json)
+			std::abort(); // every parsed manifest keeps its JSON
+		(void)canonicalJson(*(*m)->json);
 	}
 	return 0;
 }

@@ -184,7 +184,7 @@ Result<Manifest> parseManifest(std::string_view text)
 			return bad("signature", "not 64 hex digits");
 		out.signature = sig;
 	}
-	out.json = std::move(root);
+	out.json = std::make_shared<const nlohmann::json>(std::move(root));
 	return out;
 }
 
@@ -240,7 +240,9 @@ Status checkManifestKey(const Manifest &manifest, const CryptConfig *crypt)
 				      "wrong key: the snapshot was made with key %s",
 				      formatFingerprint(*manifest.keyFingerprint).c_str());
 	if (manifest.signature) {
-		Result<Digest> expected = manifestSignature(manifest.json, *crypt);
+		if (!manifest.json)
+			return Error::invalid(EBADMSG, "manifest", kManifestName, "signed but not parsed");
+		Result<Digest> expected = manifestSignature(*manifest.json, *crypt);
 		if (!expected)
 			return expected.error();
 		if (*expected != *manifest.signature)

@@ -17,6 +17,7 @@
 // blanks (proxmox's to_canonical_json).
 
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -50,7 +51,9 @@ struct Manifest {
 	std::vector<ManifestFile> files;
 	std::optional<Digest> keyFingerprint; // unprotected.key-fingerprint
 	std::optional<Digest> signature;
-	nlohmann::json json; // as parsed: what the signature covers
+	// As parsed: what the signature covers. Shared (and never null after
+	// parsing) so that a Manifest moves without throwing.
+	std::shared_ptr<const nlohmann::json> json;
 
 	const ManifestFile *find(std::string_view filename) const;
 	// Whether any file is encrypted.

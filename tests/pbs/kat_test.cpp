@@ -126,8 +126,9 @@ TEST(ManifestKat, SignatureMatchesProxmoxBackup)
 	EXPECT_EQ(hex(*parsed->signature),
 		  "d7b446fb7db081662081d4b40fedd858a1d6307a5aff4ecff7d5bf4fd35679e9");
 	// "unprotected" is outside the signature, as in the upstream test.
-	parsed->json["unprotected"]["note"] = "This is not protected by the signature.";
-	Result<Digest> again = manifestSignature(parsed->json, *crypt);
+	nlohmann::json changed = *parsed->json;
+	changed["unprotected"]["note"] = "This is not protected by the signature.";
+	Result<Digest> again = manifestSignature(changed, *crypt);
 	ASSERT_TRUE(again);
 	EXPECT_EQ(*again, *parsed->signature);
 	EXPECT_TRUE(checkManifestKey(*parsed, &*crypt));
