@@ -104,23 +104,38 @@ Result<std::vector<Archive>> snapshotArchives(const std::string &snapshotDir)
 	for (const std::string &name : names) {
 		struct stat st {};
 		const std::optional<ImageFormat> format = formatFromName(name);
+		const bool vhd = lower(name).ends_with(".vhd");
 		// Follows symlinks: the user's own tree. The helper opens the
 		// path again with the user's identity (or under its policy).
-		if (!format || ::fstatat(dirFd.get(), name.c_str(), &st, 0) != 0 || !S_ISREG(st.st_mode))
+		if ((!format && !vhd) || ::fstatat(dirFd.get(), name.c_str(), &st, 0) != 0 || !S_ISREG(st.st_mode))
 			continue;
-		UniqueFd fd(::openat(dirFd.get(), name.c_str(),
-				     O_RDONLY | O_NOCTTY | O_NONBLOCK | O_CLOEXEC));
-		// Unreadable to us: the helper's policy may grant it, and the
-		// helper checks it.
-		if (fd.isValid())
-			if (Status ok = checkArchive(fd.get(), *format, snapshotDir + "/" + name); !ok)
-				return ok.error();
-		archives.push_back({name, *format, snapshotDir + "/" + name});
+		Archive archive{name, format.value_or(ImageFormat::Raw), snapshotDir + "/" + name, {}};
+		if (vhd) {
+			archive.unusable = "VHD (vpc) images are not supported: convert it first "
+					   "(qemu-img convert -O raw)";
+		} else if (UniqueFd fd(::openat(dirFd.get(), name.c_str(),
+						O_RDONLY | O_NOCTTY | O_NONBLOCK | O_CLOEXEC));
+			   fd.isValid()) {
+			// Unreadable to us: the helper's policy may grant it, and
+			// the helper checks it.
+			if (Status ok = checkArchive(fd.get(), *format, archive.path); !ok)
+				archive.unusable = ok.error().reason();
+		}
+		archives.push_back(std::move(archive));
 	}
 	if (archives.empty())
 		return Error::invalid(ENOENT, "snapshot", escapeForDisplay(snapshotDir),
 				      "holds no disk images (.img .raw .qcow2 .vmdk .vdi .vhdx)");
 	return archives;
+}
+
+std::vector<Archive> usableArchives(const std::vector<Archive> &archives)
+{
+	std::vector<Archive> usable;
+	for (const Archive &archive : archives)
+		if (archive.unusable.empty())
+			usable.push_back(archive);
+	return usable;
 }
 
 Result<std::vector<Archive>> imageArchives(const std::vector<std::string> &paths,
@@ -150,7 +165,7 @@ Result<std::vector<Archive>> imageArchives(const std::vector<std::string> &paths
 						      "two images are named '%s'; archives are "
 						      "addressed by file name",
 						      escapeForDisplay(name).substr(0, 100).c_str());
-		archives.push_back({name, format, *canonical});
+		archives.push_back({name, format, *canonical, {}});
 	}
 	return archives;
 }

@@ -33,11 +33,16 @@ std::optional<ImageFormat> formatFromName(std::string_view fileName);
 Status checkArchive(int fd, ImageFormat format, std::string_view nameForErrors);
 
 // The disk images of a snapshot directory, sorted by name (byte order):
-// regular files, not hidden, with an image name (formatFromName). Each
-// readable one is checked (checkArchive); one the user cannot read (the
-// helper's policy may still grant it) is left to the helper. ENOENT when the
-// directory holds none.
+// regular files, not hidden, with an image name (formatFromName) or a
+// disk-image name we cannot serve (.vhd). Each readable one is checked
+// (checkArchive); one that fails stays in the list with the reason in
+// Archive::unusable, so that one bad archive never hides the others. One
+// the user cannot read (the helper's policy may still grant it) is left
+// to the helper. ENOENT when the directory holds none.
 Result<std::vector<Archive>> snapshotArchives(const std::string &snapshotDir);
+
+// The archives that can be served, in order (the disks the VM gets).
+std::vector<Archive> usableArchives(const std::vector<Archive> &archives);
 
 // Ad-hoc images (--image): each named by its file name, the format from
 // `format` when given (--image-format), else from the name, else raw; then

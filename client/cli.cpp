@@ -103,6 +103,25 @@ void check(const Status &status)
 		fail(status.error());
 }
 
+// A path into an archive that cannot be used says why (the reason the list
+// of `/` shows too), and so does any VM path when no archive is usable.
+Status checkUsable(const std::vector<Archive> &all, const std::vector<Archive> &usable, std::string_view path)
+{
+	const std::string_view rest = path.substr(path.find_first_not_of('/') == std::string_view::npos
+							  ? path.size()
+							  : path.find_first_not_of('/'));
+	if (rest.empty())
+		return {};
+	const std::string_view first = rest.substr(0, rest.find('/'));
+	for (const Archive &archive : all)
+		if (archive.name == first && !archive.unusable.empty())
+			return Error::invalid(EINVAL, "archive", escapeForDisplay(archive.name), "cannot be used: %s",
+					      escapeForDisplay(archive.unusable).c_str());
+	if (usable.empty())
+		return Error::invalid(ENOENT, "snapshot", "", "no archive of it can be used (`list SNAPSHOT /` says why)");
+	return {};
+}
+
 // Options shared by list and extract.
 struct Target {
 	std::string repository;
@@ -167,8 +186,9 @@ public:
 
 private:
 	struct Resolved {
-		VmSpec spec;
+		VmSpec spec;          // its archives: the usable ones, the VM's disks
 		GuestTarget target;
+		std::vector<Archive> archives; // all, unusable ones with their reason
 		std::shared_ptr<const PbsSelection> pbs; // a datastore's snapshot
 	};
 	// snapshot: empty with --image.
@@ -327,9 +347,13 @@ Commands::Resolved Commands::resolve(std::string_view snapshot, const std::strin
 		if (!normalised)
 			usage(normalised.error().message());
 		const std::string dir = check(canonicalPath(repo + "/" + *normalised, "snapshot"));
-		out.spec.archives = check(snapshotArchives(dir));
+		out.archives = check(snapshotArchives(dir));
+		out.spec.archives = usableArchives(out.archives);
 		out.spec.name = snapshotVmName(repo, *normalised);
 	}
+	if (out.archives.empty())
+		out.archives = out.spec.archives;
+	check(checkUsable(out.archives, out.spec.archives, path));
 	Result<GuestTarget> target = mapToGuest(out.spec.archives, path);
 	if (!target && target.error().errnum() != ENOENT)
 		usage(target.error().message());
@@ -404,7 +428,7 @@ int Commands::list()
 	Status listed;
 	if (r.target.isRoot) {
 		// The archives: known without starting a VM.
-		for (const Archive &archive : r.spec.archives) {
+		for (const Archive &archive : r.archives) {
 			GuestEntry entry;
 			entry.name = archive.name;
 			entry.type = EntryType::Virtual;

@@ -190,7 +190,7 @@ Result<PbsSelection> selectPbsSnapshot(const std::string &datastore, std::string
 		if ((image.cryptMode == pbs::CryptMode::Encrypt) && !key)
 			return Error::invalid(EACCES, "archive", escapeForDisplay(image.name),
 					      "is encrypted; give --keyfile");
-		out.archives.push_back({image.name, ImageFormat::Nbd, image.indexPath});
+		out.archives.push_back({image.name, ImageFormat::Nbd, image.indexPath, {}});
 	}
 	std::sort(out.archives.begin(), out.archives.end(),
 		  [](const Archive &a, const Archive &b) { return a.name < b.name; });

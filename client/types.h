@@ -42,6 +42,11 @@ struct Archive {
 	std::string name;
 	ImageFormat format = ImageFormat::Raw;
 	std::string path;
+	// Why it cannot be served (a header that contradicts its name or names
+	// another file, an unsupported format); empty when it can. An unusable
+	// archive of a snapshot is listed with this reason and never handed
+	// to the helper: the others are served without it.
+	std::string unusable;
 
 	bool operator==(const Archive &) const = default;
 };

@@ -7,13 +7,13 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
-#include <time.h>
 #include <unistd.h>
 
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
 
+#include "shared/clock.h"
 #include "shared/fd_io.h"
 #include "shared/guest_abi.h"
 #include "shared/image_check.h"
@@ -150,18 +150,12 @@ Result<std::string> readTicket(int fd, int timeoutMs)
 		return Error::invalid(EINVAL, "--ticket-fd", "", "not a pipe");
 	char buf[abi::kTicketHexLength + 1];
 	std::size_t got = 0;
-	timespec start{};
-	::clock_gettime(CLOCK_MONOTONIC, &start);
+	const std::int64_t deadline = monotonicMs() + timeoutMs;
 	// One byte more than a ticket: anything already behind it is an error.
 	while (got <= abi::kTicketHexLength) {
-		timespec now{};
-		::clock_gettime(CLOCK_MONOTONIC, &now);
-		const long elapsed = (now.tv_sec - start.tv_sec) * 1000 + (now.tv_nsec - start.tv_nsec) / 1000000;
 		const bool haveTicket = got == abi::kTicketHexLength;
-		// Never negative: poll() would then wait forever.
-		const long left = elapsed < timeoutMs ? timeoutMs - elapsed : 0;
 		pollfd pfd{fd, POLLIN, 0};
-		const int ready = ::poll(&pfd, 1, haveTicket ? 0 : static_cast<int>(left));
+		const int ready = ::poll(&pfd, 1, haveTicket ? 0 : msLeft(deadline, timeoutMs));
 		if (ready < 0) {
 			if (errno == EINTR)
 				continue;
@@ -186,15 +180,6 @@ Result<std::string> readTicket(int fd, int timeoutMs)
 	if (Status ok = checkLowerHex(ticket, abi::kTicketHexLength, "--ticket-fd"); !ok)
 		return ok.error();
 	return std::string(ticket);
-}
-
-std::uint32_t countRunningVms(uid_t uid, std::string_view qemuBinary)
-{
-	std::uint32_t count = 0;
-	for (const contract::MarkedQemu &qemu : contract::findMarkedQemus())
-		if (qemu.realUid == uid && qemu.argv0 == qemuBinary)
-			++count;
-	return count;
 }
 
 } // namespace fr::helper

@@ -48,9 +48,4 @@ Status checkNbdSocket(int fd);
 // ticket), ETIMEDOUT, or read's errno.
 Result<std::string> readTicket(int fd, int timeoutMs);
 
-// The number of running QEMUs started by this helper for `uid`: processes
-// whose real uid is `uid`, whose argv[0] is `qemuBinary` and which carry
-// the marker (contract::qemuNameArgument). Read from /proc as root.
-std::uint32_t countRunningVms(uid_t uid, std::string_view qemuBinary);
-
 } // namespace fr::helper

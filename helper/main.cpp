@@ -64,15 +64,6 @@ void check(const Status &status, HelperExit code)
 		die(code, status.error());
 }
 
-// An image that cannot be opened is refused (3) unless the system failed.
-HelperExit imageExit(const Error &error)
-{
-	for (int failed : {ENOENT, EMFILE, ENFILE, ENOMEM, EIO, ETIMEDOUT})
-		if (error.errnum() == failed)
-			return HelperExit::Failed;
-	return HelperExit::Denied;
-}
-
 // Step 4: the policy's grant for this caller, or exit.
 Grant grantFor(const Identity &caller, Policy &policy)
 {
@@ -106,19 +97,18 @@ UniqueFd openImage(const contract::ImageArg &image, const Grant &grant, CallerAg
 	std::optional<Result<UniqueFd>> granted = openGrantedImage(image.path, grant.imageDirs);
 	Result<UniqueFd> fd = granted ? std::move(*granted) : agent.request(CallerAgent::Op::OpenImage, image.path);
 	if (!fd)
-		die(imageExit(fd.error()), fd.error());
+		die(contract::imageOpenExit(fd.error().errnum()), fd.error());
 	check(checkImageFd(fd->get(), image.format, image.path), HelperExit::Denied);
 	return std::move(*fd);
 }
 
-int run(int argc, char **argv)
+// Steps 1 and 2: argv and the process state inherited from the caller. A
+// program started with argc == 0 would see its environment as argv[1...]
+// (PwnKit); nothing is derived from argv[0].
+void sanitizeProcess(int argc, char **argv)
 {
-	// 1. argv: a program started with argc == 0 would see its environment
-	//    as argv[1...] (PwnKit); nothing is derived from argv[0].
 	if (argc < 1 || argv[0] == nullptr || argv[0][0] == '\0')
 		die(HelperExit::Usage, Error::invalid(EINVAL, "argv", "", "argv[0] missing or empty"));
-
-	// 2. Process state inherited from the caller.
 	::prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
 	const rlimit noCore{0, 0};
 	::setrlimit(RLIMIT_CORE, &noCore);
@@ -126,28 +116,103 @@ int run(int argc, char **argv)
 	check(markInheritedFdsCloexec(), HelperExit::Failed);
 	resetSignals();
 	::clearenv();
+}
 
-	// 3. Arguments, by the fixed grammar (shared/helper_contract.cpp). Then
-	//    only the fds they name survive.
-	const contract::HelperArgs parsed = check(contract::parseHelperArgs(argc, argv), HelperExit::Usage);
-	if (parsed.version) {
-		std::printf("file-restore-helper %s\n", FR_VERSION);
-		return 0;
-	}
-	const contract::StartRequest &args = parsed.start;
+// Step 3 (end): only the fds the arguments name survive, each usable.
+void keepNamedFds(const contract::StartRequest &args)
+{
 	std::vector<int> keep = {args.ticketFd, args.logFd};
 	for (const contract::ImageArg &image : args.images)
 		keep.push_back(image.fd);
 	closeFdsExcept(3, keep.data(), keep.size());
 	if (::fcntl(args.ticketFd, F_GETFD) < 0)
 		die(HelperExit::Usage, Error(errno, "--ticket-fd"));
-	if (args.logFd >= 0) {
-		const int mode = ::fcntl(args.logFd, F_GETFL);
-		if (mode < 0)
-			die(HelperExit::Usage, Error(errno, "--log-fd"));
-		if ((mode & O_ACCMODE) == O_RDONLY)
-			die(HelperExit::Usage, Error::invalid(EBADF, "--log-fd", "", "not open for writing"));
+	if (args.logFd < 0)
+		return;
+	const int mode = ::fcntl(args.logFd, F_GETFL);
+	if (mode < 0)
+		die(HelperExit::Usage, Error(errno, "--log-fd"));
+	if ((mode & O_ACCMODE) == O_RDONLY)
+		die(HelperExit::Usage, Error::invalid(EBADF, "--log-fd", "", "not open for writing"));
+}
+
+// Step 5 (start): the caller agent, a child that has fully become the
+// caller. It must be able to start one more process: QEMU, forked by root,
+// would not be counted against RLIMIT_NPROC.
+CallerAgent startAgent(const Identity &caller)
+{
+	CallerAgent agent = check(CallerAgent::start(caller), HelperExit::Failed);
+	if (Result<UniqueFd> forked = agent.request(CallerAgent::Op::ForkOnce, "RLIMIT_NPROC"); !forked) {
+		agent.finish(false);
+		if (forked.error().errnum() != EAGAIN)
+			die(HelperExit::Failed, forked.error());
+		die(HelperExit::Limit, Error::invalid(EAGAIN, "processes", "RLIMIT_NPROC",
+						      "the caller may not start another process"));
 	}
+	return agent;
+}
+
+// Step 6: the guest channel: a reserved vsock CID (as root), or a unix
+// socket the agent creates as the caller.
+UniqueFd openChannel(const contract::StartRequest &args, const Policy &policy, CallerAgent &agent,
+		     std::optional<std::uint32_t> &cid)
+{
+	if (args.transport != contract::Transport::Vsock)
+		return check(agent.request(CallerAgent::Op::Listen, args.socketPath), HelperExit::Failed);
+#if defined(FR_TEST_VSOCK_BUSY_BELOW)
+	// Test builds only: /dev/null stands in for /dev/vhost-vsock.
+	const VsockDevice device{"/dev/null", [](int, std::uint64_t c) {
+		errno = EADDRINUSE;
+		return c < FR_TEST_VSOCK_BUSY_BELOW ? -1 : 0;
+	}};
+#else
+	const VsockDevice device = realVsockDevice();
+#endif
+	UniqueFd channel = check(openVsockDevice(device), HelperExit::Failed);
+	Result<std::uint32_t> reserved =
+		reserveCid(device, channel.get(), args.cid.value_or(policy.cidMin), policy.cidMin, policy.cidMax);
+	if (!reserved)
+		die(reserved.error().errnum() == EADDRINUSE ? HelperExit::Limit : HelperExit::Failed, reserved.error());
+	cid = *reserved;
+	return channel;
+}
+
+// Step 8: fork; the child drops everything and execs QEMU. The agent gets
+// QEMU's pidfd before QEMU may run: if the helper dies before step 9, the
+// agent kills it.
+pid_t launchQemu(const QemuConfig &config, QemuFds fds, const Identity &qemu, int ruleset, CallerAgent &agent)
+{
+	const UniqueFd devNull(::open("/dev/null", O_RDWR | O_CLOEXEC));
+	if (!devNull.isValid())
+		die(HelperExit::Failed, Error(errno, "open", "/dev/null"));
+	fds.devNull = devNull.get();
+	if (fds.log < 0)
+		fds.log = devNull.get();
+	const QemuCommand command = buildQemuCommand(config, fds);
+	Launch launchSpec{qemu, FR_QEMU_BINARY, command.argv, {"PATH=/usr/bin:/bin", "LC_ALL=C"}, command.fds,
+			  kQemuSeccompFilter, std::size(kQemuSeccompFilter), ruleset, {}};
+	launchSpec.forked = [&agent](pid_t pid) -> Status {
+		const UniqueFd pidfd(static_cast<int>(::syscall(SYS_pidfd_open, pid, 0)));
+		if (!pidfd.isValid())
+			return Error(errno, "pidfd_open", "QEMU");
+		Result<UniqueFd> watched = agent.request(CallerAgent::Op::Watch, "QEMU", pidfd.get());
+		return watched ? Status() : Status(watched.error());
+	};
+	return check(launch(launchSpec), HelperExit::Failed);
+}
+
+int run(int argc, char **argv)
+{
+	sanitizeProcess(argc, argv); // 1, 2
+
+	// 3. Arguments, by the fixed grammar (shared/helper_contract.cpp).
+	const contract::HelperArgs parsed = check(contract::parseHelperArgs(argc, argv), HelperExit::Usage);
+	if (parsed.version) {
+		std::printf("file-restore-helper %s\n", FR_VERSION);
+		return 0;
+	}
+	const contract::StartRequest &args = parsed.start;
+	keepNamedFds(args);
 
 	// 4. The policy: root-owned, compiled-in path; any doubt denies all.
 	const Identity caller = check(callerIdentity(), HelperExit::Failed);
@@ -156,49 +221,19 @@ int run(int argc, char **argv)
 	const VmSize size = check(sizeVm(grant, args.memoryMiB, args.images.size(), args.timeout), HelperExit::Limit);
 	// QEMU never runs as root: a root caller's VM runs as the policy's user.
 	const Identity qemu = caller.uid != 0 ? caller : check(accountIdentity(policy.qemuUser), HelperExit::Denied);
-	if (countRunningVms(qemu.uid, FR_QEMU_BINARY) >= grant.maxVms)
+	if (contract::countMarkedQemus(qemu.uid, FR_QEMU_BINARY) >= grant.maxVms)
 		die(HelperExit::Limit, Error::invalid(EDQUOT, "vms", "", "%u VMs already running", grant.maxVms));
 
-	// 5. The caller agent: a child that has fully become the caller opens
-	//    the caller's paths. It must be able to start one more process:
-	//    QEMU, forked by root, would not be counted against RLIMIT_NPROC.
-	CallerAgent agent = check(CallerAgent::start(caller), HelperExit::Failed);
+	// 5. The images, opened as the caller by the agent (or as root in a
+	//    granted directory).
+	CallerAgent agent = startAgent(caller);
 	gAgent = &agent;
-	if (Result<UniqueFd> forked = agent.request(CallerAgent::Op::ForkOnce, "RLIMIT_NPROC"); !forked)
-		die(forked.error().errnum() == EAGAIN ? HelperExit::Limit : HelperExit::Failed,
-		    forked.error().errnum() == EAGAIN
-			    ? Error::invalid(EAGAIN, "processes", "RLIMIT_NPROC",
-					     "the caller may not start another process")
-			    : forked.error());
 	std::vector<UniqueFd> images;
 	for (const contract::ImageArg &image : args.images)
 		images.push_back(openImage(image, grant, agent));
 
-	// 6. The guest channel: a reserved vsock CID (as root), or a unix socket
-	//    the agent creates as the caller.
-	UniqueFd channel;
 	std::optional<std::uint32_t> cid;
-	if (args.transport == contract::Transport::Vsock) {
-#if defined(FR_TEST_VSOCK_BUSY_BELOW)
-		// Test builds only: /dev/null stands in for /dev/vhost-vsock.
-		const VsockDevice device{"/dev/null", [](int, std::uint64_t c) {
-			errno = EADDRINUSE;
-			return c < FR_TEST_VSOCK_BUSY_BELOW ? -1 : 0;
-		}};
-#else
-		const VsockDevice device = realVsockDevice();
-#endif
-		channel = check(openVsockDevice(device), HelperExit::Failed);
-		Result<std::uint32_t> reserved =
-			reserveCid(device, channel.get(), args.cid.value_or(policy.cidMin),
-				   policy.cidMin, policy.cidMax);
-		if (!reserved)
-			die(reserved.error().errnum() == EADDRINUSE ? HelperExit::Limit : HelperExit::Failed,
-			    reserved.error());
-		cid = *reserved;
-	} else {
-		channel = check(agent.request(CallerAgent::Op::Listen, args.socketPath), HelperExit::Failed);
-	}
+	const UniqueFd channel = openChannel(args, policy, agent, cid); // 6
 
 	// 7. Kernel and initramfs, opened by the agent; the ticket goes into a
 	//    copy of the initramfs in a sealed memfd.
@@ -215,38 +250,25 @@ int run(int argc, char **argv)
 	const char *noKvm = kvmUnusableReason(qemu);
 	if (noKvm != nullptr && !policy.tcgAllowed)
 		die(HelperExit::Denied, Error::invalid(EPERM, "policy", "tcg", "KVM unusable (%s) and TCG is denied", noKvm));
+#if defined(FR_BENCH_NO_LANDLOCK) // bench/landlock-cost.sh's "before"
+	const QemuRuleset ruleset{UniqueFd(), "compiled out (benchmark build)"};
+#else
 	const QemuRuleset ruleset = check(buildQemuRuleset(FR_QEMU_BINARY, imageDir, noKvm == nullptr), HelperExit::Failed);
+#endif
 	if (!ruleset.fd.isValid() && policy.requireLandlock)
 		die(HelperExit::Denied, Error::invalid(EPERM, "policy", "require-landlock", "%s", ruleset.unavailable));
 
-	// 8. Fork; the child drops everything and execs QEMU. The agent gets
-	//    QEMU's pidfd before QEMU may run: if the helper dies before step 9,
-	//    the agent kills it.
-	const UniqueFd devNull(::open("/dev/null", O_RDWR | O_CLOEXEC));
-	if (!devNull.isValid())
-		die(HelperExit::Failed, Error(errno, "open", "/dev/null"));
 	const bool kvm = noKvm == nullptr;
 	QemuConfig config{FR_QEMU_BINARY, args.name, kvm, size.memoryMiB,
 			  buildKernelCmdline(size.idleSeconds, args.transport,
 					     kvm ? std::nullopt : std::optional<std::uint64_t>(args.tscKhz)),
 			  args.transport, cid.value_or(0), {}};
-	QemuFds fds{devNull.get(), args.logFd >= 0 ? args.logFd : devNull.get(), kernel.get(),
-		    initramfs.get(), channel.get(), {}};
+	QemuFds fds{-1, args.logFd, kernel.get(), initramfs.get(), channel.get(), {}};
 	for (std::size_t i = 0; i < images.size(); ++i) {
 		config.formats.push_back(args.images[i].format);
 		fds.images.push_back(images[i].get());
 	}
-	const QemuCommand command = buildQemuCommand(config, fds);
-	Launch launchSpec{qemu, FR_QEMU_BINARY, command.argv, {"PATH=/usr/bin:/bin", "LC_ALL=C"}, command.fds,
-			  kQemuSeccompFilter, std::size(kQemuSeccompFilter), ruleset.fd.get(), {}};
-	launchSpec.forked = [&agent](pid_t pid) -> Status {
-		const UniqueFd pidfd(static_cast<int>(::syscall(SYS_pidfd_open, pid, 0)));
-		if (!pidfd.isValid())
-			return Error(errno, "pidfd_open", "QEMU");
-		Result<UniqueFd> watched = agent.request(CallerAgent::Op::Watch, "QEMU", pidfd.get());
-		return watched ? Status() : Status(watched.error());
-	};
-	const pid_t pid = check(launch(launchSpec), HelperExit::Failed);
+	const pid_t pid = launchQemu(config, std::move(fds), qemu, ruleset.fd.get(), agent); // 8
 
 	// 9. Success: exactly one line on stdout; then the agent lets go.
 	if (noKvm != nullptr)

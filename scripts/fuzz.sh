@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Builds every libFuzzer target with clang (-Dfuzzing=true, ASan + UBSan) into
-# build-fuzz/ and runs each for FUZZ_SECONDS (default 60) on a copy of its
-# seed corpus. Fails on any crash, leak, timeout or out-of-memory; the
+# build-fuzz/ and runs each for FUZZ_SECONDS on a copy of its seed corpus.
+# Without FUZZ_SECONDS the stage gets FUZZ_BUDGET seconds of wall time in
+# all (default 300, CI's share of its 40 minutes), split evenly over the
+# targets (FUZZ_JOBS at a time), each at least 15 s and at most 60 s. Fails on any crash, leak, timeout or out-of-memory; the
 # offending input is kept under build-fuzz/artifacts/ — add it to
 # fuzz/corpus/<parser>/ as a regression input (docs/fuzzing.md).
 #   FUZZ_SECONDS=600 scripts/fuzz.sh            # longer runs
@@ -9,7 +11,6 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 build=build-fuzz
-seconds=${FUZZ_SECONDS:-60}
 jobs=${FUZZ_JOBS:-$(nproc)}
 
 if [[ ! -f "$build/build.ninja" ]]; then
@@ -23,6 +24,13 @@ if ((${#targets[@]} == 0)); then
   mapfile -t targets < <(grep -oE "^  'fuzz_[a-z0-9_]+'" fuzz/meson.build | tr -d " '" | sort)
 fi
 ((${#targets[@]})) || { echo "fuzz: no targets listed" >&2; exit 1; }
+if [[ -n ${FUZZ_SECONDS:-} ]]; then
+  seconds=$FUZZ_SECONDS
+else
+  seconds=$(( ${FUZZ_BUDGET:-300} * jobs / ${#targets[@]} ))
+  ((seconds >= 15)) || seconds=15
+  ((seconds <= 60)) || seconds=60
+fi
 # Only the fuzz binaries (and what they link): the programs, the guest image
 # and the tests are built and tested elsewhere.
 ninja -C "$build" "${targets[@]/#/fuzz/}"

@@ -232,6 +232,14 @@ Status checkCombination(const StartRequest &r, const bool seen[kOptionCount])
 
 } // namespace
 
+HelperExit imageOpenExit(int errnum) noexcept
+{
+	for (int failed : {ENOENT, EMFILE, ENFILE, ENOMEM, EIO, ETIMEDOUT})
+		if (errnum == failed)
+			return HelperExit::Failed;
+	return HelperExit::Denied;
+}
+
 const char *helperExitAdvice(int exitCode) noexcept
 {
 	switch (static_cast<HelperExit>(exitCode)) {
@@ -384,6 +392,15 @@ std::vector<MarkedQemu> findMarkedQemus()
 	if (proc != nullptr)
 		::closedir(proc);
 	return found;
+}
+
+std::uint32_t countMarkedQemus(uid_t uid, std::string_view qemuBinary)
+{
+	std::uint32_t count = 0;
+	for (const MarkedQemu &qemu : findMarkedQemus())
+		if (qemu.realUid == uid && qemu.argv0 == qemuBinary)
+			++count;
+	return count;
 }
 
 } // namespace fr::contract

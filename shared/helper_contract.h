@@ -46,6 +46,9 @@ enum class HelperExit : int {
 // For the client's messages: the cause in a few words and what to do
 // ("refused by the helper's policy (see docs/helper-policy.md)").
 const char *helperExitAdvice(int exitCode) noexcept;
+// An image that cannot be opened (errno) is refused (Denied) unless the
+// system failed (missing file, out of fds or memory, I/O error).
+HelperExit imageOpenExit(int errnum) noexcept;
 
 enum class Transport { Serial, Vsock };
 const char *transportName(Transport transport) noexcept;
@@ -136,5 +139,7 @@ struct MarkedQemu {
 	std::string vmName;
 };
 std::vector<MarkedQemu> findMarkedQemus();
+// How many of them run as real uid `uid` with argv[0] `qemuBinary`.
+std::uint32_t countMarkedQemus(uid_t uid, std::string_view qemuBinary);
 
 } // namespace fr::contract

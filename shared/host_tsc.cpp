@@ -12,6 +12,12 @@ namespace fr {
 
 std::optional<std::uint64_t> hostTscKhz()
 {
+	static const std::optional<std::uint64_t> khz = measureHostTscKhz();
+	return khz;
+}
+
+std::optional<std::uint64_t> measureHostTscKhz()
+{
 #if defined(__x86_64__)
 	if (FILE *f = std::fopen("/sys/devices/system/cpu/cpu0/tsc_freq_khz", "re")) {
 		char text[32] = {};

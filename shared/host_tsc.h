@@ -15,6 +15,11 @@ namespace fr {
 // In kHz: /sys/devices/system/cpu/cpu0/tsc_freq_khz where the kernel offers
 // it, else measured against CLOCK_MONOTONIC_RAW for ~20 ms. nullopt on
 // anything but x86-64 or when the measurement is implausible.
+std::optional<std::uint64_t> measureHostTscKhz();
+
+// measureHostTscKhz() once per process: every caller in it sees the same
+// value (the frequency does not change; a second measurement would differ
+// in its last digits).
 std::optional<std::uint64_t> hostTscKhz();
 
 } // namespace fr

@@ -66,21 +66,55 @@ TEST(Archives, ContentThatContradictsTheNameIsAnErrorThatSaysSo)
 	TempDir dir;
 	writeFile(dir / "disk.qcow2", std::string(4096, '\0'));
 	Result<std::vector<Archive>> archives = snapshotArchives(dir.path());
-	ASSERT_FALSE(archives);
-	EXPECT_EQ(archives.error().errnum(), EINVAL);
-	EXPECT_NE(archives.error().message().find("disk.qcow2): named qcow2, but: not a qcow2 image"),
-		  std::string::npos)
-		<< archives.error().message();
+	ASSERT_TRUE(archives) << archives.error().message();
+	ASSERT_EQ(archives->size(), 1U);
+	EXPECT_EQ((*archives)[0].unusable, "named qcow2, but: not a qcow2 image (bad magic or too short)");
+	EXPECT_TRUE(usableArchives(*archives).empty());
 	TempDir other;
 	writeFile(other / "disk.vmdk", "# Disk DescriptorFile\nRW 8 FLAT \"/etc/shadow\" 0\n");
 	Result<std::vector<Archive>> vmdk = snapshotArchives(other.path());
-	ASSERT_FALSE(vmdk);
-	EXPECT_NE(vmdk.error().message().find("text descriptor"), std::string::npos) << vmdk.error().message();
+	ASSERT_TRUE(vmdk) << vmdk.error().message();
+	EXPECT_NE((*vmdk)[0].unusable.find("text descriptor"), std::string::npos) << (*vmdk)[0].unusable;
+	// An ad-hoc image the user named is an error at once.
+	Result<std::vector<Archive>> named = imageArchives({dir / "disk.qcow2"});
+	ASSERT_FALSE(named);
+	EXPECT_EQ(named.error().errnum(), EINVAL);
+	EXPECT_NE(named.error().message().find("disk.qcow2): named qcow2, but: not a qcow2 image"), std::string::npos)
+		<< named.error().message();
 	// --image-format says what an ad-hoc image is, and is checked as well.
 	Result<std::vector<Archive>> forced = imageArchives({other / "disk.vmdk"}, ImageFormat::Raw);
 	ASSERT_TRUE(forced) << forced.error().message();
 	EXPECT_EQ((*forced)[0].format, ImageFormat::Raw);
 	EXPECT_FALSE(imageArchives({dir / "disk.qcow2"}, ImageFormat::Vdi));
+}
+
+// Issue 14: one archive that cannot be used (qcow2 with a backing file, a
+// VMDK with external extents, a VHD) made every archive of the snapshot
+// fail, even `list /`. Now it stays listed with its reason and the others
+// are served.
+TEST(Archives, EveryArchiveStandsAlone)
+{
+	TempDir dir;
+	std::string backed(4096, '\0');
+	// qcow2 v2: backing file name at offset 0x200, 8 bytes; 64 KiB clusters.
+	const unsigned char qcow2[] = {'Q', 'F', 'I', 0xfb, 0, 0, 0, 2, 0, 0, 0, 0, 0, 0, 0x02, 0x00,
+				       0, 0, 0, 8, 0, 0, 0, 16};
+	backed.replace(0, sizeof(qcow2), reinterpret_cast<const char *>(qcow2), sizeof(qcow2));
+	backed.replace(0x200, 8, "base.img");
+	writeFile(dir / "a-backed.qcow2", backed);
+	writeFile(dir / "b-good.img", std::string(4096, 'x'));
+	writeFile(dir / "c-extents.vmdk", "# Disk DescriptorFile\nversion=1\nRW 2048 SPARSE \"c-s001.vmdk\"\n");
+	writeFile(dir / "d-legacy.VHD", std::string(512, '\0'));
+	Result<std::vector<Archive>> archives = snapshotArchives(dir.path());
+	ASSERT_TRUE(archives) << archives.error().message();
+	ASSERT_EQ(archives->size(), 4U);
+	EXPECT_NE((*archives)[0].unusable.find("backing file"), std::string::npos) << (*archives)[0].unusable;
+	EXPECT_EQ((*archives)[1].unusable, "");
+	EXPECT_NE((*archives)[2].unusable.find("descriptor"), std::string::npos) << (*archives)[2].unusable;
+	EXPECT_NE((*archives)[3].unusable.find("VHD"), std::string::npos) << (*archives)[3].unusable;
+	const std::vector<Archive> usable = usableArchives(*archives);
+	ASSERT_EQ(usable.size(), 1U);
+	EXPECT_EQ(usable[0].name, "b-good.img");
 }
 
 TEST(Archives, EmptySnapshotIsNotFound)

@@ -199,6 +199,35 @@ TEST_F(CliTest, ListsArchivesWithoutAVm)
 	EXPECT_EQ(doc[0]["leaf"], false);
 }
 
+// Issue 14: an archive that cannot be used (here a VMDK whose extents are
+// other files) no longer fails the whole snapshot: `/` lists it without a
+// VM, a path into it says why before any VM starts, and the other archives
+// are served by a VM that never sees it.
+TEST_F(CliTest, EveryArchiveStandsAlone)
+{
+	test::writeFile(repo_ / "vm/100/snap/drive-scsi2.vmdk",
+			"# Disk DescriptorFile\nversion=1\nRW 2048 SPARSE \"drive-scsi2-s001.vmdk\"\n");
+	Outcome r = run(cmd({"list"}, {"/"}));
+	ASSERT_EQ(r.code, 0) << r.err;
+	EXPECT_NE(r.out.find("drive-scsi0.img\n"), std::string::npos) << r.out;
+	EXPECT_NE(r.out.find("drive-scsi2.vmdk"), std::string::npos) << r.out;
+	EXPECT_FALSE(test::exists(scratch_ / "calls")); // no VM was started
+
+	r = run(cmd({"list"}, {"/drive-scsi2.vmdk/part"}));
+	EXPECT_EQ(r.code, kExitFailure);
+	EXPECT_NE(r.err.find("archive(drive-scsi2.vmdk): cannot be used: named vmdk, but:"), std::string::npos)
+		<< r.err;
+	EXPECT_NE(r.err.find("descriptor"), std::string::npos) << r.err;
+	EXPECT_FALSE(test::exists(scratch_ / "calls")); // refused before any VM
+
+	r = run(cmd({"list"}, {"/drive-scsi1.qcow2/part/1/etc"}));
+	ASSERT_NE(r.code, kExitFailure) << r.err;
+	ASSERT_TRUE(test::exists(scratch_ / "calls"));
+	const std::string calls = readFile(scratch_ / "calls");
+	EXPECT_NE(calls.find("drive-scsi1.qcow2"), std::string::npos) << calls;
+	EXPECT_EQ(calls.find("drive-scsi2.vmdk"), std::string::npos) << calls; // never handed to the helper
+}
+
 TEST_F(CliTest, ListsADirectoryInTextAndJson)
 {
 	Outcome r = run(cmd({"list"}, {"/drive-scsi0.img/part/1/etc"}));

@@ -262,35 +262,6 @@ TEST_F(Files, TicketComesFromAPipeExactly)
 	EXPECT_EQ(notPipe.error().message(), "--ticket-fd(): not a pipe");
 }
 
-TEST_F(Files, CountsOnlyMarkedQemusOfTheUser)
-{
-	// A stand-in "QEMU": a shell started with argv[0] = the binary path and
-	// the marker as arguments, the way the helper starts QEMU.
-	auto spawn = [](const char *marker) {
-		const pid_t pid = ::fork();
-		if (pid == 0) {
-			const char *argv[] = {"/bin/sh", "-c", "while :; do sleep 1; done", "-name", marker, nullptr};
-			::execv("/bin/sh", const_cast<char **>(argv));
-			::_exit(127);
-		}
-		return pid;
-	};
-	const std::uint32_t before = countRunningVms(::getuid(), "/bin/sh");
-	const pid_t a = spawn("guest=file-restore:a");
-	const pid_t b = spawn("guest=something-else");
-	// Wait until both have exec'd.
-	for (int i = 0; i < 200 && countRunningVms(::getuid(), "/bin/sh") == before; ++i)
-		::usleep(10000);
-	::usleep(50000);
-	EXPECT_EQ(countRunningVms(::getuid(), "/bin/sh"), before + 1);
-	EXPECT_EQ(countRunningVms(::getuid() + 1, "/bin/sh"), 0U);
-	for (pid_t p : {a, b}) {
-		::kill(p, SIGKILL);
-		::waitpid(p, nullptr, 0);
-	}
-	EXPECT_EQ(countRunningVms(::getuid(), "/bin/sh"), before);
-}
-
 class PolicyFile : public ::testing::Test {
 protected:
 	void SetUp() override

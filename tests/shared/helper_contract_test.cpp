@@ -1,6 +1,10 @@
 // SPDX-License-Identifier: AGPL-3.0-or-later
 #include "shared/helper_contract.h"
 
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
 #include <cerrno>
 #include <string>
 #include <vector>
@@ -288,6 +292,35 @@ TEST(Contract, StartLineAndMarker)
 	EXPECT_FALSE(markedVmName("q\0guest=file-restore:vm-1"sv)); // not after -name
 	EXPECT_FALSE(markedVmName(""sv));
 	EXPECT_STRNE(helperExitAdvice(3), helperExitAdvice(4));
+}
+
+TEST(HelperContract, CountsOnlyMarkedQemusOfTheUser)
+{
+	// A stand-in "QEMU": a shell started with argv[0] = the binary path and
+	// the marker as arguments, the way the helper starts QEMU.
+	auto spawn = [](const char *marker) {
+		const pid_t pid = ::fork();
+		if (pid == 0) {
+			const char *argv[] = {"/bin/sh", "-c", "while :; do sleep 1; done", "-name", marker, nullptr};
+			::execv("/bin/sh", const_cast<char **>(argv));
+			::_exit(127);
+		}
+		return pid;
+	};
+	const std::uint32_t before = countMarkedQemus(::getuid(), "/bin/sh");
+	const pid_t a = spawn("guest=file-restore:a");
+	const pid_t b = spawn("guest=something-else");
+	// Wait until both have exec'd.
+	for (int i = 0; i < 200 && countMarkedQemus(::getuid(), "/bin/sh") == before; ++i)
+		::usleep(10000);
+	::usleep(50000);
+	EXPECT_EQ(countMarkedQemus(::getuid(), "/bin/sh"), before + 1);
+	EXPECT_EQ(countMarkedQemus(::getuid() + 1, "/bin/sh"), 0U);
+	for (pid_t p : {a, b}) {
+		::kill(p, SIGKILL);
+		::waitpid(p, nullptr, 0);
+	}
+	EXPECT_EQ(countMarkedQemus(::getuid(), "/bin/sh"), before);
 }
 
 } // namespace
