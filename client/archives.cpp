@@ -109,7 +109,9 @@ Result<std::vector<Archive>> snapshotArchives(const std::string &snapshotDir)
 		// path again with the user's identity (or under its policy).
 		if ((!format && !vhd) || ::fstatat(dirFd.get(), name.c_str(), &st, 0) != 0 || !S_ISREG(st.st_mode))
 			continue;
-		Archive archive{name, format.value_or(ImageFormat::Raw), snapshotDir + "/" + name, {}};
+		std::string path = snapshotDir;
+		path.append("/").append(name);
+		Archive archive{name, format.value_or(ImageFormat::Raw), std::move(path), {}};
 		if (vhd) {
 			archive.unusable = "VHD (vpc) images are not supported: convert it first "
 					   "(qemu-img convert -O raw)";

@@ -315,13 +315,13 @@ Commands::Resolved Commands::resolve(std::string_view snapshot, const std::strin
 		path = *decoded;
 	}
 	if (!t.images.empty()) {
-		std::optional<ImageFormat> format;
+		std::optional<ImageFormat> imageFormat;
 		if (!t.imageFormat.empty()) {
-			format = parseFormatName(t.imageFormat);
-			if (!format || format == ImageFormat::Nbd)
+			imageFormat = parseFormatName(t.imageFormat);
+			if (!imageFormat || imageFormat == ImageFormat::Nbd)
 				usage("--image-format: must be raw, qcow2, vmdk, vdi or vhdx");
 		}
-		out.spec.archives = check(imageArchives(t.images, format));
+		out.spec.archives = check(imageArchives(t.images, imageFormat));
 		std::vector<std::string> paths;
 		for (const Archive &archive : out.spec.archives)
 			paths.push_back(archive.path);

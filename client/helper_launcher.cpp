@@ -178,6 +178,7 @@ Result<HelperOutput> SpawnHelperRunner::start(const HelperRequest &request,
 		measured.tscKhz = static_cast<std::uint32_t>(*khz);
 	const std::vector<std::string> args = helperArgv(path_, measured);
 	std::vector<char *> argv;
+	argv.reserve(args.size() + 1);
 	for (const std::string &arg : args)
 		argv.push_back(const_cast<char *>(arg.c_str()));
 	argv.push_back(nullptr);

@@ -1020,7 +1020,8 @@ Result<Resolved> SystemVolumes::resolveSubvolume(int index, const std::vector<st
 			if (!prefix.empty() && sub.path.rfind(prefix + "/", 0) != 0)
 				continue;
 			std::string rest = prefix.empty() ? sub.path : sub.path.substr(prefix.size() + 1);
-			rest = rest.substr(0, rest.find('/'));
+			if (const std::size_t slash = rest.find('/'); slash != std::string::npos)
+				rest.resize(slash);
 			if (proto::checkName(rest))
 				names.insert(rest);
 		}

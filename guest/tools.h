@@ -56,7 +56,7 @@ struct ToolResult {
 
 class Tools {
 public:
-	Tools(ModuleLoader &modules, std::string image = "/tools.sqfs", std::string mountPoint = "/tools")
+	explicit Tools(ModuleLoader &modules, std::string image = "/tools.sqfs", std::string mountPoint = "/tools")
 		: modules_(modules), image_(std::move(image)), mountPoint_(std::move(mountPoint))
 	{
 	}

@@ -180,6 +180,7 @@ public:
 private:
 	struct Pending {
 		std::uint64_t ino;
+		// cppcheck-suppress unusedStructMember ; read by flush() (pending.name)
 		std::string name;
 	};
 	int dirFd_;

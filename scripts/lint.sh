@@ -17,10 +17,7 @@ build=${BUILD_DIR:-build}
 [[ -f "$build/compile_commands.json" ]] || { echo "lint: no $build/compile_commands.json (run scripts/build.sh)" >&2; exit 2; }
 cache=${LINT_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/file-restore/lint}
 
-# client/archives.cpp and client/helper_launcher.cpp are being reworked for
-# issue 11 (four findings there today): they join once that lands.
-mapfile -t sources < <(git ls-files 'shared/*.cpp' 'helper/*.cpp' 'client/*.cpp' 'guest/*.cpp' |
-  grep -v -x -e client/archives.cpp -e client/helper_launcher.cpp | sort)
+mapfile -t sources < <(git ls-files 'shared/*.cpp' 'helper/*.cpp' 'client/*.cpp' 'guest/*.cpp' | sort)
 
 # "<key> <file>" for each source: sha256 over what clang-tidy would see.
 keys() {
