@@ -249,9 +249,8 @@ Result<std::string> VmManager::serialSocketPath(const std::string &stem)
 
 Result<std::vector<UniqueFd>> VmManager::startNbdServers(const VmSpec &spec, HelperRequest &request)
 {
-	std::vector<UniqueFd> nbdSockets;
 	if (!spec.startNbdServers)
-		return nbdSockets;
+		return std::vector<UniqueFd>{};
 	const std::string nbdLog = nbdLogName(spec.name);
 	UniqueFd nbdLogFd(::openat(ctx_.dir->fd.get(), nbdLog.c_str(),
 				   O_WRONLY | O_CREAT | O_TRUNC | O_APPEND | O_NOFOLLOW | O_CLOEXEC, 0600));
