@@ -6,7 +6,8 @@
 #   bench/compare.sh [RUNS]          (default 5 timed runs per command)
 #
 # Environment: BUILD_DIR (default build), SKIP_SCALE=1 (leave out the
-# 1,000,000-entry directory and the 4 GiB sparse file), SKIP_COLD=1.
+# 1,000,000-entry directory and the 4 GiB sparse file), SKIP_COLD=1,
+# SKIP_PBS=1 (leave out the PBS datastores).
 #
 # Needs a build (scripts/build.sh), hyperfine, and libguestfs-tools with a
 # kernel for its appliance (scripts/install-deps.sh --bench). Runs as root
@@ -25,6 +26,11 @@
 #                                                vs `guestfish --remote ls`
 #   warm extract  the 256 MiB file to stdout     vs `guestfish --remote download`
 #   memory        QEMU's peak RSS (VmHWM) after the warm runs, both
+#   PBS           the same disk as a Proxmox Backup Server datastore, 4 MiB
+#                 chunks, zstd and encrypted (issue 13): cold list and warm
+#                 extract against the raw file, and the client's and the NBD
+#                 server's peak RSS (needs a build with tests: the datastore
+#                 writer is a test tool)
 #   scale         directories of 100,000 and 1,000,000 entries (client
 #                 peak RSS, the guest daemon's peak RSS from its log), a
 #                 4 GiB sparse file
@@ -109,17 +115,11 @@ fr=$client
 part=/disk.img/part/1
 versions() {
   echo "- machine: $(nproc) CPUs ($(awk -F': ' '/model name/ {print $2; exit}' /proc/cpuinfo)), $(awk '/MemTotal/ {printf "%.0f GiB", $2 / 1048576}' /proc/meminfo), $(. /etc/os-release; echo "$PRETTY_NAME"), kernel $(uname -r)"
-  echo "- accelerator: $([[ -w /dev/kvm ]] && echo KVM || echo 'TCG (no /dev/kvm)')"
+  echo "- accelerator: $([[ -n ${LIBGUESTFS_BACKEND_SETTINGS:-} ]] && echo 'TCG (KVM unusable here; libguestfs with force_tcg)' || { [[ -w /dev/kvm ]] && echo KVM || echo 'TCG (no /dev/kvm)'; })"
   echo "- $(qemu-system-x86_64 --version | head -1)"
   echo "- file-restore $("$client" --version | head -1 | awk '{print $NF}'); libguestfs $(guestfish --version | awk '{print $2}'), backend direct"
   echo "- $(hyperfine --version), $runs runs per command after 1 warm-up; load average at the start: $(cut -d' ' -f1-3 /proc/loadavg)"
 }
-{
-  echo "# file-restore vs libguestfs ($(date -u +%Y-%m-%d))"
-  echo
-  versions
-  echo
-} >"$results"
 
 # hyperfine's JSON -> "median (min–max)" per command, and the ratio.
 summarize() { # title json
@@ -154,11 +154,23 @@ big_bytes=$((256 * 1024 * 1024))
 
 # --- correctness first: both tools see the same bytes ------------------------
 echo "== checking both tools return the 256 MiB file intact"
-got=$($fr extract "$snap" "$part/big.bin" - | sha256sum | cut -d' ' -f1)
+got=$($fr extract "$snap" "$part/big.bin" - 2>"$work/first.err" | sha256sum | cut -d' ' -f1)
+cat "$work/first.err" >&2
+# The same accelerator for both: where the helper found KVM unusable (a
+# /dev/kvm that cannot run a guest hangs QEMU), libguestfs runs under TCG too.
+if grep -q 'TCG' "$work/first.err"; then
+  export LIBGUESTFS_BACKEND_SETTINGS=force_tcg
+fi
 [[ $got == "$big_sha" ]] || { echo "compare: file-restore returned big.bin with sha256 $got, want $big_sha" >&2; exit 1; }
 "$client" stop --all >/dev/null
 got=$(guestfish --ro --format=raw -a "$disk" -m /dev/sda1 download /big.bin - | sha256sum | cut -d' ' -f1)
 [[ $got == "$big_sha" ]] || { echo "compare: libguestfs returned big.bin with sha256 $got, want $big_sha" >&2; exit 1; }
+{
+  echo "# file-restore vs libguestfs ($(date -u +%Y-%m-%d))"
+  echo
+  versions
+  echo
+} >"$results"
 
 # --- cold ----------------------------------------------------------------
 if [[ ${SKIP_COLD:-0} != 1 ]]; then
@@ -229,6 +241,121 @@ gf_hwm=$(hwm "$gf_qemu")
 $gf exit
 guestfish_pid=
 "$client" stop --all >/dev/null
+
+# --- PBS datastores (issue 13) -------------------------------------------
+if [[ ${SKIP_PBS:-0} != 1 ]]; then
+  echo "== PBS datastores"
+  maker=$build/tests/pbs/fr-pbs-make-datastore
+  [[ -x $maker ]] || { echo "compare: $maker missing (a build with tests)" >&2; exit 1; }
+  export FILE_RESTORE_NBDKIT_PLUGIN=${FILE_RESTORE_NBDKIT_PLUGIN:-$build/client/pbs/nbdkit-file-restore-pbs-plugin.so}
+  ds=$work/datastore
+  key=$work/pbs-key.json
+  snap_enc=vm/101/2026-11-26T00:00:00Z
+  [[ -f $key ]] || "$maker" --new-key "$key"
+  if [[ ! -f $ds/$snap/disk.img.fidx || $ds/$snap/disk.img.fidx -ot $disk ]]; then
+    rm -rf "$ds"
+    "$maker" "$ds" "$snap" disk.img="$disk"
+    "$maker" --keyfile "$key" "$ds" "$snap_enc" disk.img="$disk"
+  fi
+  # /disk.img/... names disk.img.fidx in the datastore: the same paths.
+  # The repository options go after the command (list, extract).
+  raw="--repository $repo"
+  pz="--repository $ds"
+  pe="--repository $ds --keyfile $key"
+  for args in "$pz $snap" "$pe $snap_enc"; do
+    got=$($fr extract $args "$part/big.bin" - | sha256sum | cut -d' ' -f1)
+    [[ $got == "$big_sha" ]] || { echo "compare: 'extract $args' returned big.bin with sha256 $got, want $big_sha" >&2; exit 1; }
+  done
+  "$client" stop --all >/dev/null
+  ratios() { # title json: each command against the first (the raw file)
+    python3 - "$1" "$2" "$big_bytes" <<'PY' | tee -a "$results"
+import json, sys
+title, path, size = sys.argv[1], sys.argv[2], int(sys.argv[3])
+res = json.load(open(path))["results"]
+print(f"\n## {title}\n")
+print("| command | median | min–max | vs the raw file |")
+print("|---|---:|---:|---:|")
+for r in res:
+    print(f"| `{r['command']}` | {r['median']:.3f} s | {r['min']:.3f}–{r['max']:.3f} s | {r['median'] / res[0]['median']:.2f}× the time |")
+PY
+  }
+  # Round-robin (one run of each command in turn, a warm-up round first):
+  # on a shared, noisy machine consecutive runs of one command see another
+  # load than those of the next. Writes hyperfine's JSON shape.
+  round_robin() { # json rounds prepare name command [name command ...]
+    python3 - "$@" <<'PY'
+import json, statistics, subprocess, sys, time
+out, rounds, prepare = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+pairs = list(zip(sys.argv[4::2], sys.argv[5::2]))
+times = {name: [] for name, _ in pairs}
+quiet = dict(shell=True, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+for r in range(rounds + 1):
+    for name, cmd in pairs:
+        subprocess.run(prepare, **quiet)
+        start = time.monotonic()
+        subprocess.run(cmd, **quiet)
+        if r:
+            times[name].append(time.monotonic() - start)
+json.dump({"results": [{"command": n, "median": statistics.median(t), "min": min(t),
+                        "max": max(t), "times": t} for n, t in times.items()]}, open(out, "w"))
+PY
+  }
+  echo "== PBS: cold list"
+  round_robin "$work/pbs-cold-list.json" $((runs * 2)) "$client stop --all" \
+    "raw file: list $part" "$fr list $raw $snap $part" \
+    "datastore, zstd: list $part" "$fr list $pz $snap $part" \
+    "datastore, encrypted: list $part" "$fr list $pe $snap_enc $part"
+  ratios "PBS datastore: cold list of a partition's root, $((runs * 2)) rounds round-robin (target ≤ 1.25× the raw file's)" "$work/pbs-cold-list.json"
+
+  echo "== PBS: warm extract"
+  $fr list $raw "$snap" "$part" >/dev/null
+  $fr list $pz "$snap" "$part" >/dev/null
+  $fr list $pe "$snap_enc" "$part" >/dev/null
+  round_robin "$work/pbs-warm-extract.json" $((runs * 2)) true \
+    "raw file: extract big.bin -" "$fr extract $raw $snap $part/big.bin -" \
+    "datastore, zstd: extract big.bin -" "$fr extract $pz $snap $part/big.bin -" \
+    "datastore, encrypted: extract big.bin -" "$fr extract $pe $snap_enc $part/big.bin -"
+  ratios "PBS datastore: warm extract of the 256 MiB file to stdout, $((runs * 2)) rounds round-robin" "$work/pbs-warm-extract.json"
+  python3 - "$work/pbs-warm-extract.json" "$work/warm-extract.json" "$big_bytes" <<'PY' | tee -a "$results"
+import json, sys
+pbs = json.load(open(sys.argv[1]))["results"]
+gf = json.load(open(sys.argv[2]))["results"][1]  # guestfish --remote download, this run
+size = int(sys.argv[3])
+rate = lambda r: size / r["median"] / 1e6
+print()
+for r in pbs:
+    print(f"- `{r['command']}`: {rate(r):.1f} MB/s, {rate(r) / rate(pbs[0]):.2f}× the raw file's "
+          f"(target ≥ 0.5×), {rate(r) / rate(gf):.1f}× libguestfs's {rate(gf):.1f} MB/s (target ≥ 3×)")
+PY
+
+  echo "== PBS: memory"
+  # The client's peak RSS over one warm extract, and the NBD server's peak
+  # (VmHWM) after all the warm runs; the server's chunk cache is bounded
+  # to 32 MiB (docs/pbs.md).
+  t=$(mktemp)
+  /usr/bin/time -f '%M' -o "$t" $fr extract $pz "$snap" "$part/big.bin" - >/dev/null
+  client_kib=$(tail -1 "$t")
+  /usr/bin/time -f '%M' -o "$t" $fr extract $pe "$snap_enc" "$part/big.bin" - >/dev/null
+  client_enc_kib=$(tail -1 "$t")
+  rm -f "$t"
+  server_hwm() { # the datastore's index path -> VmHWM (KiB) of its server
+    local pid
+    pid=$(pgrep -f -- "index=$1/disk.img.fidx" | head -1)
+    [[ -n $pid ]] && awk '/VmHWM/ {print $2}' "/proc/$pid/status"
+  }
+  server_kib=$(server_hwm "$snap")
+  server_enc_kib=$(server_hwm "$snap_enc")
+  {
+    echo
+    echo "## PBS datastore: peak RSS around the warm extracts"
+    echo
+    echo "| | client | NBD server (nbdkit + plugin) | both, less the 32 MiB cache (target ≤ 64 MiB) |"
+    echo "|---|---:|---:|---:|"
+    echo "| zstd | $((client_kib / 1024)) MiB | $((server_kib / 1024)) MiB | $(((client_kib + server_kib) / 1024 - 32)) MiB |"
+    echo "| encrypted | $((client_enc_kib / 1024)) MiB | $((server_enc_kib / 1024)) MiB | $(((client_enc_kib + server_enc_kib) / 1024 - 32)) MiB |"
+  } | tee -a "$results"
+  "$client" stop --all >/dev/null
+fi
 
 # --- scale ---------------------------------------------------------------
 if [[ ${SKIP_SCALE:-0} != 1 ]]; then

@@ -9,10 +9,12 @@
 #include <cstdlib>
 #include <cstring>
 #include <ctime>
+#include <memory>
 #include <string>
 #include <vector>
 
 #include <CLI/CLI.hpp>
+#include <openssl/crypto.h>
 #include <nlohmann/json.hpp>
 
 #include "client/archives.h"
@@ -24,6 +26,7 @@
 #include "client/luks_key.h"
 #include "client/mount.h"
 #include "client/output.h"
+#include "client/pbs_source.h"
 #include "client/runtime_dir.h"
 #include "client/safe_writer.h"
 #include "client/state_store.h"
@@ -184,11 +187,13 @@ struct Target {
 	std::string idleTimeout;
 	std::string luksKeyFile;
 	std::string luksPassphraseFd;
-	// proxmox-file-restore's datastore options. Accepted everywhere; they
-	// apply to a Proxmox Backup Server datastore as the repository.
+	// A PBS datastore as the repository (client/pbs_source.h), with
+	// proxmox-file-restore's option names. --crypt-mode and --driver are
+	// accepted as upstream's callers pass them.
 	std::string ns;
 	std::string keyFile;
 	std::string keyFd;
+	std::string keyPasswordFd;
 	std::string cryptMode;
 	std::string driver;
 };
@@ -251,6 +256,7 @@ private:
 		VmSpec spec;          // its archives: the usable ones, the VM's disks
 		GuestTarget target;
 		std::vector<Archive> archives; // all, unusable ones with their reason
+		std::shared_ptr<const PbsSelection> pbs; // a datastore's snapshot
 	};
 	// snapshot: empty with --image.
 	Resolved resolve(std::string_view snapshot, const std::string &path);
@@ -259,6 +265,12 @@ private:
 	void unlockVolumes(VmConnection &vm);
 	void sayWarning(const VmSession &session);
 	std::string repository() const;
+	std::shared_ptr<const PbsSelection> selectDatastoreSnapshot(const std::string &datastore,
+								     std::string_view snapshot);
+	int listSnapshots();
+	// A failed request on a datastore's VM: the NBD servers' reports of
+	// bad chunks go to stderr first (they say which chunk, and why).
+	Status withChunkReports(Status status, const Resolved &r);
 	void openRuntime();
 	VmManager &manager();
 	Deadline deadline() const
@@ -339,6 +351,37 @@ std::string Commands::repository() const
 	return check(canonicalPath(repository, "repository"));
 }
 
+std::shared_ptr<const PbsSelection>
+Commands::selectDatastoreSnapshot(const std::string &datastore, std::string_view snapshot)
+{
+	const Target &t = o_.target;
+	PbsKeyOptions keyOptions;
+	keyOptions.keyFile = t.keyFile;
+	if (!t.keyFd.empty())
+		keyOptions.keyFd = static_cast<int>(*optionalNumber(t.keyFd, "--keyfd", 0, 1 << 20));
+	if (!t.keyPasswordFd.empty())
+		keyOptions.passwordFd = static_cast<int>(
+			*optionalNumber(t.keyPasswordFd, "--key-password-fd", 0, 1 << 20));
+	std::optional<pbs::Key> key = check(loadPbsKey(keyOptions));
+	Result<PbsSelection> selected = selectPbsSnapshot(datastore, snapshot, t.ns, key);
+	if (key)
+		OPENSSL_cleanse(key->data(), key->size());
+	if (!selected && selected.error().errnum() == EINVAL &&
+	    (std::strcmp(selected.error().call(), "snapshot") == 0 ||
+	     std::strcmp(selected.error().call(), "--ns") == 0))
+		usage(selected.error().message());
+	return std::make_shared<const PbsSelection>(check(std::move(selected)));
+}
+
+Status Commands::withChunkReports(Status status, const Resolved &r)
+{
+	if (status || !r.pbs || !dir_)
+		return status;
+	for (const std::string &line : badChunkReports(dir_->fd.get(), nbdLogName(r.spec.name), 8))
+		warn("the datastore: " + line);
+	return status;
+}
+
 Commands::Resolved Commands::resolve(std::string_view snapshot, const std::string &rawPath)
 {
 	Resolved out;
@@ -365,13 +408,26 @@ Commands::Resolved Commands::resolve(std::string_view snapshot, const std::strin
 		for (const Archive &archive : out.spec.archives)
 			paths.push_back(archive.path);
 		out.spec.name = imageVmName(paths);
+	} else if (const std::string repo = repository(); pbs::isDatastore(repo)) {
+		// A PBS datastore: the snapshot and its key are checked against
+		// the manifest here, before any VM starts.
+		out.pbs = selectDatastoreSnapshot(repo, snapshot);
+		out.spec.archives = out.pbs->archives;
+		const std::string id = out.pbs->snapshot.id.path();
+		out.spec.name = snapshotVmName(repo, id);
+		out.spec.datastore = repo;
+		out.spec.snapshot = id;
+		out.spec.startNbdServers = [selection = out.pbs](int logFd) {
+			return startPbsServers(*selection, logFd, std::chrono::seconds(20));
+		};
+		path = withFidxArchiveName(out.spec.archives, path);
 	} else {
-		const std::string repo = repository();
 		// A directory of images is no datastore: namespaces and keys
 		// have nothing to apply to.
-		if (!t.ns.empty() || !t.keyFile.empty() || !t.keyFd.empty() || t.cryptMode == "encrypt")
-			usage("--ns, --keyfile, --keyfd and --crypt-mode=encrypt need a Proxmox Backup "
-			      "Server datastore as the repository (a directory with .chunks); " +
+		if (!t.ns.empty() || !t.keyFile.empty() || !t.keyFd.empty() || !t.keyPasswordFd.empty() ||
+		    t.cryptMode == "encrypt")
+			usage("--ns, --keyfile, --keyfd, --key-password-fd and --crypt-mode=encrypt need a "
+			      "Proxmox Backup Server datastore as the repository (a directory with .chunks); " +
 			      escapeForDisplay(repo) + " is not a PBS datastore");
 		Result<std::string> normalised = normaliseSnapshot(snapshot);
 		if (!normalised)
@@ -422,10 +478,55 @@ void Commands::sayWarning(const VmSession &session)
 		warn("warning: " + escapeForDisplay(warning));
 }
 
+int Commands::listSnapshots()
+{
+	const std::string repo = repository();
+	if (!pbs::isDatastore(repo))
+		usage("list SNAPSHOT [PATH] (listing the snapshots needs a Proxmox Backup Server "
+		      "datastore as the repository)");
+	Result<std::vector<std::string>> ns = pbs::parseNamespace(o_.target.ns);
+	if (!ns)
+		usage(ns.error().message());
+	const std::vector<pbs::SnapshotSummary> rows = check(pbs::listSnapshots(repo, *ns, true));
+	if (format() != OutputFormat::Text) {
+		json out = json::array();
+		for (const pbs::SnapshotSummary &row : rows) {
+			json item = {{"snapshot", row.id.path()},
+				     {"group", row.id.group()},
+				     {"time", row.id.time},
+				     {"size", row.size},
+				     {"encrypted", row.encrypted},
+				     {"protected", row.isProtected},
+				     {"archives", row.images}};
+			if (!row.problem.empty())
+				item["problem"] = escapeForDisplay(row.problem);
+			out.push_back(std::move(item));
+		}
+		print(dumpJson(out, format()));
+		return kExitOk;
+	}
+	std::string text;
+	for (const pbs::SnapshotSummary &row : rows) {
+		char size[32];
+		(void)std::snprintf(size, sizeof(size), "%.1f GiB",
+				    static_cast<double>(row.size) / (1024.0 * 1024.0 * 1024.0));
+		text += row.id.path() + "  " + (row.problem.empty() ? size : "-") + "  " +
+			(row.encrypted ? "encrypted" : "not encrypted") +
+			(row.isProtected ? ", protected" : "") +
+			(row.problem.empty() ? "" : "  (" + escapeForDisplay(row.problem) + ")") + "\n";
+	}
+	if (rows.empty())
+		text = "no snapshots\n";
+	print(text);
+	return kExitOk;
+}
+
 int Commands::list()
 {
 	listing_ = true;
 	const bool images = !o_.target.images.empty();
+	if (!images && o_.positionals.empty())
+		return listSnapshots();
 	const std::size_t wanted = images ? 1 : 2;
 	if (o_.positionals.size() > wanted || o_.positionals.size() + 1 < wanted)
 		usage(images ? "list --image FILE... [PATH]" : "list SNAPSHOT [PATH]");
@@ -448,8 +549,12 @@ int Commands::list()
 			entry.type = EntryType::Virtual;
 			entry.reason = archive.unusable;
 			struct stat st {};
-			if (::stat(archive.path.c_str(), &st) == 0 && st.st_size > 0)
+			if (r.pbs) { // the disk's size, from the manifest
+				if (const pbs::ImageArchive *image = pbs::findImage(r.pbs->snapshot, archive.name))
+					entry.size = image->size;
+			} else if (::stat(archive.path.c_str(), &st) == 0 && st.st_size > 0) {
 				entry.size = static_cast<std::uint64_t>(st.st_size);
+			}
 			if (listed = printer->add(entry); !listed)
 				break;
 		}
@@ -482,7 +587,7 @@ int Commands::list()
 	// Once anything went out, an error goes to stderr (stdout ends
 	// mid-listing).
 	stdoutIsData_ = printer->started();
-	check(forUser(listed, "list", r.target.userPath));
+	check(forUser(withChunkReports(listed, r), "list", r.target.userPath));
 	return kExitOk;
 }
 
@@ -550,7 +655,7 @@ int Commands::extract()
 	unlockVolumes(vm);
 	const Status received = sink->receive(vm.session(), r.target);
 	sayWarning(vm.session());
-	check(received);
+	check(withChunkReports(received, r));
 	return kExitOk;
 }
 
@@ -600,6 +705,10 @@ nlohmann::json Commands::statusJson(const std::vector<VmStatusRow> &rows, std::i
 			{"archives", archives},
 			{"idle_left", nullptr},
 		};
+		if (!vm.datastore.empty()) {
+			item["datastore"] = escapeForDisplay(vm.datastore);
+			item["snapshot"] = escapeForDisplay(vm.snapshot);
+		}
 		if (row.guest) {
 			json guest = json::object();
 			if (row.guest->idleLeftSeconds) {
@@ -637,6 +746,9 @@ std::string Commands::statusText(const VmStatusRow &row, std::int64_t now)
 		", " + row.state;
 	if (row.guest && row.guest->idleLeftSeconds)
 		line += ", idle timeout in " + durationText(*row.guest->idleLeftSeconds);
+	if (!vm.datastore.empty())
+		line += "\n  datastore " + escapeForDisplay(vm.datastore) + ", snapshot " +
+			escapeForDisplay(vm.snapshot);
 	line += "\n  disks:";
 	for (std::size_t i = 0; i < vm.archives.size(); ++i)
 		line += (i ? ", " : " ") + escapeForDisplay(vm.archives[i].name);
@@ -764,9 +876,13 @@ void addTargetOptions(CLI::App *command, Target &t)
 			    "a key file for the LUKS volumes (every byte, at most 4096)");
 	command->add_option("--luks-passphrase-fd", t.luksPassphraseFd,
 			    "read a LUKS passphrase from this file descriptor (up to a newline)");
-	command->add_option("--ns", t.ns, "the namespace in a PBS datastore");
-	command->add_option("--keyfile", t.keyFile, "the encryption key file of a PBS datastore's backup");
-	command->add_option("--keyfd", t.keyFd, "read the encryption key from this file descriptor");
+	command->add_option("--ns", t.ns, "a datastore's namespace, e.g. a/b (PBS datastores)");
+	command->add_option("--keyfile", t.keyFile,
+			    "the encryption key file of an encrypted PBS backup");
+	command->add_option("--keyfd", t.keyFd, "the key file's text on this inherited fd");
+	command->add_option("--key-password-fd", t.keyPasswordFd,
+			    "read the key file's password from this fd (else "
+			    "$FILE_RESTORE_KEY_PASSWORD, else the terminal)");
 	command->add_option("--crypt-mode", t.cryptMode, "none, encrypt or sign-only (as proxmox-file-restore)");
 	command->add_option("--driver", t.driver, "the block driver: qemu (the only one)");
 }

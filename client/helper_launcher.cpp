@@ -39,11 +39,13 @@ Result<Pipe> makePipe()
 	return Pipe{UniqueFd(fds[0]), UniqueFd(fds[1])};
 }
 
-// Moves an fd above the numbers the child's dup2()s target, so that no
-// dup2 clobbers a source still to be duplicated.
+// Moves an fd above the numbers the child's dup2()s target (up to
+// kFirstNbdFd + kMaxImages), so that no dup2 clobbers a source still to be
+// duplicated.
 Result<UniqueFd> lifted(int fd)
 {
-	const int high = ::fcntl(fd, F_DUPFD_CLOEXEC, 10);
+	constexpr int kAbove = contract::kFirstNbdFd + static_cast<int>(contract::kMaxImages);
+	const int high = ::fcntl(fd, F_DUPFD_CLOEXEC, kAbove);
 	if (high < 0)
 		return Error(errno, "fcntl(F_DUPFD_CLOEXEC)", "helper");
 	return UniqueFd(high);
@@ -95,8 +97,13 @@ std::vector<std::string> helperArgv(const std::string &path, const HelperRequest
 	start.tscKhz = request.tscKhz;
 	start.ticketFd = contract::kTicketFd;
 	start.logFd = contract::kLogFd;
-	for (const Archive &image : request.images)
-		start.images.push_back({image.format, image.path, -1});
+	int nbdFd = contract::kFirstNbdFd;
+	for (const Archive &image : request.images) {
+		if (image.format == ImageFormat::Nbd)
+			start.images.push_back({image.format, "", nbdFd++});
+		else
+			start.images.push_back({image.format, image.path, -1});
+	}
 	return contract::formatStartArgs(path, start);
 }
 
@@ -127,6 +134,19 @@ Result<HelperOutput> SpawnHelperRunner::start(const HelperRequest &request,
 	Result<UniqueFd> errHigh = lifted(err->write.get());
 	if (!ticketHigh || !logHigh || !outHigh || !errHigh)
 		return Error(errno, "fcntl(F_DUPFD_CLOEXEC)", "helper");
+	std::size_t nbdImages = 0;
+	for (const Archive &image : request.images)
+		nbdImages += image.format == ImageFormat::Nbd ? 1 : 0;
+	if (nbdImages != request.nbdFds.size())
+		return Error::invalid(EINVAL, "helper", request.name,
+				      "%zu nbd images but %zu sockets", nbdImages, request.nbdFds.size());
+	std::vector<UniqueFd> nbdHigh;
+	for (const int fd : request.nbdFds) {
+		Result<UniqueFd> high = lifted(fd);
+		if (!high)
+			return high.error();
+		nbdHigh.push_back(std::move(*high));
+	}
 	ticket->read.reset();
 	out->write.reset();
 	err->write.reset();
@@ -138,6 +158,9 @@ Result<HelperOutput> SpawnHelperRunner::start(const HelperRequest &request,
 	posix_spawn_file_actions_adddup2(&actions, errHigh->get(), 2);
 	posix_spawn_file_actions_adddup2(&actions, ticketHigh->get(), contract::kTicketFd);
 	posix_spawn_file_actions_adddup2(&actions, logHigh->get(), contract::kLogFd);
+	for (std::size_t i = 0; i < nbdHigh.size(); ++i)
+		posix_spawn_file_actions_adddup2(&actions, nbdHigh[i].get(),
+						 contract::kFirstNbdFd + static_cast<int>(i));
 	posix_spawnattr_t attr;
 	posix_spawnattr_init(&attr);
 	sigset_t none;
@@ -167,6 +190,7 @@ Result<HelperOutput> SpawnHelperRunner::start(const HelperRequest &request,
 	logHigh->reset();
 	outHigh->reset();
 	errHigh->reset();
+	nbdHigh.clear();
 	if (rc != 0)
 		return Error(rc, "exec", escapeForDisplay(path_));
 

@@ -27,6 +27,10 @@ struct HelperRequest {
 	std::optional<std::uint32_t> idleTimeout;
 	std::optional<std::uint32_t> tscKhz; // SpawnHelperRunner measures it
 	std::vector<Archive> images;
+	// One connected socket per Nbd image, in the images' order (a PBS
+	// datastore's NBD servers, client/pbs_source.h); borrowed. The helper
+	// gets them as fds contract::kFirstNbdFd, +1, ... ("--image nbd:5").
+	std::vector<int> nbdFds;
 };
 
 // The helper's path: $FILE_RESTORE_HELPER when set and non-empty, else the

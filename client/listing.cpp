@@ -59,8 +59,9 @@ std::string entryText(const GuestEntry &entry)
 {
 	char buf[96];
 	if (entry.type == EntryType::Virtual) {
-		(void)std::snprintf(buf, sizeof(buf), "%c %9s %12s %16s ", static_cast<char>(entry.type), "",
-			      "", "");
+		const std::string size = entry.size != 0 ? std::to_string(entry.size) : "";
+		(void)std::snprintf(buf, sizeof(buf), "%c %9s %12s %16s ", static_cast<char>(entry.type),
+				    "", size.c_str(), "");
 	} else {
 		const std::time_t when = static_cast<std::time_t>(entry.mtime);
 		std::tm tm {};

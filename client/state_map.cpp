@@ -165,6 +165,30 @@ Status parseArchives(const json &item, const std::string &where, VmRecord &recor
 	return {};
 }
 
+// A datastore's VM: which datastore (base64: a path is bytes) and snapshot.
+Status parseDatastore(const json &item, const std::string &where, VmRecord &record)
+{
+	const auto datastore = item.find("datastore");
+	if (datastore != item.end()) {
+		std::optional<std::string> decoded;
+		if (datastore->is_string())
+			decoded = base64Decode(datastore->get<std::string>());
+		if (!decoded || decoded->empty() || decoded->front() != '/')
+			return bad(where + ".datastore", "not the base64 of an absolute path");
+		record.datastore = std::move(*decoded);
+	}
+	const auto snapshot = item.find("snapshot");
+	if (snapshot != item.end()) {
+		if (!snapshot->is_string() || snapshot->get<std::string>().empty() ||
+		    snapshot->get<std::string>().size() > 4096 || record.datastore.empty())
+			return bad(where + ".snapshot", "not a snapshot of a datastore");
+		record.snapshot = snapshot->get<std::string>();
+	}
+	if (!record.datastore.empty() && record.snapshot.empty())
+		return bad(where + ".snapshot", "missing for a datastore");
+	return {};
+}
+
 Result<VmRecord> parseRecord(const json &item, const std::string &where)
 {
 	if (!item.is_object())
@@ -217,6 +241,8 @@ Result<VmRecord> parseRecord(const json &item, const std::string &where)
 	}
 
 	if (Status ok = parseArchives(item, where, record); !ok)
+		return ok.error();
+	if (Status ok = parseDatastore(item, where, record); !ok)
 		return ok.error();
 	return record;
 }
@@ -306,6 +332,10 @@ std::string serializeStateMap(const StateMap &map)
 			{"ready", record.ready},
 			{"archives", std::move(archives)},
 		};
+		if (!record.datastore.empty()) {
+			item["datastore"] = base64Encode(record.datastore);
+			item["snapshot"] = record.snapshot;
+		}
 		vms.push_back(std::move(item));
 	}
 	const json doc = {{"version", kStateMapVersion}, {"vms", std::move(vms)}};

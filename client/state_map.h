@@ -58,6 +58,11 @@ struct VmRecord {
 	bool ready = true;
 	// In disk order: archives[i] is the guest's "/disk<i>".
 	std::vector<Archive> archives;
+	// A PBS datastore's VM (issue 13): the datastore's path and the
+	// snapshot ("ns/a/vm/100/<time>"); empty otherwise. Stored as
+	// "datastore" (base64: a path is bytes) and "snapshot", only when set.
+	std::string datastore;
+	std::string snapshot;
 
 	bool operator==(const VmRecord &) const = default;
 };

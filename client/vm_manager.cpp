@@ -73,9 +73,15 @@ void VmManager::reportCorrupt(const std::optional<CorruptMap> &corrupt, Deadline
 	stopOrphans(deadline);
 }
 
-std::string VmManager::logTail(const std::string &vmName, std::size_t maxLines) const
+std::string nbdLogName(const std::string &vmName)
 {
-	const std::string file = vmFileStem(vmName) + ".log";
+	return vmFileStem(vmName) + ".nbd.log";
+}
+
+std::string VmManager::logTail(const std::string &vmName, std::size_t maxLines,
+			       const std::string &fileName) const
+{
+	const std::string file = fileName.empty() ? vmFileStem(vmName) + ".log" : fileName;
 	UniqueFd fd(::openat(ctx_.dir->fd.get(), file.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC));
 	if (!fd.isValid())
 		return {};
@@ -410,6 +416,26 @@ Result<std::string> VmManager::serialSocketPath(const std::string &stem)
 	return path;
 }
 
+Result<std::vector<UniqueFd>> VmManager::startNbdServers(const VmSpec &spec, HelperRequest &request)
+{
+	if (!spec.startNbdServers)
+		return std::vector<UniqueFd>{};
+	const std::string nbdLog = nbdLogName(spec.name);
+	UniqueFd nbdLogFd(::openat(ctx_.dir->fd.get(), nbdLog.c_str(),
+				   O_WRONLY | O_CREAT | O_TRUNC | O_APPEND | O_NOFOLLOW | O_CLOEXEC, 0600));
+	if (!nbdLogFd.isValid())
+		return Error(errno, "open", ctx_.dir->path + "/" + nbdLog);
+	Result<std::vector<UniqueFd>> sockets = spec.startNbdServers(nbdLogFd.get());
+	if (!sockets) {
+		ctx_.warn("the NBD servers' log (" + ctx_.dir->path + "/" + nbdLog + "):\n" +
+			  logTail(spec.name, 20, nbdLog));
+		return sockets.error();
+	}
+	for (const UniqueFd &socket : *sockets)
+		request.nbdFds.push_back(socket.get());
+	return sockets;
+}
+
 void VmManager::passOnNotices()
 {
 	for (std::string notes = ctx_.helper->notices(); !notes.empty();) {
@@ -451,6 +477,8 @@ VmRecord startedRecord(const VmSpec &spec, const HelperRequest &request, const H
 	record.memory = spec.memoryMib;
 	record.archives = spec.archives;
 	record.ready = false;
+	record.datastore = spec.datastore;
+	record.snapshot = spec.snapshot;
 	return record;
 }
 
@@ -501,6 +529,14 @@ Result<VmRecord> VmManager::start(const VmSpec &spec, Deadline deadline)
 
 	if (ctx_.note)
 		ctx_.note("starting restore VM\u2026");
+	// A PBS datastore's disks: their NBD servers start first, so that a
+	// server that cannot start is an error before any VM exists. The
+	// sockets are QEMU's once the helper has passed them on; ours close
+	// at the end of this function.
+	Result<std::vector<UniqueFd>> nbdSockets = startNbdServers(spec, request);
+	if (!nbdSockets)
+		return nbdSockets.error();
+
 	const std::string ticket = newTicketHex();
 	Result<HelperOutput> started = ctx_.helper->start(request, ticket, logFd.get(), deadline);
 	passOnNotices();

@@ -45,6 +45,14 @@ struct VmSpec {
 	TransportChoice transport = TransportChoice::Auto;
 	std::optional<std::uint32_t> memoryMib;
 	std::optional<std::uint32_t> idleTimeout;
+	// Disks served over NBD (a PBS datastore, client/pbs_source.h): starts
+	// their servers, logging to the fd given (nbdLogName), and returns the
+	// sockets QEMU gets, one per Nbd archive in order. Called only when a
+	// VM starts.
+	std::function<Result<std::vector<UniqueFd>>(int logFd)> startNbdServers;
+	// What `status` shows the VM serves: a PBS datastore and snapshot.
+	std::string datastore;
+	std::string snapshot;
 };
 
 // Requests one VM serves at once (proxmox-file-restore's daemon allows 8
@@ -58,6 +66,9 @@ enum class StopOutcome {
 	KilledInUse, // another call held it past the grace period: killed
 	NotRunning,  // its QEMU was gone already: only the entry was removed
 };
+// The log of a VM's NBD servers in the runtime directory (their reports
+// of bad chunks): "<stem>.nbd.log".
+std::string nbdLogName(const std::string &vmName);
 
 // The seams and settings a manager works with.
 struct ManagerContext {
@@ -177,7 +188,10 @@ public:
 	void stopOrphans(Deadline deadline);
 
 	// The last lines of the VM's console log (escaped for display).
-	std::string logTail(const std::string &vmName, std::size_t maxLines) const;
+	// `fileName`: another of its files in the runtime directory (the NBD
+	// servers' log) instead of the console log.
+	std::string logTail(const std::string &vmName, std::size_t maxLines,
+			    const std::string &fileName = {}) const;
 
 private:
 	Result<StateMap> readMap(Deadline deadline);
@@ -201,6 +215,10 @@ private:
 	Error stillStarting(const VmRecord &vm) const;
 	// A fresh socket path for a serial VM (old ones of this stem removed).
 	Result<std::string> serialSocketPath(const std::string &stem);
+	// Starts a datastore VM's NBD servers (none for other VMs) and adds
+	// their sockets to the request; the sockets are the caller's to close
+	// once the helper has passed them on.
+	Result<std::vector<UniqueFd>> startNbdServers(const VmSpec &spec, HelperRequest &request);
 	// What the helper said on stderr while succeeding, as warnings.
 	void passOnNotices();
 	// Completes a started VM's record (its QEMU's start time) and puts it

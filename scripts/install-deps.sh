@@ -14,6 +14,9 @@ packages=(
   # file-restore mount: libfuse3 (fusermount3 is setuid in fuse3)
   libfuse3-dev fuse3
   nettle-dev liblzma-dev libbz2-dev liblz4-dev libacl1-dev libxml2-dev
+  # PBS datastores (issue 13): OpenSSL for the chunk crypto, nbdkit (and its
+  # plugin header) for the NBD server
+  libssl-dev nbdkit nbdkit-plugin-dev
   # guest image: kernel download/extraction, module ordering, initramfs
   apt-utils dpkg-dev cpio xz-utils zstd kmod binutils squashfs-tools
   # VM runtime

@@ -35,18 +35,18 @@ _file_restore()
 		mapfile -t COMPREPLY < <(compgen -d -- "$cur")
 		return
 		;;
-	--image)
+	--image | --keyfile)
 		compopt -o filenames 2>/dev/null
 		mapfile -t COMPREPLY < <(compgen -f -- "$cur")
 		return
 		;;
-	--timeout | --memory | --idle-timeout)
+	--timeout | --memory | --idle-timeout | --ns | --keyfd | --key-password-fd)
 		return
 		;;
 	esac
 
 	local global="-v --verbose --output-format --version -h --help"
-	local target="--repository --image --base64 --timeout --transport --memory --idle-timeout"
+	local target="--repository --image --base64 --timeout --transport --memory --idle-timeout --ns --keyfile --keyfd --key-password-fd"
 	case $sub in
 	"")
 		mapfile -t COMPREPLY < <(compgen -W "list extract status stop $global" -- "$cur")

@@ -14,7 +14,8 @@
 // "<self> -name guest=file-restore:NAME --mode M" runs the fake QEMU alone.
 // FAKE_HELPER_LOG: a file to which one line is appended per call: the argv
 // (fields separated by \x1f), then "|ticket=" and what fd 3 held, then
-// "|log=" and whether fd 4 was a writable file.
+// "|log=" and whether fd 4 was a writable file, then "|nbd<N>=socket" for
+// each "--image nbd:N" whose fd N is a socket.
 // The fake QEMU runs as "<self> -name guest=file-restore:<NAME> --socket
 // PATH", stdout/stderr on fd 4 (like the real helper), listens on the
 // --socket path and greets every connection with the ticket it was given;
@@ -170,7 +171,18 @@ int main(int argc, char **argv)
 		std::string line;
 		for (int i = 0; i < argc; ++i)
 			line += std::string(i ? "\x1f" : "") + argv[i];
-		line += "|ticket=" + ticket + "|log=" + (logOk ? "ok" : "bad") + "\n";
+		line += "|ticket=" + ticket + "|log=" + (logOk ? "ok" : "bad");
+		// "--image nbd:N": whether fd N is a socket (a PBS datastore's NBD
+		// server), as the real helper checks.
+		for (int i = 1; i + 1 < argc; ++i)
+			if (std::strcmp(argv[i], "--image") == 0 &&
+			    std::strncmp(argv[i + 1], "nbd:", 4) == 0) {
+				const int fd = std::atoi(argv[i + 1] + 4);
+				struct stat sst {};
+				const bool socket = ::fstat(fd, &sst) == 0 && S_ISSOCK(sst.st_mode);
+				line += "|nbd" + std::to_string(fd) + "=" + (socket ? "socket" : "bad");
+			}
+		line += "\n";
 		const int fd = ::open(logPath, O_WRONLY | O_CREAT | O_APPEND, 0644);
 		(void)!::write(fd, line.data(), line.size());
 		::close(fd);

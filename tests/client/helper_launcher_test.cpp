@@ -5,8 +5,10 @@
 
 #include <fcntl.h>
 #include <signal.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdlib>
 
 #include <gtest/gtest.h>
@@ -191,6 +193,54 @@ TEST_F(SpawnTest, MissingHelperIsAClearError)
 						 logFd_, Clock::now() + std::chrono::seconds(5));
 	ASSERT_FALSE(out);
 	EXPECT_NE(out.error().message().find("/nonexistent/file-restore-helper"), std::string::npos);
+}
+
+} // namespace
+} // namespace fr::client
+
+namespace fr::client {
+namespace {
+
+// A PBS datastore's disks: one socket per nbd image, as fds 5, 6, ...
+TEST(SpawnNbd, PassesNbdSocketsAsFdsFiveOnwards)
+{
+	const char *fake = std::getenv("FAKE_HELPER");
+	ASSERT_NE(fake, nullptr);
+	TempDir dir;
+	::setenv("FAKE_HELPER_LOG", (dir / "calls").c_str(), 1);
+	::setenv("FAKE_HELPER_MODE", "ok", 1);
+	const int logFd = ::open((dir / "vm.log").c_str(), O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
+	ASSERT_GE(logFd, 0);
+	int a[2];
+	int b[2];
+	ASSERT_EQ(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, a), 0);
+	ASSERT_EQ(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, b), 0);
+	HelperRequest request;
+	request.name = "qemu_-store-vm-100";
+	request.socketPath = dir / "vm.sock";
+	request.images = {{"drive-scsi0.img.fidx", ImageFormat::Nbd, "/store/a"},
+			  {"drive-scsi1.img.fidx", ImageFormat::Nbd, "/store/b"}};
+	request.nbdFds = {a[0], b[0]};
+	const std::vector<std::string> argv = helperArgv(fake, request);
+	const std::vector<std::string> want = {"--image", "nbd:5", "--image", "nbd:6"};
+	EXPECT_NE(std::search(argv.begin(), argv.end(), want.begin(), want.end()), argv.end());
+	SpawnHelperRunner runner(fake);
+	Result<HelperOutput> out =
+		runner.start(request, std::string(64, 'c'), logFd, Clock::now() + std::chrono::seconds(10));
+	ASSERT_TRUE(out) << out.error().message();
+	const std::string calls = readFile(dir / "calls");
+	EXPECT_NE(calls.find("|nbd5=socket|nbd6=socket\n"), std::string::npos) << calls;
+	::kill(out->pid, SIGKILL);
+
+	request.nbdFds = {a[0]}; // one socket for two nbd images
+	Result<HelperOutput> mismatch =
+		runner.start(request, std::string(64, 'c'), logFd, Clock::now() + std::chrono::seconds(10));
+	ASSERT_FALSE(mismatch);
+	EXPECT_EQ(mismatch.error().errnum(), EINVAL);
+	for (int fd : {a[0], a[1], b[0], b[1], logFd})
+		::close(fd);
+	::unsetenv("FAKE_HELPER_MODE");
+	::unsetenv("FAKE_HELPER_LOG");
 }
 
 } // namespace
