@@ -107,11 +107,19 @@ std::vector<std::string> helperArgv(const std::string &path, const HelperRequest
 	return contract::formatStartArgs(path, start);
 }
 
-Result<HelperOutput> SpawnHelperRunner::start(const HelperRequest &request,
-					      std::string_view ticketHex, int logFd,
-					      Deadline deadline)
+namespace {
+
+// The helper's fds (contract::kTicketFd, kLogFd, kFirstNbdFd...), lifted
+// above the numbers they are dup'ed to, and our ends of its stdout and
+// stderr.
+struct ChildFds {
+	UniqueFd ticket, log, out, err;
+	std::vector<UniqueFd> nbd;
+	UniqueFd outRead, errRead;
+};
+
+Result<ChildFds> childFds(const HelperRequest &request, std::string_view ticketHex, int logFd)
 {
-	notices_.clear();
 	Result<Pipe> ticket = makePipe();
 	Result<Pipe> out = makePipe();
 	Result<Pipe> err = makePipe();
@@ -127,7 +135,6 @@ Result<HelperOutput> SpawnHelperRunner::start(const HelperRequest &request,
 	    static_cast<ssize_t>(ticketHex.size()))
 		return Error(errno, "write", "ticket pipe");
 	ticket->write.reset();
-
 	Result<UniqueFd> ticketHigh = lifted(ticket->read.get());
 	Result<UniqueFd> logHigh = lifted(logFd);
 	Result<UniqueFd> outHigh = lifted(out->write.get());
@@ -140,26 +147,30 @@ Result<HelperOutput> SpawnHelperRunner::start(const HelperRequest &request,
 	if (nbdImages != request.nbdFds.size())
 		return Error::invalid(EINVAL, "helper", request.name,
 				      "%zu nbd images but %zu sockets", nbdImages, request.nbdFds.size());
-	std::vector<UniqueFd> nbdHigh;
+	ChildFds fds{std::move(*ticketHigh), std::move(*logHigh), std::move(*outHigh), std::move(*errHigh),
+		     {}, std::move(out->read), std::move(err->read)};
 	for (const int fd : request.nbdFds) {
 		Result<UniqueFd> high = lifted(fd);
 		if (!high)
 			return high.error();
-		nbdHigh.push_back(std::move(*high));
+		fds.nbd.push_back(std::move(*high));
 	}
-	ticket->read.reset();
-	out->write.reset();
-	err->write.reset();
+	return fds;
+}
 
+// posix_spawn of the helper with its fds in place, no signal blocked,
+// SIGPIPE default. Our copies of the child's fds are closed after.
+Result<pid_t> spawnHelper(const std::string &path, const HelperRequest &request, ChildFds &fds)
+{
 	posix_spawn_file_actions_t actions;
 	posix_spawn_file_actions_init(&actions);
 	posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0);
-	posix_spawn_file_actions_adddup2(&actions, outHigh->get(), 1);
-	posix_spawn_file_actions_adddup2(&actions, errHigh->get(), 2);
-	posix_spawn_file_actions_adddup2(&actions, ticketHigh->get(), contract::kTicketFd);
-	posix_spawn_file_actions_adddup2(&actions, logHigh->get(), contract::kLogFd);
-	for (std::size_t i = 0; i < nbdHigh.size(); ++i)
-		posix_spawn_file_actions_adddup2(&actions, nbdHigh[i].get(),
+	posix_spawn_file_actions_adddup2(&actions, fds.out.get(), 1);
+	posix_spawn_file_actions_adddup2(&actions, fds.err.get(), 2);
+	posix_spawn_file_actions_adddup2(&actions, fds.ticket.get(), contract::kTicketFd);
+	posix_spawn_file_actions_adddup2(&actions, fds.log.get(), contract::kLogFd);
+	for (std::size_t i = 0; i < fds.nbd.size(); ++i)
+		posix_spawn_file_actions_adddup2(&actions, fds.nbd[i].get(),
 						 contract::kFirstNbdFd + static_cast<int>(i));
 	posix_spawnattr_t attr;
 	posix_spawnattr_init(&attr);
@@ -176,39 +187,43 @@ Result<HelperOutput> SpawnHelperRunner::start(const HelperRequest &request,
 	if (const std::optional<std::uint64_t> khz = hostTscKhz();
 	    khz && *khz >= contract::kMinTscKhz && *khz <= contract::kMaxTscKhz)
 		measured.tscKhz = static_cast<std::uint32_t>(*khz);
-	const std::vector<std::string> args = helperArgv(path_, measured);
+	const std::vector<std::string> args = helperArgv(path, measured);
 	std::vector<char *> argv;
 	argv.reserve(args.size() + 1);
 	for (const std::string &arg : args)
 		argv.push_back(const_cast<char *>(arg.c_str()));
 	argv.push_back(nullptr);
 	pid_t pid = -1;
-	const int rc = ::posix_spawn(&pid, path_.c_str(), &actions, &attr, argv.data(), environ);
+	const int rc = ::posix_spawn(&pid, path.c_str(), &actions, &attr, argv.data(), environ);
 	posix_spawn_file_actions_destroy(&actions);
 	posix_spawnattr_destroy(&attr);
-	ticketHigh->reset();
-	logHigh->reset();
-	outHigh->reset();
-	errHigh->reset();
-	nbdHigh.clear();
+	fds.ticket.reset();
+	fds.log.reset();
+	fds.out.reset();
+	fds.err.reset();
+	fds.nbd.clear();
 	if (rc != 0)
-		return Error(rc, "exec", escapeForDisplay(path_));
+		return Error(rc, "exec", escapeForDisplay(path));
+	return pid;
+}
 
-	// Read both pipes until EOF. QEMU must not inherit them (the helper
-	// points its stdout and stderr at the log fd): if it did, EOF would
-	// never come, so the helper's exit also ends the wait once the pipes
-	// are drained.
-	std::string stdoutText;
-	std::string stderrText;
-	UniqueFd outRead = std::move(out->read);
-	UniqueFd errRead = std::move(err->read);
+struct Finished {
+	std::string stdoutText, stderrText;
 	int status = 0;
+	bool timedOut = false; // killed at the deadline
+};
+
+// Reads both pipes until EOF. QEMU must not inherit them (the helper
+// points its stdout and stderr at the log fd): if it did, EOF would never
+// come, so the helper's exit also ends the wait once the pipes are
+// drained.
+Finished awaitHelper(pid_t pid, UniqueFd outRead, UniqueFd errRead, Deadline deadline)
+{
+	Finished done;
 	bool exited = false;
-	bool timedOut = false;
 	while (outRead.isValid() || errRead.isValid()) {
 		pollfd fds[2] = {{outRead.get(), POLLIN, 0}, {errRead.get(), POLLIN, 0}};
-		const int waitMs = exited ? 0 : 50;
-		const int n = ::poll(fds, 2, waitMs);
+		const int n = ::poll(fds, 2, exited ? 0 : 50);
 		if (n < 0 && errno != EINTR)
 			break;
 		for (int i = 0; i < 2; ++i) {
@@ -216,32 +231,50 @@ Result<HelperOutput> SpawnHelperRunner::start(const HelperRequest &request,
 				continue;
 			char buf[1024];
 			const ssize_t got = ::read(fds[i].fd, buf, sizeof(buf));
-			std::string &text = i == 0 ? stdoutText : stderrText;
+			std::string &text = i == 0 ? done.stdoutText : done.stderrText;
 			if (got > 0 && text.size() < kCaptureMax)
 				text.append(buf, static_cast<std::size_t>(got));
 			if (got == 0 || (got < 0 && errno != EINTR && errno != EAGAIN))
 				(i == 0 ? outRead : errRead).reset();
 		}
-		if (!exited && ::waitpid(pid, &status, WNOHANG) == pid)
+		if (!exited && ::waitpid(pid, &done.status, WNOHANG) == pid)
 			exited = true;
 		else if (exited && n == 0)
 			break; // exited and nothing left to read
 		if (!exited && Clock::now() >= deadline) {
 			::kill(pid, SIGKILL);
-			timedOut = true;
+			done.timedOut = true;
 		}
 	}
 	if (!exited)
-		while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+		while (::waitpid(pid, &done.status, 0) < 0 && errno == EINTR) {
 		}
-	if (timedOut)
+	return done;
+}
+
+} // namespace
+
+Result<HelperOutput> SpawnHelperRunner::start(const HelperRequest &request,
+					      std::string_view ticketHex, int logFd,
+					      Deadline deadline)
+{
+	notices_.clear();
+	Result<ChildFds> fds = childFds(request, ticketHex, logFd);
+	if (!fds)
+		return fds.error();
+	Result<pid_t> pid = spawnHelper(path_, request, *fds);
+	if (!pid)
+		return pid.error();
+	const Finished done = awaitHelper(*pid, std::move(fds->outRead), std::move(fds->errRead), deadline);
+	if (done.timedOut)
 		return Error::invalid(ETIMEDOUT, "file-restore-helper", request.name,
 				      "did not finish in time; killed");
 
-	std::string line = firstLine(stderrText);
+	std::string line = firstLine(done.stderrText);
 	if (line.rfind("file-restore-helper: ", 0) == 0)
 		line.erase(0, 21);
 	line = escapeForDisplay(line);
+	const int status = done.status;
 	if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
 		// The helper's own line says the cause; the advice what to do.
 		const int code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
@@ -251,10 +284,10 @@ Result<HelperOutput> SpawnHelperRunner::start(const HelperRequest &request,
 		return Error::invalid(errnoForExit(code), "file-restore-helper", request.name, "%s; %s",
 				      line.c_str(), contract::helperExitAdvice(code));
 	}
-	Result<HelperOutput> parsed = parseHelperOutput(stdoutText, request.transport);
+	Result<HelperOutput> parsed = parseHelperOutput(done.stdoutText, request.transport);
 	if (!parsed)
 		return parsed.error();
-	notices_ = stderrText;
+	notices_ = done.stderrText;
 	return parsed;
 }
 

@@ -395,9 +395,12 @@ TEST_F(PbsEndToEnd, ListsAndExtractsFromAPlainDatastore)
 		<< human.out;
 	Ran status = client({"status", "--output-format", "json"});
 	ASSERT_EQ(status.code, 0) << status.err;
-	const json vms = json::parse(status.out, nullptr, false);
+	// proxmox-file-restore's shape: {"Qemu": {"ids": {ID: VM, ...}}}.
+	const json doc = json::parse(status.out, nullptr, false);
+	ASSERT_TRUE(doc.contains("Qemu")) << status.out;
+	const json vms = doc["Qemu"].value("ids", json::object());
 	bool found = false;
-	for (const json &vm : vms)
+	for (const auto &[id, vm] : vms.items())
 		if (vm.value("snapshot", "") == kPlain) {
 			found = true;
 			EXPECT_EQ(vm["datastore"], gWorld->datastore);
