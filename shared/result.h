@@ -47,9 +47,9 @@ public:
 	// The same error, of another kind.
 	Error withKind(ErrorKind kind) const noexcept
 	{
-		Error error = *this;
-		error.kind_ = kind;
-		return error;
+		Error copy = *this;
+		copy.kind_ = kind;
+		return copy;
 	}
 
 	int errnum() const noexcept { return errnum_; }
