@@ -29,6 +29,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <map>
@@ -140,6 +141,39 @@ Ran client(std::vector<std::string> args)
 	t::RunResult r = t::run(options);
 	fr::client::test::reapExited();
 	return {r.exitCode, r.out, r.err};
+}
+
+// A shell script as the user, with the client's environment ($CLIENT: the
+// client binary).
+Ran shellAsUser(const std::string &script)
+{
+	t::RunOptions options;
+	options.path = "/bin/sh";
+	options.argv = {"sh", "-c", script};
+	options.user = gWorld->user;
+	options.env = {"PATH=/usr/bin:/bin", "XDG_RUNTIME_DIR=" + gWorld->runtime,
+		       "FILE_RESTORE_HELPER=" + gWorld->install->helperPath(),
+		       "FILE_RESTORE_REPOSITORY=" + gWorld->repo, "HOME=" + gWorld->targets, "CLIENT=" + kClient};
+	options.timeoutSeconds = 600;
+	t::RunResult r = t::run(options);
+	fr::client::test::reapExited();
+	return {r.exitCode, r.out, r.err};
+}
+
+// Whether FUSE mounts can be made here by the test user.
+std::string fuseSkipReason()
+{
+	if (::access("/dev/fuse", F_OK) != 0)
+		return "no /dev/fuse on this machine";
+	struct stat st {};
+	if (::stat("/usr/bin/fusermount3", &st) != 0 || (st.st_mode & S_ISUID) == 0)
+		return "no setuid /usr/bin/fusermount3 (Debian's fuse3)";
+	return {};
+}
+
+bool mounted(const std::string &mountpoint)
+{
+	return t::readFile("/proc/self/mountinfo").find(" " + mountpoint + " ") != std::string::npos;
 }
 
 Ran runAs(const std::vector<std::string> &argv)
@@ -366,6 +400,8 @@ protected:
 		Ran r = client(args);
 		EXPECT_NE(r.code, 0) << r.out;
 		EXPECT_NE(r.err.find(want), std::string::npos) << "wanted \"" << want << "\" in: " << r.err;
+		// In the user's terms: the guest's disk names stay inside.
+		EXPECT_EQ(r.err.find("/disk"), std::string::npos) << r.err;
 	}
 	static void expectListRefused(const std::string &path, const std::string &want)
 	{
@@ -474,7 +510,20 @@ TEST_F(VolumesEndToEnd, LuksLockedAWrongKeyRefusedTheKeyOpensAlsoUnderAndOverLvm
 	EXPECT_EQ(names(luks + "/lvm"), Names{"vgluks"});
 	EXPECT_EQ(reasonOf(luks + "/lvm/vgluks", "cryptlv"), "crypto_LUKS: locked: no key given");
 
-	// A wrong key opens nothing, and the refusal says so.
+	// A wrong key opens nothing, and the refusal says so: first given to
+	// `mount` (which must hand it to the VM like list and extract do),
+	// then to extract.
+	const std::string fuseSkip = fuseSkipReason();
+	const std::string mnt = userDir("luks-mnt");
+	if (fuseSkip.empty()) {
+		Ran m = shellAsUser("\"$CLIENT\" mount --luks-key-file '" + gWorld->wrongKeyFile + "' '" + kSnapshot + "' " +
+				    luks + "/part/1/luks '" + mnt + "'");
+		EXPECT_NE(m.code, 0) << m.out;
+		EXPECT_NE(m.err.find("crypto_LUKS: locked: the key given does not open it"), std::string::npos) << m.err;
+		EXPECT_FALSE(mounted(mnt));
+	} else {
+		std::printf("mount with a LUKS key not tried: %s\n", fuseSkip.c_str());
+	}
 	const std::vector<std::string> wrong = {"--luks-key-file", gWorld->wrongKeyFile};
 	Ran r = client({"extract", "--luks-key-file", gWorld->wrongKeyFile, kSnapshot, luks + "/part/1/luks/etc/hostname",
 			"-"});
@@ -499,6 +548,16 @@ TEST_F(VolumesEndToEnd, LuksLockedAWrongKeyRefusedTheKeyOpensAlsoUnderAndOverLvm
 	EXPECT_EQ(file(luks + "/lvm/vgcrypt/secret/etc/hostname", key), "lvm-on-luks-host\n");
 	EXPECT_EQ(file(luks + "/lvm/vgluks/cryptlv/luks/etc/hostname", key), "luks-on-lvm-host\n");
 	EXPECT_EQ(sha256Hex(file(luks + "/lvm/vgluks/cryptlv/luks/data/numbers", key)), sha256Hex(numbers()));
+	// An opened LUKS volume mounted (FUSE) and read through the mount.
+	if (fuseSkip.empty()) {
+		Ran m = shellAsUser("\"$CLIENT\" mount --luks-key-file '" + gWorld->keyFile + "' '" + kSnapshot + "' " + luks +
+				    "/part/2/luks '" + mnt + "' || exit 1\n"
+				    "cat '" + mnt + "/etc/hostname'; sha256sum < '" + mnt + "/data/numbers'\n"
+				    "\"$CLIENT\" umount '" + mnt + "'");
+		EXPECT_EQ(m.code, 0) << m.err;
+		EXPECT_EQ(m.out, "luks1-host\n" + sha256Hex(numbers()) + "  -\n");
+		EXPECT_FALSE(mounted(mnt));
+	}
 
 	// Absurd key derivation costs: refused before anything runs them, each
 	// with its reason.
