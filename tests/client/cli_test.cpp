@@ -309,6 +309,23 @@ TEST_F(CliTest, LuksKeysComeFromAFileOrADescriptorNeverTheCommandLine)
 	}
 }
 
+// mount takes the LUKS options as list and extract do: the key reaches the
+// VM before the path is looked at (else a LUKS volume could never be
+// mounted). Mounting a file stops after that, before FUSE mounts anything.
+TEST_F(CliTest, MountHandsTheLuksKeyToTheVmFirst)
+{
+	if (::access("/dev/fuse", R_OK | W_OK) != 0)
+		GTEST_SKIP() << "no usable /dev/fuse: mount stops before the VM (the e2e_volumes test covers it)";
+	test::writeFile(scratch_ / "key", "the key");
+	const std::string mnt = scratch_ / "mnt";
+	ASSERT_EQ(::mkdir(mnt.c_str(), 0700), 0);
+	Outcome r = run(cmd({"mount", "--luks-key-file", scratch_ / "key"}, {"/drive-scsi0.img/part/1/etc/hostname", mnt}));
+	EXPECT_EQ(r.code, 2) << r.err;
+	EXPECT_NE(r.err.find("not a directory"), std::string::npos) << r.err;
+	ASSERT_EQ(guest_.keys.size(), 1U);
+	EXPECT_EQ(guest_.keys[0], "the key");
+}
+
 // Issue 14: an archive that cannot be used (here a VMDK whose extents are
 // other files) no longer fails the whole snapshot: `/` lists it without a
 // VM, a path into it says why before any VM starts, and the other archives
