@@ -309,16 +309,36 @@ TEST_F(CliTest, LuksKeysComeFromAFileOrADescriptorNeverTheCommandLine)
 	}
 }
 
-// mount takes the LUKS options as list and extract do: the key reaches the
-// VM before the path is looked at (else a LUKS volume could never be
-// mounted). Mounting a file stops after that, before FUSE mounts anything.
+// The LUKS key reaches the VM before anything is asked about the path (the
+// volume it opens may hold it): an extract to stdout, which asks what the
+// path is (file or directory) first, and a mount, which looks at its
+// target. Here partition 1 is locked until a key is given.
+TEST_F(CliTest, TheLuksKeyReachesTheVmBeforeThePathIsLookedAt)
+{
+	guest_.lockedBelow = "/disk0/part/1";
+	test::writeFile(scratch_ / "key", "the key");
+	Outcome r = run(cmd({"extract"}, {"/drive-scsi0.img/part/1/etc/hostname", "-"}));
+	EXPECT_NE(r.code, 0);
+	EXPECT_NE(r.err.find("extract(/drive-scsi0.img/part/1/etc/hostname): crypto_LUKS: locked: no key given"),
+		  std::string::npos)
+		<< r.err;
+	r = run(cmd({"extract", "--luks-key-file", scratch_ / "key"}, {"/drive-scsi0.img/part/1/etc/hostname", "-"}));
+	ASSERT_EQ(r.code, 0) << r.err;
+	EXPECT_EQ(r.out, "guest\n");
+	ASSERT_EQ(guest_.keys.size(), 1U);
+	EXPECT_EQ(guest_.keys[0], "the key");
+}
+
 TEST_F(CliTest, MountHandsTheLuksKeyToTheVmFirst)
 {
 	if (::access("/dev/fuse", R_OK | W_OK) != 0)
 		GTEST_SKIP() << "no usable /dev/fuse: mount stops before the VM (the e2e_volumes test covers it)";
+	guest_.lockedBelow = "/disk0/part/1";
 	test::writeFile(scratch_ / "key", "the key");
 	const std::string mnt = scratch_ / "mnt";
 	ASSERT_EQ(::mkdir(mnt.c_str(), 0700), 0);
+	// Mounting a file: refused once the VM has said what it is, after the
+	// key and before FUSE mounts anything.
 	Outcome r = run(cmd({"mount", "--luks-key-file", scratch_ / "key"}, {"/drive-scsi0.img/part/1/etc/hostname", mnt}));
 	EXPECT_EQ(r.code, 2) << r.err;
 	EXPECT_NE(r.err.find("not a directory"), std::string::npos) << r.err;

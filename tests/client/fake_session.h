@@ -50,6 +50,9 @@ struct FakeGuest {
 	// The LUKS keys given (unlock), and how many volumes each opens.
 	std::vector<std::string> keys;
 	std::uint64_t unlockOpens = 1;
+	// Paths below this one answer "locked" (as a LUKS volume without its
+	// key) until a key has been given.
+	std::string lockedBelow;
 };
 
 class FakeSession final : public VmSession {
@@ -79,6 +82,8 @@ public:
 	Status list(std::string_view path, EntryCallback onEntry) override
 	{
 		warning_ = warningFor(path);
+		if (Status open = unlocked(path); !open)
+			return open;
 		const auto it = guest_.dirs.find(std::string(path));
 		if (it == guest_.dirs.end()) {
 			// A file: list answers NotDirectory, as the daemon does.
@@ -105,6 +110,8 @@ public:
 		       DataCallback onData) override
 	{
 		warning_ = warningFor(path.substr(0, path.find('#')));
+		if (Status open = unlocked(path); !open)
+			return open;
 		const auto it = guest_.data.find(std::string(path));
 		if (it == guest_.data.end())
 			return Error(ENOENT, "guest", std::string(path)).withKind(ErrorKind::Guest);
@@ -139,6 +146,8 @@ public:
 	{
 		if (guest_.dead)
 			return Error::invalid(ECONNRESET, "read", "guest", "connection reset");
+		if (Status open = unlocked(path); !open)
+			return open.error();
 		const std::string p(path);
 		if (auto it = guest_.objects.find(p); it != guest_.objects.end())
 			return it->second;
@@ -185,6 +194,15 @@ public:
 	}
 
 private:
+	Status unlocked(std::string_view path) const
+	{
+		const std::string &below = guest_.lockedBelow;
+		if (below.empty() || !guest_.keys.empty() ||
+		    !(path == below || path.substr(0, below.size() + 1) == below + "/"))
+			return {};
+		return Error::invalid(ENOKEY, "guest", std::string(path), "crypto_LUKS: locked: no key given")
+			.withKind(ErrorKind::Guest);
+	}
 	std::string warningFor(std::string_view path) const
 	{
 		for (const auto &[prefix, text] : guest_.warnings)
