@@ -42,6 +42,7 @@
 #include <nlohmann/json.hpp>
 
 #include "client/encoding.h"
+#include "client/process.h"
 #include "reaper.h"
 #include "shared/guest_abi.h"
 #include "tests/support/support.h"
@@ -186,7 +187,7 @@ Ran runAs(const std::vector<std::string> &argv)
 	return {r.exitCode, r.out, r.err};
 }
 
-// QEMUs of this test (their command line names our runtime directory).
+// QEMUs of this test (their console log is in our runtime directory).
 std::vector<pid_t> ourQemus()
 {
 	std::vector<pid_t> pids;
@@ -197,7 +198,10 @@ std::vector<pid_t> ourQemus()
 		if (pid <= 1)
 			continue;
 		const std::string cmdline = t::readFile("/proc/" + std::to_string(pid) + "/cmdline");
-		if (cmdline.find(marker) == std::string::npos || cmdline.find(gWorld->runtime) == std::string::npos)
+		if (cmdline.find(marker) == std::string::npos || cmdline.compare(0, 1, "-") == 0)
+			continue;
+		// Ours: its console log (stdout) is in our runtime directory.
+		if (fdTarget(pid, 1).rfind(gWorld->runtime + "/", 0) != 0)
 			continue;
 		pids.push_back(pid);
 	}
@@ -399,13 +403,14 @@ protected:
 	}
 	// Asking inside a volume that cannot be opened: a failure whose message
 	// gives the reason.
-	static void expectRefused(const std::vector<std::string> &args, const std::string &want)
+	static Ran expectRefused(const std::vector<std::string> &args, const std::string &want)
 	{
 		Ran r = client(args);
 		EXPECT_NE(r.code, 0) << r.out;
 		EXPECT_NE(r.err.find(want), std::string::npos) << "wanted \"" << want << "\" in: " << r.err;
 		// In the user's terms: the guest's disk names stay inside.
 		EXPECT_EQ(r.err.find("/disk"), std::string::npos) << r.err;
+		return r;
 	}
 	static void expectListRefused(const std::string &path, const std::string &want)
 	{
@@ -510,7 +515,14 @@ TEST_F(VolumesEndToEnd, LuksLockedAWrongKeyRefusedTheKeyOpensAlsoUnderAndOverLvm
 	// No key: listed, locked, with the reason; asking inside says it.
 	EXPECT_EQ(reasonOf(luks + "/part", "1"), "crypto_LUKS: locked: no key given");
 	EXPECT_EQ(reasonOf(luks + "/part", "2"), "crypto_LUKS: locked: no key given");
-	expectRefused({"extract", kSnapshot, luks + "/part/1/luks/etc/hostname", "-"}, "crypto_LUKS: locked: no key given");
+	Ran locked = expectRefused({"extract", kSnapshot, luks + "/part/1/luks/etc/hostname", "-"},
+				   "crypto_LUKS: locked: no key given");
+	// Not an I/O error, nor damage: the key is missing, and how to give it
+	// is said.
+	EXPECT_EQ(locked.err.find("I/O error"), std::string::npos) << locked.err;
+	EXPECT_EQ(locked.err.find("damaged"), std::string::npos) << locked.err;
+	EXPECT_NE(locked.err.find("--luks-key-file"), std::string::npos) << locked.err;
+	EXPECT_EQ(locked.code, 1) << locked.err;
 	EXPECT_EQ(names(luks + "/lvm"), Names{"vgluks"});
 	EXPECT_EQ(reasonOf(luks + "/lvm/vgluks", "cryptlv"), "crypto_LUKS: locked: no key given");
 
