@@ -117,6 +117,10 @@ std::string nextStep(const Error &error, int code)
 		return "the VM cannot read this volume (docs/client.md lists what it can)";
 	if (error.kind() == ErrorKind::Guest && error.errnum() == EIO)
 		return "the backup may be damaged there; other files can still be read";
+	// A LUKS volume without its key (the reason says which case it is).
+	if (error.kind() == ErrorKind::Guest && error.errnum() == ENOKEY &&
+	    std::string_view(error.reason()).find("locked: no key given") != std::string_view::npos)
+		return "give its key with --luks-key-file FILE or --luks-passphrase-fd N";
 	return "";
 }
 
@@ -149,10 +153,10 @@ void check(const Status &status)
 
 // check(), with a guest's error named by the user's path.
 template <typename T>
-T checkFor(Result<T> result, const char *operation, const std::string &userPath)
+T checkFor(Result<T> result, const char *operation, const GuestTarget &target)
 {
 	if (!result)
-		fail(forUser(Status(result.error()), operation, userPath).error());
+		fail(forUser(Status(result.error()), operation, target).error());
 	return std::move(result).value();
 }
 
@@ -261,8 +265,10 @@ private:
 	// snapshot: empty with --image.
 	Resolved resolve(std::string_view snapshot, const std::string &path);
 	// The guest's volume layers: the LUKS key given (if any) tried on its
-	// locked volumes; its warning about what was answered said once.
-	void unlockVolumes(VmConnection &vm);
+	// locked volumes, before the path is looked at (unlockVolumes: or
+	// fail); its warning about what was answered said once.
+	Status unlock(VmConnection &vm);
+	void unlockVolumes(VmConnection &vm) { check(unlock(vm)); }
 	void sayWarning(const VmSession &session);
 	std::string repository() const;
 	std::shared_ptr<const PbsSelection> selectDatastoreSnapshot(const std::string &datastore,
@@ -462,13 +468,16 @@ Commands::Resolved Commands::resolve(std::string_view snapshot, const std::strin
 	return out;
 }
 
-void Commands::unlockVolumes(VmConnection &vm)
+Status Commands::unlock(VmConnection &vm)
 {
 	if (!luksKey_)
-		return;
-	const std::uint64_t opened = check(vm.session().unlock(luksKey_->bytes(), kUnlockTimeout));
+		return {};
+	Result<std::uint64_t> opened = vm.session().unlock(luksKey_->bytes(), kUnlockTimeout);
+	if (!opened)
+		return opened.error();
 	if (o_.verbose)
-		warn("LUKS key: " + std::to_string(opened) + " volume(s) opened");
+		warn("LUKS key: " + std::to_string(*opened) + " volume(s) opened");
+	return {};
 }
 
 void Commands::sayWarning(const VmSession &session)
@@ -587,7 +596,7 @@ int Commands::list()
 	// Once anything went out, an error goes to stderr (stdout ends
 	// mid-listing).
 	stdoutIsData_ = printer->started();
-	check(forUser(withChunkReports(listed, r), "list", r.target.userPath));
+	check(forUser(withChunkReports(listed, r), "list", r.target));
 	return kExitOk;
 }
 
@@ -598,7 +607,7 @@ std::unique_ptr<OutputSink> Commands::extractSink(const Resolved &r, std::string
 		// directory as zip, unless --format says otherwise.
 		std::string formatName = o_.format;
 		if (formatName.empty() && session != nullptr) {
-			GuestEntry object = checkFor(session->stat(r.target.guestPath), "extract", r.target.userPath);
+			GuestEntry object = checkFor(session->stat(r.target.guestPath), "extract", r.target);
 			formatName = object.type == EntryType::Directory || object.type == EntryType::Virtual
 					     ? "zip"
 					     : "plain";
@@ -648,11 +657,13 @@ int Commands::extract()
 		check(sink->prepare());
 	}
 	VmConnection vm = check(manager().acquire(r.spec, deadline()));
+	// Before anything is asked about the path (extractSink's stat): the
+	// volumes the key opens may hold it.
+	unlockVolumes(vm);
 	if (toStdout) {
 		sink = extractSink(r, std::move(target), &vm.session());
 		check(sink->prepare());
 	}
-	unlockVolumes(vm);
 	const Status received = sink->receive(vm.session(), r.target);
 	sayWarning(vm.session());
 	check(withChunkReports(received, r));
@@ -672,6 +683,7 @@ int Commands::mount()
 	options.foreground = o_.foreground;
 	options.verbose = o_.verbose;
 	options.fuseOptions = o_.mountOptions;
+	options.beforeLookup = [this](VmConnection &vm) { return unlock(vm); };
 	VmManager &vms = manager();
 	return check(runMount(vms, r.spec, r.target, deadline(), options));
 }

@@ -2,6 +2,7 @@
 #include "client/guest_path.h"
 
 #include <cerrno>
+#include <cctype>
 
 #include "shared/display.h"
 #include "shared/guest_abi.h"
@@ -59,6 +60,31 @@ bool isVolumeTree(std::string_view name) noexcept
 std::string guestDiskPath(std::size_t index)
 {
 	return std::string("/") + abi::kDiskDirPrefix + std::to_string(index);
+}
+
+std::string toUserTerms(std::string_view text, const GuestTarget &target)
+{
+	if (target.isRoot || target.isVolumeTree)
+		return std::string(text);
+	const std::string disk = guestDiskPath(target.disk);
+	const std::string archive = escapeForDisplay(target.userPath.substr(0, target.userPath.find('/', 1)));
+	const auto partOfName = [](char c) {
+		return std::isalnum(static_cast<unsigned char>(c)) != 0 || c == '/' || c == '.' || c == '-' || c == '_';
+	};
+	std::string out;
+	std::size_t from = 0;
+	for (std::size_t at = text.find(disk); at != std::string_view::npos; at = text.find(disk, at + 1)) {
+		const std::size_t end = at + disk.size();
+		// "/disk1" is no part of "/disk12" or "/dev/disk1".
+		if ((at > 0 && partOfName(text[at - 1])) ||
+		    (end < text.size() && std::isdigit(static_cast<unsigned char>(text[end])) != 0))
+			continue;
+		out.append(text.substr(from, at - from));
+		out += archive;
+		from = end;
+	}
+	out.append(text.substr(from));
+	return out;
 }
 
 Result<GuestTarget> mapToGuest(const std::vector<Archive> &archives, std::string_view userPath)

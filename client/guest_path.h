@@ -58,4 +58,9 @@ Result<GuestTarget> mapToGuest(const std::vector<Archive> &archives, std::string
 // "/disk<index>".
 std::string guestDiskPath(std::size_t index);
 
+// The guest's words about `target` (a message, already escaped for
+// display) in the user's terms: the guest's name of the target's disk
+// ("/disk<N>", where it stands as a path of its own) becomes "/<archive>".
+std::string toUserTerms(std::string_view text, const GuestTarget &target);
+
 } // namespace fr::client

@@ -20,6 +20,7 @@
 #include <thread>
 
 #include "client/mount_fs.h"
+#include "client/output.h"
 #include "client/process.h"
 #include "shared/display.h"
 #include "shared/unique_fd.h"
@@ -340,13 +341,12 @@ Result<int> runMount(VmManager &vms, const VmSpec &spec, const GuestTarget &targ
 	Result<VmConnection> vm = vms.acquire(spec, deadline);
 	if (!vm)
 		return vm.error();
+	if (options.beforeLookup)
+		if (Status ok = options.beforeLookup(*vm); !ok)
+			return ok.error();
 	Result<GuestEntry> root = vm->session().stat(target.guestPath);
-	if (!root) {
-		const Error &e = root.error();
-		if (e.kind() == ErrorKind::Guest)
-			return Error::invalid(e.errnum(), "mount", escapeForDisplay(target.userPath), "%s", e.reason());
-		return e;
-	}
+	if (!root)
+		return forUser(Status(root.error()), "mount", target).error();
 	if (root->type != EntryType::Directory && root->type != EntryType::Virtual)
 		return Error::invalid(ENOTDIR, "mount", escapeForDisplay(target.userPath),
 				      "not a directory: only directories can be mounted (extract a file instead)")

@@ -8,6 +8,7 @@
 // guest's idle timer), and when the VM dies answers EIO to everything
 // until unmounted (`file-restore umount` or `fusermount3 -u`).
 
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -23,6 +24,9 @@ struct MountOptions {
 	bool verbose = false;
 	std::vector<std::string> fuseOptions; // -o, passed to libfuse
 	int sessions = 3;         // connections to the VM (each a request slot)
+	// Run on the VM before the target is looked at: the LUKS key given
+	// (the volumes it opens may hold the target).
+	std::function<Status(VmConnection &)> beforeLookup;
 };
 
 // Mounts `target` (a directory in the VM) at options.mountpoint and serves

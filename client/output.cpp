@@ -70,13 +70,14 @@ Status notInterrupted() noexcept
 	return {};
 }
 
-Status forUser(Status status, const char *operation, const std::string &userPath)
+Status forUser(Status status, const char *operation, const GuestTarget &target)
 {
 	if (status || status.error().kind() != ErrorKind::Guest)
 		return status;
 	// Still the guest's error (the advice in nextStep depends on it).
-	return Error::invalid(status.error().errnum(), operation, escapeForDisplay(userPath), "%s",
-			      status.error().reason())
+	const std::string reason = toUserTerms(status.error().reason(), target);
+	return Error::invalid(status.error().errnum(), operation, escapeForDisplay(target.userPath), "%s",
+			      reason.c_str())
 		.withKind(ErrorKind::Guest);
 }
 
@@ -154,7 +155,7 @@ Status ExtractSink::receive(VmSession &session, const GuestTarget &target)
 			return write(chunk);
 		});
 	progress.clear();
-	return finish(forUser(received, "extract", target.userPath), target);
+	return finish(forUser(received, "extract", target), target);
 }
 
 namespace {

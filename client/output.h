@@ -47,8 +47,10 @@ bool interrupted() noexcept;
 Status notInterrupted() noexcept;
 
 // A guest error (ErrorKind::Guest) names the guest's path ("/disk0/part/1/
-// etc"): this says `operation(userPath)` instead. Other statuses pass.
-Status forUser(Status status, const char *operation, const std::string &userPath);
+// etc"): this says `operation(userPath)` instead, and the guest's message
+// names the archive where it names the disk (toUserTerms). Other statuses
+// pass.
+Status forUser(Status status, const char *operation, const GuestTarget &target);
 
 // Progress on stderr for transfers longer than a second, only when stderr
 // is a terminal (never on a pipe or file): bytes, rate, and, when the size

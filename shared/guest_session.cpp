@@ -190,6 +190,11 @@ Error GuestSession::guestError(const FrameReader::Frame &frame, std::string_view
 	if (!failure)
 		return broken(failure.error());
 	const std::string text = escapeForDisplay(failure->message);
+	// A volume the guest has not opened for want of its key (ENOKEY: a
+	// LUKS volume locked, or one whose key derivation it refuses) travels
+	// as an I/O error; it is none, and its reason says what it is.
+	if (failure->code == proto::ErrorCode::Io && failure->guestErrno == ENOKEY)
+		return Error::invalid(ENOKEY, "guest", object, "%s", text.c_str()).withKind(ErrorKind::Guest);
 	return Error::invalid(proto::errnoForCode(failure->code), "guest", object, "%s: %s",
 			      proto::codeName(failure->code), text.c_str())
 		.withKind(ErrorKind::Guest);

@@ -77,6 +77,22 @@ TEST(GuestPath, VolumeTreesSpanningArchivesMapAsTheyAre)
 	EXPECT_FALSE(mapToGuest(kArchives, "/lvm/../disk0"));
 }
 
+TEST(GuestPath, TheGuestsWordsInTheUsersTerms)
+{
+	// The guest names its disk in its messages; the user named the archive.
+	const GuestTarget second = *mapToGuest(kArchives, "/disk\xff.qcow2/part/3/luks/etc");
+	EXPECT_EQ(toUserTerms("I/O error: volume(/disk1/part/3/luks): crypto_LUKS: locked: no key given", second),
+		  "I/O error: volume(/disk\\xff.qcow2/part/3/luks): crypto_LUKS: locked: no key given");
+	EXPECT_EQ(toUserTerms("/disk1 and /disk1: twice", second), "/disk\\xff.qcow2 and /disk\\xff.qcow2: twice");
+	// Only the disk as a path of its own: not /disk12, /dev/disk1, xdisk1.
+	EXPECT_EQ(toUserTerms("/disk12 /dev/disk1 x/disk1 a.disk1", second), "/disk12 /dev/disk1 x/disk1 a.disk1");
+	// Another disk, and paths the user and the guest name alike, stay.
+	const GuestTarget first = *mapToGuest(kArchives, "/drive-scsi0.img/raw");
+	EXPECT_EQ(toUserTerms("stat(/disk0/raw): /disk1 too", first), "stat(/drive-scsi0.img/raw): /disk1 too");
+	const GuestTarget lv = *mapToGuest(kArchives, "/lvm/vg/lv");
+	EXPECT_EQ(toUserTerms("volume(/lvm/vg/lv): /disk0", lv), "volume(/lvm/vg/lv): /disk0");
+}
+
 TEST(GuestPath, UnknownArchiveIsNotFound)
 {
 	Result<GuestTarget> missing = mapToGuest(kArchives, "/disk0/part");

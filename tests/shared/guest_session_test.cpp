@@ -115,6 +115,41 @@ Status listFromScriptedGuest(std::vector<std::uint8_t> response)
 	return result;
 }
 
+// The guest's own error trailer: a Guest error, the session still usable.
+Error guestFailure(const proto::Failure &failure)
+{
+	const proto::Key key = keyOf(12);
+	int fds[2];
+	if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds) != 0)
+		return Error(errno, "socketpair");
+	std::vector<std::uint8_t> response;
+	proto::encode(response, failure);
+	std::thread guestThread(scriptedGuest, key, UniqueFd(fds[1]), std::move(response));
+	Result<GuestSession> session = GuestSession::open(UniqueFd(fds[0]), key, 5000);
+	Status result = session ? session->list("/a", [](const proto::Entry &) noexcept { return Status{}; })
+				: Status(session.error());
+	guestThread.join();
+	EXPECT_FALSE(result);
+	EXPECT_TRUE(!result && result.error().kind() == ErrorKind::Guest);
+	return result ? Error(0, "list", "succeeded") : result.error();
+}
+
+TEST(HostSession, AGuestFailureSaysWhatKindItIs)
+{
+	const Error io = guestFailure({proto::ErrorCode::Io, EIO, "read(x): Input/output error"});
+	EXPECT_EQ(io.errnum(), EIO);
+	EXPECT_STREQ(io.reason(), "I/O error: read(x): Input/output error");
+	// A volume locked for want of its key travels as Io with the guest's
+	// ENOKEY: no I/O error, the reason as the guest gave it.
+	const Error locked =
+		guestFailure({proto::ErrorCode::Io, ENOKEY, "volume(/disk0/part/1): crypto_LUKS: locked: no key given"});
+	EXPECT_EQ(locked.errnum(), ENOKEY);
+	EXPECT_STREQ(locked.reason(), "volume(/disk0/part/1): crypto_LUKS: locked: no key given");
+	// The guest's errno is only believed where it fits the code.
+	const Error notFound = guestFailure({proto::ErrorCode::NotFound, ENOKEY, "stat(x): gone"});
+	EXPECT_EQ(notFound.errnum(), ENOENT);
+}
+
 TEST(HostSession, CountMismatchIsAnError)
 {
 	proto::Entry entry;
