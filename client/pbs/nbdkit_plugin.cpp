@@ -144,7 +144,7 @@ std::optional<unsigned> atMost(const char *key, const char *value)
 
 // Stores a parameter given once with a value its parser accepts.
 template <typename T, typename Parse>
-int store(std::optional<T> &slot, const char *key, Parse parse)
+int setOnce(std::optional<T> &slot, const char *key, Parse parse)
 {
 	if (slot) {
 		nbdkit_error("%s given twice", key);
@@ -158,21 +158,21 @@ int pbsConfig(const char *key, const char *value)
 {
 	const std::string k = key;
 	if (k == "datastore")
-		return store(config.datastore, key, [&] { return absolutePath(value); });
+		return setOnce(config.datastore, key, [&] { return absolutePath(value); });
 	if (k == "index")
-		return store(config.index, key, [&] { return relativePath(value); });
+		return setOnce(config.index, key, [&] { return relativePath(value); });
 	if (k == "csum")
-		return store(config.csum, key, [&] { return digestValue(value); });
+		return setOnce(config.csum, key, [&] { return digestValue(value); });
 	if (k == "size")
-		return store(config.size, key, [&] { return sizeValue(value); });
+		return setOnce(config.size, key, [&] { return sizeValue(value); });
 	if (k == "encrypted")
-		return store(config.encrypted, key, [&] { return boolValue(value); });
+		return setOnce(config.encrypted, key, [&] { return boolValue(value); });
 	if (k == "key-fd")
-		return store(config.keyFd, key, [&] { return keyFdValue(value); });
+		return setOnce(config.keyFd, key, [&] { return keyFdValue(value); });
 	if (k == "cache-mib")
-		return store(config.cacheMib, key, [&] { return atMost<4096>(key, value); });
+		return setOnce(config.cacheMib, key, [&] { return atMost<4096>(key, value); });
 	if (k == "readahead") // chunks
-		return store(config.readAhead, key, [&] { return atMost<16>(key, value); });
+		return setOnce(config.readAhead, key, [&] { return atMost<16>(key, value); });
 	nbdkit_error("unknown parameter '%s'", key);
 	return -1;
 }

@@ -83,16 +83,14 @@ constexpr int kAllowed[] = {
 // The calls allowed only with some arguments; libseccomp's rc (0: all added).
 int addFilteredCalls(scmp_filter_ctx ctx)
 {
-	int rc = 0;
 	// openat: read-only, or write-only to an existing file; Landlock
 	// confines which files (the datastore to read; /dev/null, which
 	// nbdkit -s reopens its stdout on, to write). Creating, truncating,
 	// appending or read-write answers EACCES.
 	constexpr unsigned kWriteFlags[] = {O_RDWR, O_CREAT, O_TRUNC, O_APPEND};
 	constexpr unsigned kAnyWrite = O_RDWR | O_CREAT | O_TRUNC | O_APPEND;
-	if (rc == 0)
-		rc = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(openat), 1,
-				      SCMP_A2(SCMP_CMP_MASKED_EQ, kAnyWrite, 0));
+	int rc = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(openat), 1,
+				  SCMP_A2(SCMP_CMP_MASKED_EQ, kAnyWrite, 0));
 	for (const unsigned flag : kWriteFlags)
 		if (rc == 0)
 			rc = seccomp_rule_add(ctx, SCMP_ACT_ERRNO(EACCES), SCMP_SYS(openat), 1,
