@@ -5,6 +5,9 @@
 #
 #   bench/boot-to-status.sh [RUNS]
 #
+# BASE_IMAGE=FILE boots another initramfs with the build's kernel (bench/
+# volume-layers-cost.sh: the image without the volume layers' tools).
+#
 # Needs a build (ninja -C build; BUILD_DIR overrides) and hyperfine
 # (scripts/install-deps.sh). Each run starts QEMU exactly as the helper
 # does (microvm, TCG, serial transport, one read-only virtio disk), waits
@@ -17,7 +20,7 @@ build=${BUILD_DIR:-build}
 runs=${1:-10}
 tool=$build/bench/fr-boot-status
 kernel=$build/guest/vmlinuz
-base=$build/guest/initramfs.img
+base=${BASE_IMAGE:-$build/guest/initramfs.img}
 for f in "$tool" "$kernel" "$base" "$build/guest/mkcpio"; do
   [[ -e $f ]] || { echo "boot-to-status: $f missing: ninja -C $build" >&2; exit 1; }
 done

@@ -216,7 +216,9 @@ summarize "Warm extract: the 256 MiB file to stdout" "$work/warm-extract.json"
 throughput "$work/warm-extract.json" "$big_bytes"
 
 # --- memory --------------------------------------------------------------
-fr_qemu=$("$client" status --output-format json | python3 -c 'import json,sys; print(json.load(sys.stdin)[0]["pid"])')
+# status: proxmox-file-restore's shape, {"Qemu": {"ids": {NAME: {"pid": N, ...}}}}
+fr_qemu=$("$client" status --output-format json |
+  python3 -c 'import json,sys; print(next(iter(json.load(sys.stdin)["Qemu"]["ids"].values()))["pid"])')
 gf_qemu=
 for pid in $(pgrep -x qemu-system-x86 || true); do
   [[ $pid == "$fr_qemu" ]] && continue

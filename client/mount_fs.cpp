@@ -81,45 +81,44 @@ int MountFs::fail(const Error &error)
 	return -EIO;
 }
 
+namespace {
+
+// The S_IF* bits an entry is shown with (a virtual level is a directory).
+mode_t typeBits(EntryType type)
+{
+	switch (type) {
+	case EntryType::Directory:
+	case EntryType::Virtual:
+		return S_IFDIR;
+	case EntryType::Symlink:
+		return S_IFLNK;
+	case EntryType::BlockDevice:
+		return S_IFBLK;
+	case EntryType::CharDevice:
+		return S_IFCHR;
+	case EntryType::Fifo:
+		return S_IFIFO;
+	case EntryType::Socket:
+		return S_IFSOCK;
+	case EntryType::File:
+	case EntryType::Hardlink:
+		break;
+	}
+	return S_IFREG;
+}
+
+} // namespace
+
 struct stat MountFs::toStat(const GuestEntry &entry) const
 {
 	struct stat st {};
-	const std::uint32_t perm = entry.mode & 07777;
-	switch (entry.type) {
-	case EntryType::Directory:
-		st.st_mode = S_IFDIR | perm;
-		st.st_nlink = 2;
-		break;
-	case EntryType::Virtual:
-		st.st_mode = S_IFDIR | 0555;
-		st.st_nlink = 2;
-		break;
-	case EntryType::Symlink:
-		st.st_mode = S_IFLNK | 0777;
-		st.st_nlink = 1;
-		break;
-	case EntryType::BlockDevice:
-		st.st_mode = S_IFBLK | perm;
-		st.st_nlink = 1;
-		break;
-	case EntryType::CharDevice:
-		st.st_mode = S_IFCHR | perm;
-		st.st_nlink = 1;
-		break;
-	case EntryType::Fifo:
-		st.st_mode = S_IFIFO | perm;
-		st.st_nlink = 1;
-		break;
-	case EntryType::Socket:
-		st.st_mode = S_IFSOCK | perm;
-		st.st_nlink = 1;
-		break;
-	case EntryType::File:
-	case EntryType::Hardlink:
-		st.st_mode = S_IFREG | perm;
-		st.st_nlink = 1;
-		break;
-	}
+	std::uint32_t perm = entry.mode & 07777;
+	if (entry.type == EntryType::Virtual)
+		perm = 0555;
+	else if (entry.type == EntryType::Symlink)
+		perm = 0777;
+	st.st_mode = typeBits(entry.type) | perm;
+	st.st_nlink = S_ISDIR(st.st_mode) ? 2 : 1;
 	st.st_uid = options_.uid;
 	st.st_gid = options_.gid;
 	// A hostile size is only a size: reads stop where the guest's data does.

@@ -185,6 +185,57 @@ void ChannelServer::openChannel(std::uint32_t channel)
 	}, UniqueFd(sv[1])).detach();
 }
 
+bool ChannelServer::startSession(std::vector<std::uint8_t> &input)
+{
+	if (!fill(input, chan::kHelloSize))
+		return false;
+	const std::optional<std::uint64_t> nonce =
+		chan::decodeHello(std::span(input).first<chan::kHelloSize>(), chan::kHelloMagic);
+	input.erase(input.begin(), input.begin() + chan::kHelloSize);
+	closeAll();
+	lastOpened_ = 0;
+	return static_cast<bool>(writer_.newSession(nonce.value_or(0)));
+}
+
+bool ChannelServer::skipToHello(std::vector<std::uint8_t> &input)
+{
+	// Drop what cannot start a hello, keep a partial one.
+	std::size_t at = std::min(proto::scanForMagic(input, proto::kClientHelloMagic),
+				  proto::scanForMagic(input, chan::kHelloMagic));
+	if (at == 0)
+		at = 1; // the head is no hello (checked by the caller): skip it
+	input.erase(input.begin(), input.begin() + static_cast<std::ptrdiff_t>(std::min(at, input.size())));
+	return !input.empty() || fill(input, 1);
+}
+
+void ChannelServer::dispatch(const chan::Header &header, std::span<const std::uint8_t> payload)
+{
+	switch (header.kind) {
+	case chan::Kind::Open:
+		openChannel(header.channel);
+		break;
+	case chan::Kind::Data:
+		if (auto it = channels_.find(header.channel); it != channels_.end()) {
+			// The Connection reads requests and acknowledgements, a
+			// few bytes at a time: a channel whose buffer is full is
+			// not reading, and is dropped rather than waited for.
+			const ssize_t n = ::send(it->second.get(), payload.data(), payload.size(),
+						 MSG_DONTWAIT | MSG_NOSIGNAL);
+			if (n != static_cast<ssize_t>(payload.size())) {
+				::shutdown(it->second.get(), SHUT_RDWR);
+				channels_.erase(it);
+			}
+		}
+		break;
+	case chan::Kind::Close:
+		if (auto it = channels_.find(header.channel); it != channels_.end()) {
+			::shutdown(it->second.get(), SHUT_RDWR);
+			channels_.erase(it);
+		}
+		break;
+	}
+}
+
 ChannelServer::Outcome ChannelServer::run(std::vector<std::uint8_t> &input)
 {
 	bool scanning = false; // out of step: looking for a hello
@@ -199,30 +250,15 @@ ChannelServer::Outcome ChannelServer::run(std::vector<std::uint8_t> &input)
 			return Outcome::ClientHello;
 		}
 		if (startsWith(input, chan::kHelloMagic)) {
-			if (!fill(input, chan::kHelloSize)) {
+			if (!startSession(input)) {
 				closeAll();
 				return Outcome::HostGone;
 			}
-			const std::optional<std::uint64_t> nonce =
-				chan::decodeHello(std::span(input).first<chan::kHelloSize>(), chan::kHelloMagic);
-			input.erase(input.begin(), input.begin() + chan::kHelloSize);
-			closeAll();
-			lastOpened_ = 0;
 			scanning = false;
-			if (!writer_.newSession(nonce.value_or(0))) {
-				closeAll();
-				return Outcome::HostGone;
-			}
 			continue;
 		}
 		if (scanning) {
-			// Drop what cannot start a hello, keep a partial one.
-			std::size_t at = std::min(proto::scanForMagic(input, proto::kClientHelloMagic),
-						  proto::scanForMagic(input, chan::kHelloMagic));
-			if (at == 0)
-				at = 1; // the head is no hello (checked above): skip it
-			input.erase(input.begin(), input.begin() + static_cast<std::ptrdiff_t>(std::min(at, input.size())));
-			if (input.empty() && !fill(input, 1)) {
+			if (!skipToHello(input)) {
 				closeAll();
 				return Outcome::HostGone;
 			}
@@ -248,30 +284,7 @@ ChannelServer::Outcome ChannelServer::run(std::vector<std::uint8_t> &input)
 			return Outcome::HostGone;
 		}
 		const std::span<const std::uint8_t> payload(input.data() + chan::kHeaderSize, header->length);
-		switch (header->kind) {
-		case chan::Kind::Open:
-			openChannel(header->channel);
-			break;
-		case chan::Kind::Data:
-			if (auto it = channels_.find(header->channel); it != channels_.end()) {
-				// The Connection reads requests and acknowledgements, a
-				// few bytes at a time: a channel whose buffer is full is
-				// not reading, and is dropped rather than waited for.
-				const ssize_t n = ::send(it->second.get(), payload.data(), payload.size(),
-							 MSG_DONTWAIT | MSG_NOSIGNAL);
-				if (n != static_cast<ssize_t>(payload.size())) {
-					::shutdown(it->second.get(), SHUT_RDWR);
-					channels_.erase(it);
-				}
-			}
-			break;
-		case chan::Kind::Close:
-			if (auto it = channels_.find(header->channel); it != channels_.end()) {
-				::shutdown(it->second.get(), SHUT_RDWR);
-				channels_.erase(it);
-			}
-			break;
-		}
+		dispatch(*header, payload);
 		input.erase(input.begin(), input.begin() + static_cast<std::ptrdiff_t>(chan::kHeaderSize + header->length));
 	}
 }

@@ -83,6 +83,15 @@ private:
 	// Reads more of the port into input; false when the host went away.
 	bool fill(std::vector<std::uint8_t> &input, std::size_t want);
 	void openChannel(std::uint32_t channel);
+	// One frame of the channel protocol: Open, Data or Close.
+	void dispatch(const chan::Header &header, std::span<const std::uint8_t> payload);
+	// A channel hello at the head of input: every channel of the old
+	// session ends, the new one is acknowledged. False when the host went
+	// away.
+	bool startSession(std::vector<std::uint8_t> &input);
+	// Out of step: drops what cannot start a hello; false when the host
+	// went away.
+	bool skipToHello(std::vector<std::uint8_t> &input);
 	void closeAll();
 
 	ByteStream &port_;

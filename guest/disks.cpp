@@ -166,6 +166,19 @@ void setReadOnly(const std::string &dev)
 		logf(LogLevel::Warning, "BLKROSET(%s) failed (errno %d)", dev.c_str(), errno);
 }
 
+// Restores read files whole, front to back: a readahead of one PBS chunk
+// (4 MiB) instead of the kernel's 128 KiB makes a sequential read of a
+// large file a few large requests to the host instead of many small ones,
+// each a round trip (through QEMU and, for a datastore, the NBD server).
+constexpr unsigned long kReadAheadSectors = (4UL << 20) / 512;
+
+void setReadAhead(const std::string &dev)
+{
+	UniqueFd fd(::open(dev.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK));
+	if (!fd.isValid() || ::ioctl(fd.get(), BLKRASET, kReadAheadSectors) != 0)
+		logf(LogLevel::Warning, "BLKRASET(%s) failed (errno %d)", dev.c_str(), errno);
+}
+
 Status makeDirs(const std::string &path)
 {
 	for (std::size_t i = 1; i <= path.size(); ++i) {
@@ -859,6 +872,20 @@ std::uint64_t numberAfter(const std::string &line)
 	return value;
 }
 
+// One "\tName: value" line of a LUKS2 key slot (or LUKS1's "Key Slot N").
+void readSlotField(KdfSlot &slot, const std::string &line)
+{
+	if (line.rfind("PBKDF:", 0) == 0) {
+		std::string value = line.substr(6);
+		value.erase(0, value.find_first_not_of(" \t"));
+		slot.pbkdf = value;
+	} else if (line.rfind("Iterations:", 0) == 0 || line.rfind("Time cost:", 0) == 0) {
+		slot.iterations = numberAfter(line);
+	} else if (line.rfind("Memory:", 0) == 0) {
+		slot.memoryKiB = numberAfter(line);
+	}
+}
+
 KdfCosts parseLuksDump(const std::string &dump)
 {
 	KdfCosts costs;
@@ -905,19 +932,10 @@ KdfCosts parseLuksDump(const std::string &dump)
 			}
 			continue;
 		}
-		if (section == Keyslots && slot != nullptr) {
-			if (line.rfind("PBKDF:", 0) == 0) {
-				std::string value = line.substr(6);
-				value.erase(0, value.find_first_not_of(" \t"));
-				slot->pbkdf = value;
-			} else if (line.rfind("Iterations:", 0) == 0 || line.rfind("Time cost:", 0) == 0) {
-				slot->iterations = numberAfter(line);
-			} else if (line.rfind("Memory:", 0) == 0) {
-				slot->memoryKiB = numberAfter(line);
-			}
-		} else if (section == Digests && line.rfind("Iterations:", 0) == 0) {
+		if (section == Keyslots && slot != nullptr)
+			readSlotField(*slot, line);
+		else if (section == Digests && line.rfind("Iterations:", 0) == 0)
 			costs.digestIterations = std::max(costs.digestIterations, numberAfter(line));
-		}
 	}
 	return costs;
 }
@@ -1275,6 +1293,7 @@ Status SystemVolumes::mountKernel(Node &node, const FsSpec &spec, const std::str
 		if (auto it = disks_.find(d); it != disks_.end())
 			setReadOnly(devDir_ + "/" + it->second.name);
 	setReadOnly(node.dev);
+	setReadAhead(node.dev);
 	const std::uint64_t start = monotonicMs();
 	if (::mount(node.dev.c_str(), where.c_str(), spec.kernelType, guestMountFlags(), spec.options) == 0) {
 		node.mountedDev = node.dev;
@@ -1292,7 +1311,9 @@ Status SystemVolumes::mountKernel(Node &node, const FsSpec &spec, const std::str
 	logf(LogLevel::Info, "%s (%s): %s; replaying its journal into a throwaway layer", node.dev.c_str(),
 	     node.type.c_str(), errnoText(err));
 	std::string cowError;
-	if (Status ok = modules_.loadGroup("cow"); !ok) {
+	if (!replay_) {
+		cowError = std::string("disabled by ") + abi::kCmdlineReplay + "=no";
+	} else if (Status ok = modules_.loadGroup("cow"); !ok) {
 		cowError = ok.error().message();
 	} else {
 		Result<CowDevice> cow = makeCow(node.dev, node.sizeBytes, cowStoreBytes(), "/run/fr-cow", cows_++);
@@ -1328,6 +1349,7 @@ Status SystemVolumes::mountNtfs(Node &node, const std::string &where)
 	if (Status ok = modules_.loadGroup("fuse"); !ok)
 		return ok.error();
 	setReadOnly(node.dev);
+	setReadAhead(node.dev);
 	ToolCommand command;
 	command.program = "ntfs-3g";
 	// ro; the mount flags of every guest filesystem; names as UTF-8;
@@ -1384,9 +1406,15 @@ struct Subvolume {
 // Every subvolume of the btrfs that `fd` is on (root tree ROOT_BACKREF
 // items; each directory path looked up with INO_LOOKUP), paths from the
 // top level. Read-only ioctls.
-Result<std::vector<Subvolume>> listSubvolumes(int fd)
+// A subvolume's back reference in the root tree: its id, its parent
+// subvolume, the directory it sits in there and its name.
+struct RootRef {
+	std::uint64_t id, parent, dirid;
+	std::string name;
+};
+
+Result<std::vector<RootRef>> searchRootRefs(int fd)
 {
-	std::map<std::uint64_t, Subvolume> byId;
 	btrfs_ioctl_search_args args{};
 	btrfs_ioctl_search_key &key = args.key;
 	key.tree_id = BTRFS_ROOT_TREE_OBJECTID;
@@ -1396,11 +1424,7 @@ Result<std::vector<Subvolume>> listSubvolumes(int fd)
 	key.max_type = BTRFS_ROOT_BACKREF_KEY;
 	key.max_offset = UINT64_MAX;
 	key.max_transid = UINT64_MAX;
-	struct Ref {
-		std::uint64_t id, parent, dirid;
-		std::string name;
-	};
-	std::vector<Ref> refs;
+	std::vector<RootRef> refs;
 	for (int rounds = 0; rounds < 1024; ++rounds) {
 		key.nr_items = 4096;
 		if (::ioctl(fd, BTRFS_IOC_TREE_SEARCH, &args) != 0)
@@ -1421,7 +1445,7 @@ Result<std::vector<Subvolume>> listSubvolumes(int fd)
 				std::memcpy(&ref, args.buf + off, sizeof(ref));
 				const std::size_t nameLen = std::min<std::size_t>(
 					ref.name_len, header.len - sizeof(btrfs_root_ref));
-				refs.push_back(Ref{header.objectid, header.offset, ref.dirid,
+				refs.push_back(RootRef{header.objectid, header.offset, ref.dirid,
 						   std::string(args.buf + off + sizeof(ref), nameLen)});
 			}
 			off += header.len;
@@ -1440,23 +1464,15 @@ Result<std::vector<Subvolume>> listSubvolumes(int fd)
 			break;
 		key.min_type = BTRFS_ROOT_BACKREF_KEY;
 	}
-	for (const Ref &ref : refs) {
-		std::string dir;
-		if (ref.dirid != BTRFS_FIRST_FREE_OBJECTID) {
-			btrfs_ioctl_ino_lookup_args lookup{};
-			lookup.treeid = ref.parent;
-			lookup.objectid = ref.dirid;
-			if (::ioctl(fd, BTRFS_IOC_INO_LOOKUP, &lookup) != 0)
-				continue;
-			lookup.name[sizeof(lookup.name) - 1] = '\0';
-			dir = lookup.name;
-		}
-		byId[ref.id] = Subvolume{ref.id, ref.parent, dir + ref.name};
-	}
-	// Full paths: prefix each with its parents' (at most 64 levels: a
-	// loop in hostile metadata ends there).
+	return refs;
+}
+
+// Full paths: prefix each with its parents' (at most 64 levels: a loop in
+// hostile metadata ends there). Those not reaching the top are left out.
+std::vector<Subvolume> withFullPaths(const std::map<std::uint64_t, Subvolume> &byId)
+{
 	std::vector<Subvolume> out;
-	for (auto &[id, sub] : byId) {
+	for (const auto &[id, sub] : byId) {
 		std::string path = sub.path;
 		std::uint64_t parent = sub.parent;
 		for (int depth = 0; depth < 64 && parent != BTRFS_FS_TREE_OBJECTID; ++depth) {
@@ -1471,6 +1487,28 @@ Result<std::vector<Subvolume>> listSubvolumes(int fd)
 		out.push_back(Subvolume{id, sub.parent, path});
 	}
 	return out;
+}
+
+Result<std::vector<Subvolume>> listSubvolumes(int fd)
+{
+	Result<std::vector<RootRef>> refs = searchRootRefs(fd);
+	if (!refs)
+		return refs.error();
+	std::map<std::uint64_t, Subvolume> byId;
+	for (const RootRef &ref : *refs) {
+		std::string dir;
+		if (ref.dirid != BTRFS_FIRST_FREE_OBJECTID) {
+			btrfs_ioctl_ino_lookup_args lookup{};
+			lookup.treeid = ref.parent;
+			lookup.objectid = ref.dirid;
+			if (::ioctl(fd, BTRFS_IOC_INO_LOOKUP, &lookup) != 0)
+				continue;
+			lookup.name[sizeof(lookup.name) - 1] = '\0';
+			dir = lookup.name;
+		}
+		byId[ref.id] = Subvolume{ref.id, ref.parent, dir + ref.name};
+	}
+	return withFullPaths(byId);
 }
 
 } // namespace

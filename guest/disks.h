@@ -70,6 +70,11 @@ public:
 	{
 	}
 
+	// Whether a journal or log that needs replaying is replayed into a
+	// throwaway layer (the default) or the filesystem mounted without it,
+	// with kJournalWarning (fr.replay=no: the tests of that path).
+	void setJournalReplay(bool replay) { replay_ = replay; }
+
 	// Scans sysfs for the virtio disks. Disks without an frdisk<N> serial
 	// are logged and ignored.
 	Status discover();
@@ -194,6 +199,7 @@ private:
 	std::string mdError_;
 	std::uint32_t mounts_ = 0;
 	unsigned cows_ = 0;
+	bool replay_ = true;
 	unsigned dmSerial_ = 0; // names of our own dm devices (thin, LUKS)
 };
 

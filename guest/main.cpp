@@ -102,6 +102,7 @@ void ensureConsole()
 struct Config {
 	std::uint32_t idleS = kDefaultIdleS;
 	bool serial = true;
+	bool replay = true;
 	std::string cmdline;
 };
 
@@ -139,6 +140,11 @@ Config readConfig()
 		fatal(Error::invalid(EINVAL, abi::kCmdlineTransport, transport ? *transport : "",
 				     "must be vsock or serial"));
 	config.serial = *transport == "serial";
+	if (auto replay = cmdlineValue(*cmdline, abi::kCmdlineReplay)) {
+		if (*replay != "yes" && *replay != "no")
+			fatal(Error::invalid(EINVAL, abi::kCmdlineReplay, *replay, "must be yes or no"));
+		config.replay = *replay == "yes";
+	}
 	return config;
 }
 
@@ -345,6 +351,7 @@ void startServing(bool serial, const proto::Key &key, RequestHandler &handler)
 	loadModules(modules, config.serial);
 	Tools tools(modules);
 	SystemVolumes volumes(modules, tools);
+	volumes.setJournalReplay(config.replay);
 	if (Status ok = volumes.discover(); !ok)
 		fatal(ok.error());
 	Activity activity(config.idleS);

@@ -117,26 +117,25 @@ void TreeHandler::stop()
 Status TreeHandler::list(std::string_view path, Responder &out)
 {
 	Activity::Hold hold(activity_);
-	Result<VirtualPath> vp = splitVirtualPath(path);
-	if (!vp)
-		return vp.error();
-	Result<Resolved> resolved = volumes_.resolve(vp->components);
-	if (!resolved)
-		return resolved.error();
-	if (Status ok = sendWarning(*resolved, out); !ok)
+	Result<Located> located = locate(path);
+	if (!located)
+		return located.error();
+	const VirtualPath &vp = located->vp;
+	const Resolved &resolved = located->resolved;
+	if (Status ok = sendWarning(resolved, out); !ok)
 		return ok;
 	const std::vector<VolumeEntry> &virtualEntries =
-		resolved->isFilesystem ? resolved->rootExtras : resolved->entries;
-	if (!resolved->isFilesystem || resolved->rest.empty()) {
+		resolved.isFilesystem ? resolved.rootExtras : resolved.entries;
+	if (!resolved.isFilesystem || resolved.rest.empty()) {
 		// A volume that cannot be opened is listed with its reason: it
 		// never vanishes.
 		for (const VolumeEntry &v : virtualEntries)
 			if (Status ok = out.entry(virtualDir(v)); !ok)
 				return ok;
 	}
-	if (!resolved->isFilesystem)
+	if (!resolved.isFilesystem)
 		return {};
-	return listFilesystem(resolved->root, resolved->rest, vp->lastName, out);
+	return listFilesystem(resolved.root, resolved.rest, vp.lastName, out);
 }
 
 namespace {
@@ -250,21 +249,20 @@ Status TreeHandler::listFilesystem(int root, const std::string &rest, const std:
 Status TreeHandler::extract(const proto::ExtractRequest &request, Responder &out)
 {
 	Activity::Hold hold(activity_);
-	Result<VirtualPath> vp = splitVirtualPath(request.path);
-	if (!vp)
-		return vp.error();
-	Result<Resolved> resolved = volumes_.resolve(vp->components);
-	if (!resolved)
-		return resolved.error();
-	if (!resolved->isFilesystem)
+	Result<Located> located = locate(request.path);
+	if (!located)
+		return located.error();
+	const VirtualPath &vp = located->vp;
+	const Resolved &resolved = located->resolved;
+	if (!resolved.isFilesystem)
 		return Error::invalid(EOPNOTSUPP, "extract", request.path.substr(0, 64),
 				      "only paths inside a filesystem can be extracted");
-	if (Status ok = sendWarning(*resolved, out); !ok)
+	if (Status ok = sendWarning(resolved, out); !ok)
 		return ok;
-	if (resolved->rest.empty())
-		return extractObject(resolved->root, "", vp->lastName, request.format, request.compression, out);
-	const auto [parent, name] = splitRest(resolved->rest);
-	Result<UniqueFd> dir = openBeneath(resolved->root, parent, O_PATH | O_DIRECTORY);
+	if (resolved.rest.empty())
+		return extractObject(resolved.root, "", vp.lastName, request.format, request.compression, out);
+	const auto [parent, name] = splitRest(resolved.rest);
+	Result<UniqueFd> dir = openBeneath(resolved.root, parent, O_PATH | O_DIRECTORY);
 	if (!dir)
 		return dir.error();
 	return extractObject(dir->get(), name, name, request.format, request.compression, out);
@@ -283,6 +281,17 @@ Result<std::uint64_t> TreeHandler::unlock(std::string_view key)
 	return std::uint64_t{*opened};
 }
 
+Result<TreeHandler::Located> TreeHandler::locate(std::string_view path)
+{
+	Result<VirtualPath> vp = splitVirtualPath(path);
+	if (!vp)
+		return vp.error();
+	Result<Resolved> resolved = volumes_.resolve(vp->components);
+	if (!resolved)
+		return resolved.error();
+	return Located{std::move(*vp), std::move(*resolved)};
+}
+
 Result<TreeHandler::Object> TreeHandler::openObject(const Resolved &resolved)
 {
 	Result<UniqueFd> fd = openBeneath(resolved.root, resolved.rest, O_PATH);
@@ -298,23 +307,22 @@ Result<TreeHandler::Object> TreeHandler::openObject(const Resolved &resolved)
 Status TreeHandler::stat(std::string_view path, Responder &out)
 {
 	activity_.touch();
-	Result<VirtualPath> vp = splitVirtualPath(path);
-	if (!vp)
-		return vp.error();
-	Result<Resolved> resolved = volumes_.resolve(vp->components);
-	if (!resolved)
-		return resolved.error();
-	if (!resolved->isFilesystem) {
+	Result<Located> located = locate(path);
+	if (!located)
+		return located.error();
+	const VirtualPath &vp = located->vp;
+	const Resolved &resolved = located->resolved;
+	if (!resolved.isFilesystem) {
 		VolumeEntry level;
-		level.name = vp->lastName;
+		level.name = vp.lastName;
 		return out.entry(virtualDir(level));
 	}
-	Result<Object> object = openObject(*resolved);
+	Result<Object> object = openObject(resolved);
 	if (!object)
 		return object.error();
-	std::optional<proto::Entry> entry = entryFromStat(object->st, vp->lastName);
+	std::optional<proto::Entry> entry = entryFromStat(object->st, vp.lastName);
 	if (!entry)
-		return Error::invalid(EOPNOTSUPP, "stat", vp->lastName.substr(0, 64), "unknown file type");
+		return Error::invalid(EOPNOTSUPP, "stat", vp.lastName.substr(0, 64), "unknown file type");
 	if (entry->type == proto::EntryType::Symlink) {
 		Result<std::string> target = readLinkTarget(object->fd.get());
 		if (target)
@@ -326,24 +334,23 @@ Status TreeHandler::stat(std::string_view path, Responder &out)
 Status TreeHandler::read(const proto::ReadRequest &request, Responder &out)
 {
 	Activity::Hold hold(activity_);
-	Result<VirtualPath> vp = splitVirtualPath(request.path);
-	if (!vp)
-		return vp.error();
-	Result<Resolved> resolved = volumes_.resolve(vp->components);
-	if (!resolved)
-		return resolved.error();
-	if (!resolved->isFilesystem || resolved->rest.empty())
-		return Error::invalid(EISDIR, "read", vp->lastName.substr(0, 64), "is a directory");
-	Result<Object> object = openObject(*resolved);
+	Result<Located> located = locate(request.path);
+	if (!located)
+		return located.error();
+	const VirtualPath &vp = located->vp;
+	const Resolved &resolved = located->resolved;
+	if (!resolved.isFilesystem || resolved.rest.empty())
+		return Error::invalid(EISDIR, "read", vp.lastName.substr(0, 64), "is a directory");
+	Result<Object> object = openObject(resolved);
 	if (!object)
 		return object.error();
 	if (S_ISDIR(object->st.st_mode))
-		return Error::invalid(EISDIR, "read", vp->lastName.substr(0, 64), "is a directory");
+		return Error::invalid(EISDIR, "read", vp.lastName.substr(0, 64), "is a directory");
 	if (!S_ISREG(object->st.st_mode))
-		return Error::invalid(EOPNOTSUPP, "read", vp->lastName.substr(0, 64), "not a regular file");
+		return Error::invalid(EOPNOTSUPP, "read", vp.lastName.substr(0, 64), "not a regular file");
 	// Opened again for reading: a regular file (checked above on a
 	// read-only filesystem) never blocks the open.
-	Result<UniqueFd> file = openBeneath(resolved->root, resolved->rest, O_RDONLY | O_NONBLOCK);
+	Result<UniqueFd> file = openBeneath(resolved.root, resolved.rest, O_RDONLY | O_NONBLOCK);
 	if (!file)
 		return file.error();
 	std::vector<std::uint8_t> buf(request.length);
@@ -354,7 +361,7 @@ Status TreeHandler::read(const proto::ReadRequest &request, Responder &out)
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n < 0)
-			return Error(errno, "read", vp->lastName.substr(0, 64));
+			return Error(errno, "read", vp.lastName.substr(0, 64));
 		if (n == 0)
 			break;
 		got += static_cast<std::size_t>(n);
@@ -365,15 +372,14 @@ Status TreeHandler::read(const proto::ReadRequest &request, Responder &out)
 Status TreeHandler::xattrs(std::string_view path, Responder &out)
 {
 	activity_.touch();
-	Result<VirtualPath> vp = splitVirtualPath(path);
-	if (!vp)
-		return vp.error();
-	Result<Resolved> resolved = volumes_.resolve(vp->components);
-	if (!resolved)
-		return resolved.error();
-	if (!resolved->isFilesystem)
+	Result<Located> located = locate(path);
+	if (!located)
+		return located.error();
+	const VirtualPath &vp = located->vp;
+	const Resolved &resolved = located->resolved;
+	if (!resolved.isFilesystem)
 		return {}; // virtual directories have none
-	Result<Object> object = openObject(*resolved);
+	Result<Object> object = openObject(resolved);
 	if (!object)
 		return object.error();
 	// fgetxattr needs a real fd: regular files and directories are opened
@@ -381,7 +387,7 @@ Status TreeHandler::xattrs(std::string_view path, Responder &out)
 	// attributes rather than opened.
 	if (!S_ISREG(object->st.st_mode) && !S_ISDIR(object->st.st_mode))
 		return {};
-	Result<UniqueFd> fd = openBeneath(resolved->root, resolved->rest, O_RDONLY | O_NONBLOCK);
+	Result<UniqueFd> fd = openBeneath(resolved.root, resolved.rest, O_RDONLY | O_NONBLOCK);
 	if (!fd)
 		return fd.error();
 	std::vector<char> names(proto::kXattrValueMax);
@@ -389,7 +395,7 @@ Status TreeHandler::xattrs(std::string_view path, Responder &out)
 	if (listed < 0) {
 		if (errno == ENOTSUP || errno == EOPNOTSUPP)
 			return {}; // the filesystem has none
-		return Error(errno, "flistxattr", vp->lastName.substr(0, 64));
+		return Error(errno, "flistxattr", vp.lastName.substr(0, 64));
 	}
 	std::vector<char> value(proto::kXattrValueMax);
 	for (std::size_t at = 0; at < static_cast<std::size_t>(listed);) {

@@ -36,6 +36,12 @@ private:
 		struct stat st {};
 	};
 	Result<Object> openObject(const Resolved &resolved);
+	// A request's path, split and resolved to its volume.
+	struct Located {
+		VirtualPath vp;
+		Resolved resolved;
+	};
+	Result<Located> locate(std::string_view path);
 	Status listFilesystem(int root, const std::string &rest, const std::string &lastName, Responder &out);
 
 	Volumes &volumes_;

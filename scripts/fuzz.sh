@@ -2,7 +2,7 @@
 # Builds every libFuzzer target with clang (-Dfuzzing=true, ASan + UBSan) into
 # build-fuzz/ and runs each for FUZZ_SECONDS on a copy of its seed corpus.
 # Without FUZZ_SECONDS the stage gets FUZZ_BUDGET seconds of wall time in
-# all (default 300, CI's share of its 40 minutes), split evenly over the
+# all (default 200, CI's share of its 40 minutes), split evenly over the
 # targets (FUZZ_JOBS at a time), each at least 15 s and at most 60 s. Fails on any crash, leak, timeout or out-of-memory; the
 # offending input is kept under build-fuzz/artifacts/ — add it to
 # fuzz/corpus/<parser>/ as a regression input (docs/fuzzing.md).
@@ -27,7 +27,7 @@ fi
 if [[ -n ${FUZZ_SECONDS:-} ]]; then
   seconds=$FUZZ_SECONDS
 else
-  seconds=$(( ${FUZZ_BUDGET:-300} * jobs / ${#targets[@]} ))
+  seconds=$(( ${FUZZ_BUDGET:-200} * jobs / ${#targets[@]} ))
   ((seconds >= 15)) || seconds=15
   ((seconds <= 60)) || seconds=60
 fi

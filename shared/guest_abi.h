@@ -53,6 +53,10 @@ inline constexpr const char *kKernelBootArgs =
 // Kernel command-line parameters the helper sets for the daemon.
 inline constexpr const char *kCmdlineIdleTimeout = "fr.idle";   // seconds, decimal
 inline constexpr const char *kCmdlineTransport = "fr.transport"; // "vsock" or "serial"
+// Not set by the helper: "no" makes the daemon mount a filesystem whose
+// journal needs replaying without the replay (as when the throwaway layer
+// fails), for the tests of that path. Default "yes".
+inline constexpr const char *kCmdlineReplay = "fr.replay";
 
 // QEMU runs with "-name guest=<kQemuNamePrefix><VM name>": the client proves a
 // pid is still its QEMU by this marker in /proc/<pid>/cmdline (plus the

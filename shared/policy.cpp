@@ -178,12 +178,110 @@ Policy defaultPolicy()
 	return policy;
 }
 
+namespace {
+
+// The keywords that may appear once.
+struct Seen {
+	bool qemuUser = false, tcg = false, cid = false, landlock = false;
+};
+
+Status imageDirLine(const Line &line, Policy &policy)
+{
+	if (line.count < 3)
+		return lineError(line, "expected 'image-dir PATH everyone|user NAME|group NAME'");
+	const std::string_view path = line.tokens[1];
+	if (!checkAbsolutePath(path, "image-dir") || path == "/")
+		return lineError(line, "'%.*s' is not an absolute normalised directory other than /",
+				 TOKEN(path));
+	Result<Principal> who = principal(line, 2);
+	if (!who)
+		return who.error();
+	policy.imageDirs.push_back({std::string(path), *who});
+	return {};
+}
+
+Status qemuUserLine(const Line &line, Policy &policy, bool &seen)
+{
+	if (seen || line.count != 2)
+		return lineError(line, "expected one 'qemu-user NAME' line");
+	Status ok = checkName(line, line.tokens[1]);
+	if (!ok)
+		return ok.error();
+	if (line.tokens[1] == "root" || line.tokens[1] == "0")
+		return lineError(line, "QEMU must not run as root");
+	policy.qemuUser = std::string(line.tokens[1]);
+	seen = true;
+	return {};
+}
+
+// "KEYWORD ON|OFF", once: sets value.
+Status switchLine(const Line &line, bool &seen, bool &value, std::string_view on,
+		  std::string_view off, const char *expected)
+{
+	if (seen || line.count != 2 || (line.tokens[1] != on && line.tokens[1] != off))
+		return lineError(line, "expected one '%s' line", expected);
+	value = line.tokens[1] == on;
+	seen = true;
+	return {};
+}
+
+Status cidRangeLine(const Line &line, Policy &policy, bool &seen)
+{
+	if (seen || line.count != 3)
+		return lineError(line, "expected one 'cid-range MIN MAX' line");
+	Result<std::uint32_t> min = number(line, line.tokens[1], abi::kMinCid, 0xfffffffeU);
+	if (!min)
+		return min.error();
+	Result<std::uint32_t> max = number(line, line.tokens[2], abi::kMinCid, 0xfffffffeU);
+	if (!max)
+		return max.error();
+	if (*min > *max)
+		return lineError(line, "cid-range minimum above maximum");
+	policy.cidMin = *min;
+	policy.cidMax = *max;
+	seen = true;
+	return {};
+}
+
+Status applyLine(const Line &line, Policy &policy, Seen &seen)
+{
+	const std::string_view keyword = line.tokens[0];
+	if (keyword == "allow") {
+		Result<Principal> who = principal(line, 1);
+		if (!who)
+			return who.error();
+		policy.allowed.push_back(*who);
+		return {};
+	}
+	if (keyword == "image-dir")
+		return imageDirLine(line, policy);
+	if (keyword == "limit") {
+		Result<Policy::LimitRule> rule = limitRule(line);
+		if (!rule)
+			return rule.error();
+		policy.limitRules.push_back(*rule);
+		return {};
+	}
+	if (keyword == "qemu-user")
+		return qemuUserLine(line, policy, seen.qemuUser);
+	if (keyword == "tcg")
+		return switchLine(line, seen.tcg, policy.tcgAllowed, "allow", "deny", "tcg allow|deny");
+	if (keyword == "require-landlock")
+		return switchLine(line, seen.landlock, policy.requireLandlock, "yes", "no",
+				  "require-landlock yes|no");
+	if (keyword == "cid-range")
+		return cidRangeLine(line, policy, seen.cid);
+	return lineError(line, "unknown keyword '%.*s'", TOKEN(keyword));
+}
+
+} // namespace
+
 Result<Policy> parsePolicy(std::string_view text)
 {
 	Policy policy;
 	if (text.size() > kPolicyMaxBytes)
 		return Error::invalid(EFBIG, "policy", "", "larger than %zu bytes", kPolicyMaxBytes);
-	bool seenQemuUser = false, seenTcg = false, seenCid = false, seenLandlock = false;
+	Seen seen;
 	std::size_t number1 = 0;
 	while (!text.empty()) {
 		++number1;
@@ -193,70 +291,10 @@ Result<Policy> parsePolicy(std::string_view text)
 		Result<Line> parsed = tokenize(raw, number1);
 		if (!parsed)
 			return parsed.error();
-		const Line &line = *parsed;
-		if (line.count == 0)
+		if (parsed->count == 0)
 			continue;
-		const std::string_view keyword = line.tokens[0];
-		if (keyword == "allow") {
-			Result<Principal> who = principal(line, 1);
-			if (!who)
-				return who.error();
-			policy.allowed.push_back(*who);
-		} else if (keyword == "image-dir") {
-			if (line.count < 3)
-				return lineError(line, "expected 'image-dir PATH everyone|user NAME|group NAME'");
-			const std::string_view path = line.tokens[1];
-			if (!checkAbsolutePath(path, "image-dir") || path == "/")
-				return lineError(line, "'%.*s' is not an absolute normalised directory "
-						       "other than /", TOKEN(path));
-			Result<Principal> who = principal(line, 2);
-			if (!who)
-				return who.error();
-			policy.imageDirs.push_back({std::string(path), *who});
-		} else if (keyword == "limit") {
-			Result<Policy::LimitRule> rule = limitRule(line);
-			if (!rule)
-				return rule.error();
-			policy.limitRules.push_back(*rule);
-		} else if (keyword == "qemu-user") {
-			if (seenQemuUser || line.count != 2)
-				return lineError(line, "expected one 'qemu-user NAME' line");
-			Status ok = checkName(line, line.tokens[1]);
-			if (!ok)
-				return ok.error();
-			if (line.tokens[1] == "root" || line.tokens[1] == "0")
-				return lineError(line, "QEMU must not run as root");
-			policy.qemuUser = std::string(line.tokens[1]);
-			seenQemuUser = true;
-		} else if (keyword == "tcg") {
-			if (seenTcg || line.count != 2 ||
-			    (line.tokens[1] != "allow" && line.tokens[1] != "deny"))
-				return lineError(line, "expected one 'tcg allow|deny' line");
-			policy.tcgAllowed = line.tokens[1] == "allow";
-			seenTcg = true;
-		} else if (keyword == "require-landlock") {
-			if (seenLandlock || line.count != 2 ||
-			    (line.tokens[1] != "yes" && line.tokens[1] != "no"))
-				return lineError(line, "expected one 'require-landlock yes|no' line");
-			policy.requireLandlock = line.tokens[1] == "yes";
-			seenLandlock = true;
-		} else if (keyword == "cid-range") {
-			if (seenCid || line.count != 3)
-				return lineError(line, "expected one 'cid-range MIN MAX' line");
-			Result<std::uint32_t> min = number(line, line.tokens[1], abi::kMinCid, 0xfffffffeU);
-			if (!min)
-				return min.error();
-			Result<std::uint32_t> max = number(line, line.tokens[2], abi::kMinCid, 0xfffffffeU);
-			if (!max)
-				return max.error();
-			if (*min > *max)
-				return lineError(line, "cid-range minimum above maximum");
-			policy.cidMin = *min;
-			policy.cidMax = *max;
-			seenCid = true;
-		} else {
-			return lineError(line, "unknown keyword '%.*s'", TOKEN(keyword));
-		}
+		if (Status applied = applyLine(*parsed, policy, seen); !applied)
+			return applied.error();
 	}
 	return policy;
 }

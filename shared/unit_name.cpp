@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: AGPL-3.0-or-later
 #include "shared/unit_name.h"
 
+#include "shared/hex.h"
 #include "shared/validate.h"
 
 namespace fr {
@@ -17,17 +18,6 @@ void appendEscaped(std::string &out, unsigned char c)
 	out += 'x';
 	out += kHex[c >> 4];
 	out += kHex[c & 15];
-}
-
-int hexValue(char c) noexcept
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
 }
 
 } // namespace

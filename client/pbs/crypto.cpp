@@ -12,6 +12,8 @@
 #include <climits>
 #include <cstring>
 
+#include "shared/hex.h"
+
 namespace fr::pbs {
 
 namespace {
@@ -139,21 +141,6 @@ std::string hex(ByteView data)
 	}
 	return out;
 }
-
-namespace {
-
-int hexValue(char c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
-}
-
-} // namespace
 
 bool parseHex(std::string_view text, std::span<std::uint8_t> out)
 {

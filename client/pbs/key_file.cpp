@@ -82,6 +82,46 @@ const char *kdfName(Kdf kdf) noexcept
 	return "?";
 }
 
+namespace {
+
+// "kdf": null (an unprotected key) or one of {"Scrypt": {n, r, p, salt}} and
+// {"PBKDF2": {iter, salt}}.
+Status parseKdf(const json &root, KeyFile &out)
+{
+	const auto kdf = root.find("kdf");
+	if (kdf == root.end() || kdf->is_null())
+		return {};
+	if (!kdf->is_object() || kdf->size() != 1)
+		return bad("kdf", "not null, {\"Scrypt\": ...} or {\"PBKDF2\": ...}");
+	const std::string name = kdf->begin().key();
+	const json &params = kdf->begin().value();
+	if (!params.is_object())
+		return bad("kdf", "parameters are not an object");
+	if (name == "Scrypt") {
+		out.kdf = Kdf::Scrypt;
+		if (!readUnsigned(params, "n", out.scryptN) ||
+		    !readUnsigned(params, "r", out.scryptR) ||
+		    !readUnsigned(params, "p", out.scryptP))
+			return bad("kdf.Scrypt", "n, r and p must be unsigned integers");
+	} else if (name == "PBKDF2") {
+		out.kdf = Kdf::Pbkdf2;
+		if (!readUnsigned(params, "iter", out.pbkdf2Iterations))
+			return bad("kdf.PBKDF2", "iter must be an unsigned integer");
+	} else {
+		return bad("kdf", "unknown key derivation function");
+	}
+	const auto salt = params.find("salt");
+	if (salt == params.end() || !salt->is_string())
+		return bad("kdf.salt", "missing or not a string");
+	std::optional<Bytes> saltBytes = base64Decode(salt->get<std::string>());
+	if (!saltBytes)
+		return bad("kdf.salt", "not base64");
+	out.salt = std::move(*saltBytes);
+	return {};
+}
+
+} // namespace
+
 Result<KeyFile> parseKeyFile(std::string_view text)
 {
 	if (text.size() > kKeyFileMaxBytes)
@@ -90,35 +130,8 @@ Result<KeyFile> parseKeyFile(std::string_view text)
 	if (root.is_discarded() || !root.is_object())
 		return bad("", "not a JSON object");
 	KeyFile out;
-	const auto kdf = root.find("kdf");
-	if (kdf != root.end() && !kdf->is_null()) {
-		if (!kdf->is_object() || kdf->size() != 1)
-			return bad("kdf", "not null, {\"Scrypt\": ...} or {\"PBKDF2\": ...}");
-		const std::string name = kdf->begin().key();
-		const json &params = kdf->begin().value();
-		if (!params.is_object())
-			return bad("kdf", "parameters are not an object");
-		if (name == "Scrypt") {
-			out.kdf = Kdf::Scrypt;
-			if (!readUnsigned(params, "n", out.scryptN) ||
-			    !readUnsigned(params, "r", out.scryptR) ||
-			    !readUnsigned(params, "p", out.scryptP))
-				return bad("kdf.Scrypt", "n, r and p must be unsigned integers");
-		} else if (name == "PBKDF2") {
-			out.kdf = Kdf::Pbkdf2;
-			if (!readUnsigned(params, "iter", out.pbkdf2Iterations))
-				return bad("kdf.PBKDF2", "iter must be an unsigned integer");
-		} else {
-			return bad("kdf", "unknown key derivation function");
-		}
-		const auto salt = params.find("salt");
-		if (salt == params.end() || !salt->is_string())
-			return bad("kdf.salt", "missing or not a string");
-		std::optional<Bytes> saltBytes = base64Decode(salt->get<std::string>());
-		if (!saltBytes)
-			return bad("kdf.salt", "not base64");
-		out.salt = std::move(*saltBytes);
-	}
+	if (Status kdf = parseKdf(root, out); !kdf)
+		return kdf.error();
 	const auto data = root.find("data");
 	if (data == root.end() || !data->is_string())
 		return bad("data", "missing or not a string");

@@ -98,70 +98,66 @@ bool Manifest::encrypted() const
 	return false;
 }
 
-Result<Manifest> parseManifest(std::string_view text)
-{
-	json root = json::parse(text, nullptr, false);
-	if (root.is_discarded())
-		return Error::invalid(EINVAL, "manifest", "", "not valid JSON");
-	if (!root.is_object())
-		return bad("", "not a JSON object");
-	Manifest out;
-	const auto type = root.find("backup-type");
-	const auto id = root.find("backup-id");
-	const auto time = root.find("backup-time");
-	if (type == root.end() || !type->is_string())
-		return bad("backup-type", "missing or not a string");
-	if (id == root.end() || !id->is_string())
-		return bad("backup-id", "missing or not a string");
-	if (time == root.end() || !time->is_number_integer())
-		return bad("backup-time", "missing or not an integer");
-	out.backupType = type->get<std::string>();
-	out.backupId = id->get<std::string>();
-	out.backupTime = time->get<std::int64_t>();
+namespace {
 
+// One entry of "files".
+Result<ManifestFile> parseFileEntry(const json &entry)
+{
+	if (!entry.is_object())
+		return bad("files", "an entry is not an object");
+	ManifestFile file;
+	const auto name = entry.find("filename");
+	if (name == entry.end() || !name->is_string() || !plainFileName(name->get<std::string>()))
+		return bad("files.filename", "missing or not a plain file name");
+	file.filename = name->get<std::string>();
+	// "crypt-mode" is absent in manifests older than PBS 0.8.
+	const auto mode = entry.find("crypt-mode");
+	if (mode != entry.end()) {
+		const std::string m = mode->is_string() ? mode->get<std::string>() : "";
+		if (m == "none")
+			file.cryptMode = CryptMode::None;
+		else if (m == "encrypt")
+			file.cryptMode = CryptMode::Encrypt;
+		else if (m == "sign-only")
+			file.cryptMode = CryptMode::SignOnly;
+		else
+			return bad("files.crypt-mode", mode->is_string() ? "not none, encrypt or sign-only"
+									 : "not a string");
+	}
+	const auto size = entry.find("size");
+	if (size == entry.end() || !size->is_number_unsigned())
+		return bad("files.size", "missing or not an unsigned integer");
+	file.size = size->get<std::uint64_t>();
+	const auto csum = entry.find("csum");
+	if (csum == entry.end() || !csum->is_string() ||
+	    !parseHex(csum->get<std::string>(), file.csum))
+		return bad("files.csum", "missing or not 64 hex digits");
+	return file;
+}
+
+// "files": at most 1024 entries, no name twice.
+Status parseFiles(const json &root, Manifest &out)
+{
 	const auto files = root.find("files");
 	if (files == root.end() || !files->is_array())
 		return bad("files", "missing or not an array");
 	if (files->size() > 1024)
 		return bad("files", "more than 1024 entries");
 	for (const json &entry : *files) {
-		if (!entry.is_object())
-			return bad("files", "an entry is not an object");
-		ManifestFile file;
-		const auto name = entry.find("filename");
-		if (name == entry.end() || !name->is_string() ||
-		    !plainFileName(name->get<std::string>()))
-			return bad("files.filename", "missing or not a plain file name");
-		file.filename = name->get<std::string>();
-		// "crypt-mode" is absent in manifests older than PBS 0.8.
-		const auto mode = entry.find("crypt-mode");
-		if (mode != entry.end()) {
-			if (!mode->is_string())
-				return bad("files.crypt-mode", "not a string");
-			const std::string m = mode->get<std::string>();
-			if (m == "none")
-				file.cryptMode = CryptMode::None;
-			else if (m == "encrypt")
-				file.cryptMode = CryptMode::Encrypt;
-			else if (m == "sign-only")
-				file.cryptMode = CryptMode::SignOnly;
-			else
-				return bad("files.crypt-mode", "not none, encrypt or sign-only");
-		}
-		const auto size = entry.find("size");
-		if (size == entry.end() || !size->is_number_unsigned())
-			return bad("files.size", "missing or not an unsigned integer");
-		file.size = size->get<std::uint64_t>();
-		const auto csum = entry.find("csum");
-		if (csum == entry.end() || !csum->is_string() ||
-		    !parseHex(csum->get<std::string>(), file.csum))
-			return bad("files.csum", "missing or not 64 hex digits");
+		Result<ManifestFile> file = parseFileEntry(entry);
+		if (!file)
+			return file.error();
 		for (const ManifestFile &other : out.files)
-			if (other.filename == file.filename)
+			if (other.filename == file->filename)
 				return bad("files.filename", "listed twice");
-		out.files.push_back(std::move(file));
+		out.files.push_back(std::move(*file));
 	}
+	return {};
+}
 
+// "unprotected" (its key fingerprint) and "signature", both optional.
+Status parseKeyFields(const json &root, Manifest &out)
+{
 	const auto unprotected = root.find("unprotected");
 	if (unprotected != root.end() && !unprotected->is_null()) {
 		if (!unprotected->is_object())
@@ -184,6 +180,35 @@ Result<Manifest> parseManifest(std::string_view text)
 			return bad("signature", "not 64 hex digits");
 		out.signature = sig;
 	}
+	return {};
+}
+
+} // namespace
+
+Result<Manifest> parseManifest(std::string_view text)
+{
+	json root = json::parse(text, nullptr, false);
+	if (root.is_discarded())
+		return Error::invalid(EINVAL, "manifest", "", "not valid JSON");
+	if (!root.is_object())
+		return bad("", "not a JSON object");
+	Manifest out;
+	const auto type = root.find("backup-type");
+	const auto id = root.find("backup-id");
+	const auto time = root.find("backup-time");
+	if (type == root.end() || !type->is_string())
+		return bad("backup-type", "missing or not a string");
+	if (id == root.end() || !id->is_string())
+		return bad("backup-id", "missing or not a string");
+	if (time == root.end() || !time->is_number_integer())
+		return bad("backup-time", "missing or not an integer");
+	out.backupType = type->get<std::string>();
+	out.backupId = id->get<std::string>();
+	out.backupTime = time->get<std::int64_t>();
+	if (Status files = parseFiles(root, out); !files)
+		return files.error();
+	if (Status keys = parseKeyFields(root, out); !keys)
+		return keys.error();
 	out.json = std::make_shared<const nlohmann::json>(std::move(root));
 	return out;
 }

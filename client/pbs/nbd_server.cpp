@@ -65,6 +65,105 @@ std::vector<std::string> nbdServerArgv(const std::string &nbdkit, const std::str
 	return argv;
 }
 
+namespace {
+
+// A pipe holding the 32-byte key, its write end closed: the server reads
+// exactly the key and then EOF. (32 bytes always fit a pipe.)
+Result<UniqueFd> keyPipe(const Key &key)
+{
+	int fds[2];
+	if (::pipe2(fds, O_CLOEXEC) != 0)
+		return Error(errno, "pipe2", "key");
+	UniqueFd keyRead(fds[0]);
+	UniqueFd keyWrite(fds[1]);
+	if (::write(keyWrite.get(), key.data(), key.size()) != static_cast<ssize_t>(key.size()))
+		return Error(errno, "write", "key pipe");
+	return keyRead;
+}
+
+// The descriptors nbdkit gets: the NBD socket on 0 and 1, the log on 2, the
+// key (when there is one) on kKeyFd. Each is first lifted above those
+// numbers so that no dup2() overwrites another's source.
+struct ChildFds {
+	UniqueFd socket;
+	UniqueFd log;
+	UniqueFd key;
+};
+
+Result<ChildFds> liftChildFds(int socket, int log, int key)
+{
+	auto lift = [](int fd) { return UniqueFd(fd < 0 ? -1 : ::fcntl(fd, F_DUPFD_CLOEXEC, 10)); };
+	ChildFds fds{lift(socket), lift(log), lift(key)};
+	if (!fds.socket.isValid() || !fds.log.isValid() || (key >= 0 && !fds.key.isValid()))
+		return Error(errno, "fcntl(F_DUPFD_CLOEXEC)", "nbd");
+	return fds;
+}
+
+// nbdkit in its own session (the user's ^C on a client call must not take
+// down the disk of a VM that later calls reuse), default signal handling, and
+// a fixed environment: nothing of the caller's (LISTEN_FDS would make nbdkit
+// try socket activation; LD_* and the like have no business).
+Result<pid_t> spawnServer(const std::vector<std::string> &args, const ChildFds &fds)
+{
+	posix_spawn_file_actions_t actions;
+	posix_spawn_file_actions_init(&actions);
+	posix_spawn_file_actions_adddup2(&actions, fds.socket.get(), 0);
+	posix_spawn_file_actions_adddup2(&actions, fds.socket.get(), 1);
+	posix_spawn_file_actions_adddup2(&actions, fds.log.get(), 2);
+	if (fds.key.isValid())
+		posix_spawn_file_actions_adddup2(&actions, fds.key.get(), kKeyFd);
+	posix_spawnattr_t attr;
+	posix_spawnattr_init(&attr);
+	sigset_t none;
+	sigemptyset(&none);
+	sigset_t defaults;
+	sigfillset(&defaults);
+	posix_spawnattr_setsigmask(&attr, &none);
+	posix_spawnattr_setsigdefault(&attr, &defaults);
+	posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF |
+						POSIX_SPAWN_SETSID);
+	std::vector<char *> argv;
+	argv.reserve(args.size() + 1);
+	for (const std::string &arg : args)
+		argv.push_back(const_cast<char *>(arg.c_str()));
+	argv.push_back(nullptr);
+	char envPath[] = "PATH=/usr/bin:/bin";
+	char envLang[] = "LC_ALL=C";
+	char *envp[] = {envPath, envLang, nullptr};
+	pid_t pid = -1;
+	const int rc = ::posix_spawn(&pid, args[0].c_str(), &actions, &attr, argv.data(), envp);
+	posix_spawn_file_actions_destroy(&actions);
+	posix_spawnattr_destroy(&attr);
+	if (rc != 0)
+		return Error(rc, "exec", escapeForDisplay(args[0]));
+	return pid;
+}
+
+// Waits for the NBD greeting on fd, without consuming it: true once it is
+// there whole, false when the peer closed, sent something else, or the
+// timeout passed.
+bool awaitGreeting(int fd, std::chrono::milliseconds timeout)
+{
+	const auto deadline = std::chrono::steady_clock::now() + timeout;
+	for (;;) {
+		const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+			deadline - std::chrono::steady_clock::now());
+		pollfd pfd{fd, POLLIN, 0};
+		const int n = ::poll(&pfd, 1, static_cast<int>(std::max<long long>(0, left.count())));
+		if (n < 0 && errno == EINTR)
+			continue;
+		char buf[kGreetingSize];
+		const ssize_t got = n > 0 ? ::recv(fd, buf, sizeof(buf), MSG_PEEK | MSG_DONTWAIT) : 0;
+		if (got >= static_cast<ssize_t>(kGreetingSize))
+			return std::memcmp(buf, kGreeting, sizeof(kGreeting) - 1) == 0;
+		if (n <= 0 || got <= 0 || std::chrono::steady_clock::now() >= deadline)
+			return false;
+		::usleep(1000); // part of the greeting: wait for the rest
+	}
+}
+
+} // namespace
+
 Result<NbdServer> startNbdServer(const NbdServerSpec &spec, std::chrono::milliseconds timeout)
 {
 	if (spec.encrypted != spec.key.has_value())
@@ -75,105 +174,33 @@ Result<NbdServer> startNbdServer(const NbdServerSpec &spec, std::chrono::millise
 		return Error(errno, "socketpair", "nbd");
 	UniqueFd ours(pair[0]);
 	UniqueFd theirs(pair[1]);
-
 	UniqueFd keyRead;
 	if (spec.key) {
-		int fds[2];
-		if (::pipe2(fds, O_CLOEXEC) != 0)
-			return Error(errno, "pipe2", "key");
-		keyRead.reset(fds[0]);
-		UniqueFd keyWrite(fds[1]);
-		// 32 bytes always fit the pipe: write now, close, so that the
-		// server reads exactly the key and then EOF.
-		if (::write(keyWrite.get(), spec.key->data(), spec.key->size()) !=
-		    static_cast<ssize_t>(spec.key->size()))
-			return Error(errno, "write", "key pipe");
+		Result<UniqueFd> pipe = keyPipe(*spec.key);
+		if (!pipe)
+			return pipe.error();
+		keyRead = std::move(*pipe);
 	}
 	UniqueFd devNull(::open("/dev/null", O_RDWR | O_CLOEXEC));
 	if (!devNull.isValid())
 		return Error(errno, "open", "/dev/null");
-	const int logFd = spec.logFd >= 0 ? spec.logFd : devNull.get();
-
-	// Above the numbers the child's dup2()s target.
-	auto lift = [](int fd) { return UniqueFd(fd < 0 ? -1 : ::fcntl(fd, F_DUPFD_CLOEXEC, 10)); };
-	UniqueFd theirsHigh = lift(theirs.get());
-	UniqueFd logHigh = lift(logFd);
-	UniqueFd keyHigh = lift(keyRead.get());
-	if (!theirsHigh.isValid() || !logHigh.isValid() || (keyRead.isValid() && !keyHigh.isValid()))
-		return Error(errno, "fcntl(F_DUPFD_CLOEXEC)", "nbd");
-
-	posix_spawn_file_actions_t actions;
-	posix_spawn_file_actions_init(&actions);
-	posix_spawn_file_actions_adddup2(&actions, theirsHigh.get(), 0);
-	posix_spawn_file_actions_adddup2(&actions, theirsHigh.get(), 1);
-	posix_spawn_file_actions_adddup2(&actions, logHigh.get(), 2);
-	if (keyHigh.isValid())
-		posix_spawn_file_actions_adddup2(&actions, keyHigh.get(), kKeyFd);
-	posix_spawnattr_t attr;
-	posix_spawnattr_init(&attr);
-	sigset_t none;
-	sigemptyset(&none);
-	sigset_t defaults;
-	sigfillset(&defaults);
-	posix_spawnattr_setsigmask(&attr, &none);
-	posix_spawnattr_setsigdefault(&attr, &defaults);
-	// Its own session: the user's ^C on a client call must not take down
-	// the disk of a VM that later calls reuse.
-	posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF |
-						POSIX_SPAWN_SETSID);
-
-	const std::vector<std::string> args =
-		nbdServerArgv(nbdkitBinaryPath(), nbdkitPluginPath(), spec);
-	std::vector<char *> argv;
-	argv.reserve(args.size() + 1);
-	for (const std::string &arg : args)
-		argv.push_back(const_cast<char *>(arg.c_str()));
-	argv.push_back(nullptr);
-	// A fixed environment: nothing of the caller's (LISTEN_FDS would make
-	// nbdkit try socket activation; LD_* and the like have no business).
-	char envPath[] = "PATH=/usr/bin:/bin";
-	char envLang[] = "LC_ALL=C";
-	char *envp[] = {envPath, envLang, nullptr};
-	pid_t pid = -1;
-	const int rc = ::posix_spawn(&pid, args[0].c_str(), &actions, &attr, argv.data(), envp);
-	posix_spawn_file_actions_destroy(&actions);
-	posix_spawnattr_destroy(&attr);
-	theirsHigh.reset();
+	Result<pid_t> pid = [&]() -> Result<pid_t> {
+		Result<ChildFds> fds = liftChildFds(
+			theirs.get(), spec.logFd >= 0 ? spec.logFd : devNull.get(), keyRead.get());
+		if (!fds)
+			return fds.error();
+		return spawnServer(nbdServerArgv(nbdkitBinaryPath(), nbdkitPluginPath(), spec), *fds);
+	}();
 	theirs.reset();
-	keyHigh.reset();
 	keyRead.reset();
-	if (rc != 0)
-		return Error(rc, "exec", escapeForDisplay(args[0]));
-
-	// Wait for the greeting, without consuming it.
-	const auto deadline = std::chrono::steady_clock::now() + timeout;
-	for (;;) {
-		const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
-			deadline - std::chrono::steady_clock::now());
-		pollfd pfd{ours.get(), POLLIN, 0};
-		const int n = ::poll(&pfd, 1, static_cast<int>(std::max<long long>(0, left.count())));
-		if (n < 0 && errno == EINTR)
-			continue;
-		char buf[kGreetingSize];
-		const ssize_t got = n > 0 ? ::recv(ours.get(), buf, sizeof(buf), MSG_PEEK | MSG_DONTWAIT) : 0;
-		if (got >= static_cast<ssize_t>(kGreetingSize)) {
-			if (std::memcmp(buf, kGreeting, sizeof(kGreeting) - 1) != 0)
-				break; // not NBD: treat as a failed start
-			return NbdServer{std::move(ours), pid};
-		}
-		if (n > 0 && got > 0) {
-			// Part of the greeting: wait for the rest.
-			::usleep(1000);
-			if (std::chrono::steady_clock::now() < deadline)
-				continue;
-		}
-		if (n == 0 || (n > 0 && got <= 0) || std::chrono::steady_clock::now() >= deadline)
-			break;
-	}
+	if (!pid)
+		return pid.error();
+	if (awaitGreeting(ours.get(), timeout))
+		return NbdServer{std::move(ours), *pid};
 	// No greeting: the server failed (its reason is in the log) or hung.
-	::kill(pid, SIGKILL);
+	::kill(*pid, SIGKILL);
 	int status = 0;
-	while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+	while (::waitpid(*pid, &status, 0) < 0 && errno == EINTR) {
 	}
 	return Error::invalid(EIO, "nbdkit", spec.indexPath, "did not start serving (see its log)");
 }

@@ -76,94 +76,103 @@ int fail(const Error &error)
 	return -1;
 }
 
-template <typename T>
-bool once(std::optional<T> &slot, const char *key)
+// Each parser checks one parameter's value: the value, or nullopt after
+// saying why not.
+std::optional<std::string> absolutePath(const char *value)
+{
+	if (value[0] == '/')
+		return value;
+	nbdkit_error("datastore must be an absolute path");
+	return std::nullopt;
+}
+
+std::optional<std::string> relativePath(const char *value)
+{
+	if (value[0] != '/' && value[0] != '\0' && std::strstr(value, "..") == nullptr)
+		return value;
+	nbdkit_error("index must be a path relative to the datastore, without ..");
+	return std::nullopt;
+}
+
+std::optional<Digest> digestValue(const char *value)
+{
+	Digest csum{};
+	if (parseHex(value, csum))
+		return csum;
+	nbdkit_error("csum must be 64 hex digits");
+	return std::nullopt;
+}
+
+std::optional<std::uint64_t> sizeValue(const char *value)
+{
+	std::uint64_t size = 0;
+	if (nbdkit_parse_uint64_t("size", value, &size) == -1)
+		return std::nullopt;
+	return size;
+}
+
+std::optional<bool> boolValue(const char *value)
+{
+	const int b = nbdkit_parse_bool(value);
+	if (b == -1)
+		return std::nullopt;
+	return b == 1;
+}
+
+std::optional<int> keyFdValue(const char *value)
+{
+	int fd = -1;
+	if (nbdkit_parse_int("key-fd", value, &fd) == -1)
+		return std::nullopt;
+	if (fd >= 3)
+		return fd;
+	nbdkit_error("key-fd must be 3 or more");
+	return std::nullopt;
+}
+
+template <unsigned Max>
+std::optional<unsigned> atMost(const char *key, const char *value)
+{
+	unsigned v = 0;
+	if (nbdkit_parse_unsigned(key, value, &v) == -1)
+		return std::nullopt;
+	if (v <= Max)
+		return v;
+	nbdkit_error("%s: at most %u", key, Max);
+	return std::nullopt;
+}
+
+// Stores a parameter given once with a value its parser accepts.
+template <typename T, typename Parse>
+int setOnce(std::optional<T> &slot, const char *key, Parse parse)
 {
 	if (slot) {
 		nbdkit_error("%s given twice", key);
-		return false;
+		return -1;
 	}
-	return true;
+	slot = parse();
+	return slot ? 0 : -1;
 }
 
 int pbsConfig(const char *key, const char *value)
 {
 	const std::string k = key;
-	if (k == "datastore" && once(config.datastore, key)) {
-		if (value[0] != '/') {
-			nbdkit_error("datastore must be an absolute path");
-			return -1;
-		}
-		config.datastore = value;
-		return 0;
-	}
-	if (k == "index" && once(config.index, key)) {
-		if (value[0] == '/' || value[0] == '\0' || std::strstr(value, "..") != nullptr) {
-			nbdkit_error("index must be a path relative to the datastore, without ..");
-			return -1;
-		}
-		config.index = value;
-		return 0;
-	}
-	if (k == "csum" && once(config.csum, key)) {
-		Digest csum{};
-		if (!parseHex(value, csum)) {
-			nbdkit_error("csum must be 64 hex digits");
-			return -1;
-		}
-		config.csum = csum;
-		return 0;
-	}
-	if (k == "size" && once(config.size, key)) {
-		std::uint64_t size = 0;
-		if (nbdkit_parse_uint64_t("size", value, &size) == -1)
-			return -1;
-		config.size = size;
-		return 0;
-	}
-	if (k == "encrypted" && once(config.encrypted, key)) {
-		const int b = nbdkit_parse_bool(value);
-		if (b == -1)
-			return -1;
-		config.encrypted = b == 1;
-		return 0;
-	}
-	if (k == "key-fd" && once(config.keyFd, key)) {
-		int fd = -1;
-		if (nbdkit_parse_int("key-fd", value, &fd) == -1)
-			return -1;
-		if (fd < 3) {
-			nbdkit_error("key-fd must be 3 or more");
-			return -1;
-		}
-		config.keyFd = fd;
-		return 0;
-	}
-	if (k == "cache-mib" && once(config.cacheMib, key)) {
-		unsigned v = 0;
-		if (nbdkit_parse_unsigned("cache-mib", value, &v) == -1)
-			return -1;
-		if (v > 4096) {
-			nbdkit_error("cache-mib: at most 4096");
-			return -1;
-		}
-		config.cacheMib = v;
-		return 0;
-	}
-	if (k == "readahead" && once(config.readAhead, key)) {
-		unsigned v = 0;
-		if (nbdkit_parse_unsigned("readahead", value, &v) == -1)
-			return -1;
-		if (v > 16) {
-			nbdkit_error("readahead: at most 16 chunks");
-			return -1;
-		}
-		config.readAhead = v;
-		return 0;
-	}
-	if (k == "datastore" || k == "index" || k == "csum" || k == "size" || k == "encrypted" ||
-	    k == "key-fd" || k == "cache-mib" || k == "readahead")
-		return -1; // given twice (reported)
+	if (k == "datastore")
+		return setOnce(config.datastore, key, [&] { return absolutePath(value); });
+	if (k == "index")
+		return setOnce(config.index, key, [&] { return relativePath(value); });
+	if (k == "csum")
+		return setOnce(config.csum, key, [&] { return digestValue(value); });
+	if (k == "size")
+		return setOnce(config.size, key, [&] { return sizeValue(value); });
+	if (k == "encrypted")
+		return setOnce(config.encrypted, key, [&] { return boolValue(value); });
+	if (k == "key-fd")
+		return setOnce(config.keyFd, key, [&] { return keyFdValue(value); });
+	if (k == "cache-mib")
+		return setOnce(config.cacheMib, key, [&] { return atMost<4096>(key, value); });
+	if (k == "readahead") // chunks
+		return setOnce(config.readAhead, key, [&] { return atMost<16>(key, value); });
 	nbdkit_error("unknown parameter '%s'", key);
 	return -1;
 }
@@ -188,6 +197,34 @@ Result<Key> readKey(int fd)
 		return Error::invalid(EINVAL, "key-fd", std::to_string(fd),
 				      "delivered more than 32 key bytes");
 	return key;
+}
+
+// PBS readers hold the snapshot directory's lock shared for as long as they
+// read; prune and a running backup take it exclusively. A pruned snapshot's
+// chunks may be garbage-collected a day later. Held in snapshotLock.
+Status lockSnapshot(int store, const std::string &index)
+{
+	const std::size_t slash = index.rfind('/');
+	const std::string snapshotDir = slash == std::string::npos ? "." : index.substr(0, slash);
+	snapshotLock.reset(::openat(store, snapshotDir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+	if (!snapshotLock.isValid())
+		return Error(errno, "open", snapshotDir);
+	if (::flock(snapshotLock.get(), LOCK_SH | LOCK_NB) != 0)
+		return Error::invalid(errno, "flock", snapshotDir,
+				      "the snapshot is locked by another operation "
+				      "(a prune or a backup)");
+	return {};
+}
+
+// The key from its pipe, made into the crypt config; the raw key is wiped.
+Result<CryptConfig> cryptFromKeyFd(int fd)
+{
+	Result<Key> key = readKey(fd);
+	if (!key)
+		return key.error();
+	Result<CryptConfig> made = CryptConfig::create(*key);
+	OPENSSL_cleanse(key->data(), key->size());
+	return made;
 }
 
 int pbsConfigComplete()
@@ -219,20 +256,9 @@ int pbsConfigComplete()
 	if (!chunks.isValid())
 		return fail(Error(errno, "open", *config.datastore + "/.chunks"));
 
-	// PBS readers hold the snapshot directory's lock shared for as long
-	// as they read; prune and a running backup take it exclusively. A
-	// pruned snapshot's chunks may be garbage-collected a day later.
 	const std::string &index = *config.index;
-	const std::size_t slash = index.rfind('/');
-	const std::string snapshotDir = slash == std::string::npos ? "." : index.substr(0, slash);
-	snapshotLock.reset(::openat(store.get(), snapshotDir.c_str(),
-				    O_RDONLY | O_DIRECTORY | O_CLOEXEC));
-	if (!snapshotLock.isValid())
-		return fail(Error(errno, "open", snapshotDir));
-	if (::flock(snapshotLock.get(), LOCK_SH | LOCK_NB) != 0)
-		return fail(Error::invalid(errno, "flock", snapshotDir,
-					   "the snapshot is locked by another operation "
-					   "(a prune or a backup)"));
+	if (Status locked = lockSnapshot(store.get(), index); !locked)
+		return fail(locked.error());
 
 	Result<FixedIndex> fidx = readFixedIndex(store.get(), index, index);
 	if (!fidx)
@@ -243,11 +269,7 @@ int pbsConfigComplete()
 
 	std::optional<CryptConfig> crypt;
 	if (config.keyFd) {
-		Result<Key> key = readKey(*config.keyFd);
-		if (!key)
-			return fail(key.error());
-		Result<CryptConfig> made = CryptConfig::create(*key);
-		OPENSSL_cleanse(key->data(), key->size());
+		Result<CryptConfig> made = cryptFromKeyFd(*config.keyFd);
 		if (!made)
 			return fail(made.error());
 		crypt = std::move(*made);

@@ -47,59 +47,50 @@ Status restrictFilesystem(const std::vector<std::string> &readable,
 	return landlock::restrictSelf(ruleset->get());
 }
 
-Status loadServerSeccomp()
-{
-	scmp_filter_ctx ctx = seccomp_init(SCMP_ACT_KILL_PROCESS);
-	if (ctx == nullptr)
-		return Error(ENOMEM, "seccomp_init");
-	struct Release {
-		scmp_filter_ctx ctx;
-		~Release() { seccomp_release(ctx); }
-	} release{ctx};
+namespace {
 
-	int rc = seccomp_attr_set(ctx, SCMP_FLTATR_CTL_TSYNC, 1);
-	// Every call below is one an nbdkit serving its single connection,
-	// glibc's allocator and threads, or our chunk reader make:
-	static constexpr int kAllowed[] = {
-		// the NBD socket (stdin/stdout) and the log (stderr)
-		SCMP_SYS(read), SCMP_SYS(write), SCMP_SYS(readv), SCMP_SYS(writev),
-		SCMP_SYS(recvfrom), SCMP_SYS(sendto), SCMP_SYS(recvmsg), SCMP_SYS(sendmsg),
-		SCMP_SYS(getsockopt), SCMP_SYS(shutdown), SCMP_SYS(poll), SCMP_SYS(ppoll),
-		// nbdkit's per-connection quit pipe and fd flags; nbdkit -s
-		// moves the socket off fds 0 and 1 and fills them with copies
-		// of stderr when /dev/null cannot be opened (it cannot here)
-		SCMP_SYS(pipe2), SCMP_SYS(fcntl), SCMP_SYS(dup), SCMP_SYS(dup2), SCMP_SYS(dup3),
-		// chunk files: open read-only (filtered below), stat, read, close
-		SCMP_SYS(pread64), SCMP_SYS(lseek), SCMP_SYS(close), SCMP_SYS(fstat),
-		SCMP_SYS(newfstatat), SCMP_SYS(statx), SCMP_SYS(fadvise64),
-		// memory
-		SCMP_SYS(brk), SCMP_SYS(mmap), SCMP_SYS(munmap), SCMP_SYS(mremap),
-		SCMP_SYS(mprotect), SCMP_SYS(madvise),
-		// threads (clone is filtered below) and their synchronisation
-		SCMP_SYS(futex), SCMP_SYS(set_robust_list), SCMP_SYS(rseq), SCMP_SYS(exit),
-		SCMP_SYS(exit_group), SCMP_SYS(sched_yield), SCMP_SYS(gettid), SCMP_SYS(getpid),
-		SCMP_SYS(prctl), // PR_SET_NAME for worker threads
-		// signals: nbdkit blocks them in its threads; abort() raises SIGABRT
-		SCMP_SYS(rt_sigaction), SCMP_SYS(rt_sigprocmask), SCMP_SYS(rt_sigreturn),
-		SCMP_SYS(sigaltstack), SCMP_SYS(tgkill),
-		// time (the vDSO covers most; the fallbacks are syscalls)
-		SCMP_SYS(clock_gettime), SCMP_SYS(gettimeofday), SCMP_SYS(nanosleep),
-		SCMP_SYS(clock_nanosleep),
-		// glibc's allocator seeds itself from getrandom
-		SCMP_SYS(getrandom),
-	};
-	for (const int call : kAllowed)
-		if (rc == 0)
-			rc = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, call, 0);
+// Every call below is one an nbdkit serving its single connection,
+// glibc's allocator and threads, or our chunk reader make:
+constexpr int kAllowed[] = {
+	// the NBD socket (stdin/stdout) and the log (stderr)
+	SCMP_SYS(read), SCMP_SYS(write), SCMP_SYS(readv), SCMP_SYS(writev),
+	SCMP_SYS(recvfrom), SCMP_SYS(sendto), SCMP_SYS(recvmsg), SCMP_SYS(sendmsg),
+	SCMP_SYS(getsockopt), SCMP_SYS(shutdown), SCMP_SYS(poll), SCMP_SYS(ppoll),
+	// nbdkit's per-connection quit pipe and fd flags; nbdkit -s
+	// moves the socket off fds 0 and 1 and fills them with copies
+	// of stderr when /dev/null cannot be opened (it cannot here)
+	SCMP_SYS(pipe2), SCMP_SYS(fcntl), SCMP_SYS(dup), SCMP_SYS(dup2), SCMP_SYS(dup3),
+	// chunk files: open read-only (filtered below), stat, read, close
+	SCMP_SYS(pread64), SCMP_SYS(lseek), SCMP_SYS(close), SCMP_SYS(fstat),
+	SCMP_SYS(newfstatat), SCMP_SYS(statx), SCMP_SYS(fadvise64),
+	// memory
+	SCMP_SYS(brk), SCMP_SYS(mmap), SCMP_SYS(munmap), SCMP_SYS(mremap),
+	SCMP_SYS(mprotect), SCMP_SYS(madvise),
+	// threads (clone is filtered below) and their synchronisation
+	SCMP_SYS(futex), SCMP_SYS(set_robust_list), SCMP_SYS(rseq), SCMP_SYS(exit),
+	SCMP_SYS(exit_group), SCMP_SYS(sched_yield), SCMP_SYS(gettid), SCMP_SYS(getpid),
+	SCMP_SYS(prctl), // PR_SET_NAME for worker threads
+	// signals: nbdkit blocks them in its threads; abort() raises SIGABRT
+	SCMP_SYS(rt_sigaction), SCMP_SYS(rt_sigprocmask), SCMP_SYS(rt_sigreturn),
+	SCMP_SYS(sigaltstack), SCMP_SYS(tgkill),
+	// time (the vDSO covers most; the fallbacks are syscalls)
+	SCMP_SYS(clock_gettime), SCMP_SYS(gettimeofday), SCMP_SYS(nanosleep),
+	SCMP_SYS(clock_nanosleep),
+	// glibc's allocator seeds itself from getrandom
+	SCMP_SYS(getrandom),
+};
+
+// The calls allowed only with some arguments; libseccomp's rc (0: all added).
+int addFilteredCalls(scmp_filter_ctx ctx)
+{
 	// openat: read-only, or write-only to an existing file; Landlock
 	// confines which files (the datastore to read; /dev/null, which
 	// nbdkit -s reopens its stdout on, to write). Creating, truncating,
 	// appending or read-write answers EACCES.
 	constexpr unsigned kWriteFlags[] = {O_RDWR, O_CREAT, O_TRUNC, O_APPEND};
 	constexpr unsigned kAnyWrite = O_RDWR | O_CREAT | O_TRUNC | O_APPEND;
-	if (rc == 0)
-		rc = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(openat), 1,
-				      SCMP_A2(SCMP_CMP_MASKED_EQ, kAnyWrite, 0));
+	int rc = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(openat), 1,
+				  SCMP_A2(SCMP_CMP_MASKED_EQ, kAnyWrite, 0));
 	for (const unsigned flag : kWriteFlags)
 		if (rc == 0)
 			rc = seccomp_rule_add(ctx, SCMP_ACT_ERRNO(EACCES), SCMP_SYS(openat), 1,
@@ -116,6 +107,27 @@ Status loadServerSeccomp()
 	if (rc == 0)
 		rc = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(ioctl), 1,
 				      SCMP_A1(SCMP_CMP_EQ, TCGETS));
+	return rc;
+}
+
+} // namespace
+
+Status loadServerSeccomp()
+{
+	scmp_filter_ctx ctx = seccomp_init(SCMP_ACT_KILL_PROCESS);
+	if (ctx == nullptr)
+		return Error(ENOMEM, "seccomp_init");
+	struct Release {
+		scmp_filter_ctx ctx;
+		~Release() { seccomp_release(ctx); }
+	} release{ctx};
+
+	int rc = seccomp_attr_set(ctx, SCMP_FLTATR_CTL_TSYNC, 1);
+	for (const int call : kAllowed)
+		if (rc == 0)
+			rc = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, call, 0);
+	if (rc == 0)
+		rc = addFilteredCalls(ctx);
 	if (rc != 0)
 		return Error(-rc, "seccomp_rule_add");
 	if (::prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0)

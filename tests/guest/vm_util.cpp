@@ -251,6 +251,8 @@ std::vector<std::string> qemuArgv(const VmOptions &o)
 			      abi::kCmdlineTransport + "=" + (o.vsock ? "vsock" : "serial");
 	if (const unsigned long khz = hostTscKhz(); khz > 0)
 		cmdline += " tsc_early_khz=" + std::to_string(khz);
+	if (!o.kernelArgs.empty())
+		cmdline += " " + o.kernelArgs;
 	// For comparing kernel arguments in bench/ (never set in tests).
 	if (const char *extra = std::getenv("FR_KERNEL_EXTRA_ARGS"); extra != nullptr && *extra != '\0')
 		cmdline += std::string(" ") + extra;

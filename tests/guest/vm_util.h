@@ -75,6 +75,7 @@ struct VmOptions {
 	bool vsock = false;          // vsock transport instead of serial
 	bool vsockDevice = false;    // add a vhost-vsock-device (needs /dev/vhost-vsock)
 	unsigned cid = 0;
+	std::string kernelArgs; // appended to the kernel command line
 };
 
 // The QEMU argv the helper builds (DESIGN.md; helper engineer's branch),

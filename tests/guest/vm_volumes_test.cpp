@@ -29,6 +29,8 @@
 #include <gtest/gtest.h>
 
 #include "shared/guest_session.h"
+#include "guest/disks.h"
+#include "shared/guest_abi.h"
 #include "shared/protocol.h"
 #include "vm_util.h"
 
@@ -375,6 +377,52 @@ TEST_F(VmVolumes, CrashConsistentFilesystemsComeBackWithTheirNewestChanges)
 	}
 	const std::string console = gVm->vm->console();
 	EXPECT_NE(console.find("with its journal replayed into"), std::string::npos) << console;
+}
+
+// The same crash-consistent disks with the replay off (fr.replay=no, the
+// path taken when the throwaway layer cannot be made): each is mounted as
+// the disk holds it, its files still readable, and every response about it
+// carries the warning that the newest changes may be missing. A second,
+// small VM: the first keeps replaying.
+TEST_F(VmVolumes, WithoutReplayTheFilesystemCarriesTheWarning)
+{
+	VmOptions options = gVm->vm->options();
+	options.disks.clear();
+	for (const char *name : {"ext4-dirty", "xfs-dirty", "btrfs-log"})
+		options.disks.push_back({gVm->disks + "/" + name + ".img"});
+	options.socketPath = gVm->dir / "noreplay.sock";
+	options.consoleLog = gVm->dir / "noreplay-console.log";
+	options.kernelArgs = std::string(abi::kCmdlineReplay) + "=no";
+	Vm vm(options);
+	ASSERT_TRUE(vm.start());
+	Result<GuestSession> session = vm.connect(gVm->ticket);
+	ASSERT_TRUE(session) << session.error().message() << "\n" << vm.console();
+	// Each mounts, and its listing says what may be missing. What the
+	// last clean point holds differs: xfs keeps even the data directory
+	// of the last minute in its log only.
+	for (const char *disk : {"/disk0", "/disk1", "/disk2"}) {
+		SCOPED_TRACE(disk);
+		Status ok = session->list(std::string(disk) + "/raw", [](const Entry &) noexcept { return Status{}; });
+		ASSERT_TRUE(ok) << ok.error().message() << "\n" << vm.console();
+		EXPECT_EQ(session->warning(), guest::kJournalWarning);
+	}
+	// ext4's numbers (synced before the newest changes) come back whole, the
+	// extract carrying the warning too.
+	std::string bytes;
+	Status ok = session->extract(
+		"/disk0/raw/data/numbers", proto::ExtractFormat::Raw, proto::Compression::None,
+		[](const Entry &) noexcept { return Status{}; },
+		[&](std::span<const std::uint8_t> chunk) noexcept {
+			bytes.append(reinterpret_cast<const char *>(chunk.data()), chunk.size());
+			return Status{};
+		});
+	ASSERT_TRUE(ok) << ok.error().message();
+	EXPECT_EQ(session->warning(), guest::kJournalWarning);
+	EXPECT_EQ(sha256Hex(bytes), sha256Hex(numbers()));
+	EXPECT_NE(vm.console().find("WITHOUT journal replay"), std::string::npos) << vm.console();
+	EXPECT_EQ(vm.console().find("with its journal replayed into"), std::string::npos) << vm.console();
+	EXPECT_TRUE(session->stop());
+	EXPECT_TRUE(vm.waitExit(30000)) << "QEMU did not exit after stop";
 }
 
 TEST_F(VmVolumes, HostileMetadataGivesReasonsAndTheOthersStillServe)

@@ -160,6 +160,18 @@ std::string privilegedSkipReason()
 	return checkTestRoot();
 }
 
+std::string vmSkipReason(const std::string &imageDir, const std::string &qemu)
+{
+	if (std::string why = privilegedSkipReason(); !why.empty())
+		return why;
+	if (::access((imageDir + "/vmlinuz").c_str(), R_OK) != 0 ||
+	    ::access((imageDir + "/initramfs.img").c_str(), R_OK) != 0)
+		return "no guest image in " + imageDir + " (build the guest first)";
+	if (::access(qemu.c_str(), X_OK) != 0)
+		return "no QEMU at " + qemu;
+	return "";
+}
+
 TestUser testUser() { return requireUser(kTestUserName); }
 TestUser otherTestUser() { return requireUser(kOtherUserName); }
 

@@ -64,6 +64,11 @@ namespace fr::test {
 // with it.
 std::string privilegedSkipReason();
 
+// Non-empty: why an end-to-end test that boots the real guest cannot run
+// here: privilegedSkipReason(), no guest image (vmlinuz, initramfs.img) in
+// imageDir, or no QEMU at qemu.
+std::string vmSkipReason(const std::string &imageDir, const std::string &qemu);
+
 // Accounts for the tests, created (useradd/groupadd) when missing:
 //   fr-test        the unprivileged caller; member of fr-test-extra
 //   fr-test-other  another user (owner of files fr-test must not read)
