@@ -272,18 +272,9 @@ protected:
 	static void SetUpTestSuite()
 	{
 		fr::client::test::becomeSubreaper();
-		gSkip = t::privilegedSkipReason();
+		gSkip = t::vmSkipReason(kImageDir, FR_QEMU_BINARY);
 		if (!gSkip.empty())
 			return;
-		if (::access((kImageDir + "/vmlinuz").c_str(), R_OK) != 0 ||
-		    ::access((kImageDir + "/initramfs.img").c_str(), R_OK) != 0) {
-			gSkip = "no guest image in " + kImageDir + " (build the guest first)";
-			return;
-		}
-		if (::access(FR_QEMU_BINARY, X_OK) != 0) {
-			gSkip = "no QEMU at " FR_QEMU_BINARY;
-			return;
-		}
 		std::string cacheDir;
 		if (!buildDisks(cacheDir).empty())
 			return;
