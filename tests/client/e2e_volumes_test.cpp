@@ -10,9 +10,10 @@
 // and a file extracted byte for byte (`seq 1 20000` and the hostname texts
 // that tests/guest/volume-disks-guest.sh wrote): LVM LVs, a thin LV and
 // its snapshot, a VG spanning two archives (/lvm/...), md raid1 and a
-// degraded raid5 (/md/...), LUKS2 and LUKS1 locked (a reason), with a wrong
-// --luks-key-file (refused, saying so) and with the right one, LVM on LUKS
-// and LUKS on LVM, NTFS with non-ASCII names, btrfs subvolumes and a
+// degraded raid5 (/md/...), LUKS2 and LUKS1 locked (a reason, no "I/O
+// error"), with a wrong --luks-key-file (refused, saying so, also by
+// `mount`) and with the right one (the first call an extract to stdout; a
+// FUSE mount of an opened volume), LVM on LUKS and LUKS on LVM, NTFS with non-ASCII names, btrfs subvolumes and a
 // snapshot, crash-consistent ext4/xfs/btrfs with their newest changes,
 // exfat, udf, a hybrid ISO under both paths; the hostile disks (damaged LVM
 // metadata, an md superblock claiming 1000 members, absurd LUKS key
