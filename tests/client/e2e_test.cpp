@@ -95,14 +95,8 @@ std::string stampedBytes(std::size_t size, unsigned seed)
 
 // Everything the suite shares: the installed helper, the images, the
 // user's directories. Built once (SetUpTestSuite); torn down at the end.
-struct World {
-	std::unique_ptr<t::HelperInstall> install;
-	t::TestUser user;
-	std::string scratch;
-	std::string runtime; // XDG_RUNTIME_DIR
-	std::string repo;
+struct World : t::ClientWorld {
 	std::string imagePath; // an ad-hoc --image (whole-disk ext4)
-	std::string targets;   // user-owned, for extraction targets
 	Tree tree;
 	std::string bigFile;
 	bool hasXattr = false;
@@ -442,20 +436,7 @@ protected:
 			return;
 		gWorld = new World;
 		World &w = *gWorld;
-		w.install = std::make_unique<t::HelperInstall>(t::Variant::RealQemu);
-		w.install->setPolicy("allow everyone\ntcg allow\nlimit vms 8\n");
-		w.install->installImage(kImageDir + "/vmlinuz", kImageDir + "/initramfs.img");
-		w.user = t::testUser();
-		w.scratch = w.install->scratchDir();
-		// Short: the serial transport's socket path must fit 108 bytes (as
-		// under /run/user/<uid>); test_root paths are long.
-		w.runtime = "/run/fr-e2e-" + std::to_string(::getpid());
-		t::removeTree(w.runtime);
-		t::makeDir(w.runtime, 0700, w.user.uid, w.user.gid);
-		w.repo = w.scratch + "/repo";
-		t::makeDir(w.repo, 0755);
-		w.targets = w.scratch + "/home";
-		t::makeDir(w.targets, 0755, w.user.uid, w.user.gid);
+		t::setUpClientWorld(w, kImageDir, "e2e");
 		buildImages(w);
 	}
 	static void TearDownTestSuite()

@@ -88,13 +88,7 @@ struct CacheState {
 	std::map<std::string, std::pair<off_t, timespec>> disks;
 };
 
-struct World {
-	std::unique_ptr<t::HelperInstall> install;
-	t::TestUser user;
-	std::string scratch;
-	std::string runtime; // XDG_RUNTIME_DIR
-	std::string repo;
-	std::string targets; // user-owned, for extraction targets and key files
+struct World : t::ClientWorld { // targets: also for the key files
 	std::string cacheDir;
 	CacheState cache;
 	std::string keyFile;
@@ -283,19 +277,7 @@ protected:
 		World &w = *gWorld;
 		w.cacheDir = cacheDir;
 		w.cache = cacheState(cacheDir);
-		w.install = std::make_unique<t::HelperInstall>(t::Variant::RealQemu);
-		w.install->setPolicy("allow everyone\ntcg allow\nlimit vms 8\n");
-		w.install->installImage(kImageDir + "/vmlinuz", kImageDir + "/initramfs.img");
-		w.user = t::testUser();
-		w.scratch = w.install->scratchDir();
-		// Short: the serial transport's socket path must fit 108 bytes.
-		w.runtime = "/run/fr-vol-e2e-" + std::to_string(::getpid());
-		t::removeTree(w.runtime);
-		t::makeDir(w.runtime, 0700, w.user.uid, w.user.gid);
-		w.repo = w.scratch + "/repo";
-		t::makeDir(w.repo, 0755);
-		w.targets = w.scratch + "/home";
-		t::makeDir(w.targets, 0755, w.user.uid, w.user.gid);
+		t::setUpClientWorld(w, kImageDir, "vol-e2e");
 		try {
 			fillSnapshot(w);
 		} catch (const std::exception &e) {

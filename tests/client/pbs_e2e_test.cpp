@@ -61,11 +61,7 @@ std::string randomBytes(std::size_t size, unsigned seed)
 	return out;
 }
 
-struct World {
-	std::unique_ptr<t::HelperInstall> install;
-	t::TestUser user;
-	std::string scratch;
-	std::string runtime;
+struct World : t::ClientWorld {
 	std::string datastore;
 	std::string keyFile;       // scrypt, kPassword
 	std::string pbkdf2KeyFile; // the same key, pbkdf2, kPassword
@@ -267,14 +263,7 @@ protected:
 		}
 		gWorld = new World;
 		World &w = *gWorld;
-		w.install = std::make_unique<t::HelperInstall>(t::Variant::RealQemu);
-		w.install->setPolicy("allow everyone\ntcg allow\nlimit vms 8\n");
-		w.install->installImage(kImageDir + "/vmlinuz", kImageDir + "/initramfs.img");
-		w.user = t::testUser();
-		w.scratch = w.install->scratchDir();
-		w.runtime = "/run/fr-pbs-e2e-" + std::to_string(::getpid());
-		t::removeTree(w.runtime);
-		t::makeDir(w.runtime, 0700, w.user.uid, w.user.gid);
+		t::setUpClientWorld(w, kImageDir, "pbs-e2e");
 		w.datastore = w.scratch + "/datastore";
 		buildDatastore(w);
 	}

@@ -462,4 +462,20 @@ void HelperInstall::installImage(const std::string &vmlinuz, const std::string &
 	copyFile(initramfs, imageDir() + "/initramfs.img", 0644);
 }
 
+void setUpClientWorld(ClientWorld &w, const std::string &imageDir, const std::string &tag)
+{
+	w.install = std::make_unique<HelperInstall>(Variant::RealQemu);
+	w.install->setPolicy("allow everyone\ntcg allow\nlimit vms 8\n");
+	w.install->installImage(imageDir + "/vmlinuz", imageDir + "/initramfs.img");
+	w.user = testUser();
+	w.scratch = w.install->scratchDir();
+	w.runtime = "/run/fr-" + tag + "-" + std::to_string(::getpid());
+	removeTree(w.runtime);
+	makeDir(w.runtime, 0700, w.user.uid, w.user.gid);
+	w.repo = w.scratch + "/repo";
+	makeDir(w.repo, 0755);
+	w.targets = w.scratch + "/home";
+	makeDir(w.targets, 0755, w.user.uid, w.user.gid);
+}
+
 } // namespace fr::test

@@ -51,6 +51,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -169,5 +170,22 @@ private:
 	std::string policyDir_;
 	std::string helperPath_;
 };
+
+// What every end-to-end test of the real client sets up first: the real
+// helper installed setuid with QEMU (policy: everyone, TCG, 8 VMs) and the
+// guest image from imageDir, the unprivileged test user, a runtime
+// directory of theirs (/run/fr-<tag>-<pid>: short, because the serial
+// transport's socket path must fit 108 bytes, as under /run/user/<uid>;
+// test_root paths are long), a repository and a directory of the user's
+// for extraction targets.
+struct ClientWorld {
+	std::unique_ptr<HelperInstall> install;
+	TestUser user;
+	std::string scratch; // the install's scratch directory
+	std::string runtime; // XDG_RUNTIME_DIR
+	std::string repo;    // scratch/repo (root 0755)
+	std::string targets; // scratch/home (the user's)
+};
+void setUpClientWorld(ClientWorld &world, const std::string &imageDir, const std::string &tag);
 
 } // namespace fr::test
