@@ -379,22 +379,6 @@ std::string fileSha256(const std::string &path)
 	return hexEncode(std::string(reinterpret_cast<char *>(out), sizeof(out)));
 }
 
-// Whether FUSE mounts can be made here by the test user.
-std::string fuseSkipReason()
-{
-	if (::access("/dev/fuse", F_OK) != 0)
-		return "no /dev/fuse on this machine (the FUSE logic is tested in mount_fs_test)";
-	struct stat st {};
-	if (::stat("/usr/bin/fusermount3", &st) != 0 || (st.st_mode & S_ISUID) == 0)
-		return "no setuid /usr/bin/fusermount3 (Debian's fuse3)";
-	return {};
-}
-
-bool mounted(const std::string &mountpoint)
-{
-	return t::readFile("/proc/self/mountinfo").find(" " + mountpoint + " ") != std::string::npos;
-}
-
 // upstream's ArchiveEntry (pbs-datastore catalog.rs): these keys only, of
 // these types; size and mtime left out when they do not apply. Ours
 // besides, only when there is something to say (docs/client.md): "reason"
@@ -879,7 +863,7 @@ TEST_F(EndToEnd, ListingsRunBesideALongExtractAndExtractsBesideEachOther)
 
 TEST_F(EndToEnd, MountShowsThePartitionAsItIs)
 {
-	if (const std::string reason = fuseSkipReason(); !reason.empty())
+	if (const std::string reason = t::fuseSkipReason(); !reason.empty())
 		GTEST_SKIP() << reason;
 	const std::string dir = userDir("mount");
 	const std::string mnt = dir + "/mnt";
@@ -895,7 +879,7 @@ TEST_F(EndToEnd, MountShowsThePartitionAsItIs)
 		"\"$CLIENT\" umount mnt; echo $? > umount.rc\n",
 		600);
 	ASSERT_EQ(r.code, 0) << r.out << r.err;
-	EXPECT_FALSE(mounted(mnt));
+	EXPECT_FALSE(t::isMounted(mnt));
 	EXPECT_EQ(t::readFile(dir + "/umount.rc"), "0\n");
 
 	// find: every name that was put in (and mkfs's lost+found).
@@ -988,7 +972,7 @@ TEST_F(EndToEnd, KilledQemuIsRestartedByTheNextCall)
 	// With a mount on it: the mount answers EIO (no hang) and can be
 	// unmounted; the next call (a mount again) starts a new VM, which the
 	// mount keeps alive past its idle timeout.
-	const std::string fuseSkip = fuseSkipReason();
+	const std::string fuseSkip = t::fuseSkipReason();
 	const std::string dir = userDir("killed-mount");
 	t::makeDir(dir + "/mnt", 0755, gWorld->user.uid, gWorld->user.gid);
 	t::makeDir(dir + "/mnt2", 0755, gWorld->user.uid, gWorld->user.gid);
@@ -1017,7 +1001,7 @@ TEST_F(EndToEnd, KilledQemuIsRestartedByTheNextCall)
 		EXPECT_NE(r.out.find("cat=1"), std::string::npos) << r.out;
 		EXPECT_NE(r.out.find("umount=0"), std::string::npos) << r.out << r.err;
 		EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(30)) << "it hung";
-		EXPECT_FALSE(mounted(dir + "/mnt"));
+		EXPECT_FALSE(t::isMounted(dir + "/mnt"));
 
 		// A new VM; with the policy's shortest idle timeout (10 s), kept
 		// alive by the mount past it.

@@ -155,22 +155,6 @@ Ran shellAsUser(const std::string &script)
 	return {r.exitCode, r.out, r.err};
 }
 
-// Whether FUSE mounts can be made here by the test user.
-std::string fuseSkipReason()
-{
-	if (::access("/dev/fuse", F_OK) != 0)
-		return "no /dev/fuse on this machine";
-	struct stat st {};
-	if (::stat("/usr/bin/fusermount3", &st) != 0 || (st.st_mode & S_ISUID) == 0)
-		return "no setuid /usr/bin/fusermount3 (Debian's fuse3)";
-	return {};
-}
-
-bool mounted(const std::string &mountpoint)
-{
-	return t::readFile("/proc/self/mountinfo").find(" " + mountpoint + " ") != std::string::npos;
-}
-
 Ran runAs(const std::vector<std::string> &argv)
 {
 	t::RunOptions options;
@@ -503,14 +487,14 @@ TEST_F(VolumesEndToEnd, LuksLockedAWrongKeyRefusedTheKeyOpensAlsoUnderAndOverLvm
 	// A wrong key opens nothing, and the refusal says so: first given to
 	// `mount` (which must hand it to the VM like list and extract do),
 	// then to extract.
-	const std::string fuseSkip = fuseSkipReason();
+	const std::string fuseSkip = t::fuseSkipReason();
 	const std::string mnt = userDir("luks-mnt");
 	if (fuseSkip.empty()) {
 		Ran m = shellAsUser("\"$CLIENT\" mount --luks-key-file '" + gWorld->wrongKeyFile + "' '" + kSnapshot + "' " +
 				    luks + "/part/1/luks '" + mnt + "'");
 		EXPECT_NE(m.code, 0) << m.out;
 		EXPECT_NE(m.err.find("crypto_LUKS: locked: the key given does not open it"), std::string::npos) << m.err;
-		EXPECT_FALSE(mounted(mnt));
+		EXPECT_FALSE(t::isMounted(mnt));
 	} else {
 		std::printf("mount with a LUKS key not tried: %s\n", fuseSkip.c_str());
 	}
@@ -548,7 +532,7 @@ TEST_F(VolumesEndToEnd, LuksLockedAWrongKeyRefusedTheKeyOpensAlsoUnderAndOverLvm
 				    "\"$CLIENT\" umount '" + mnt + "'");
 		EXPECT_EQ(m.code, 0) << m.err;
 		EXPECT_EQ(m.out, "luks1-host\n" + sha256Hex(numbers()) + "  -\n");
-		EXPECT_FALSE(mounted(mnt));
+		EXPECT_FALSE(t::isMounted(mnt));
 	}
 
 	// Absurd key derivation costs: refused before anything runs them, each

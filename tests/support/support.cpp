@@ -478,4 +478,19 @@ void setUpClientWorld(ClientWorld &w, const std::string &imageDir, const std::st
 	makeDir(w.targets, 0755, w.user.uid, w.user.gid);
 }
 
+std::string fuseSkipReason()
+{
+	if (::access("/dev/fuse", F_OK) != 0)
+		return "no /dev/fuse on this machine (the FUSE logic is tested in mount_fs_test)";
+	struct stat st {};
+	if (::stat("/usr/bin/fusermount3", &st) != 0 || (st.st_mode & S_ISUID) == 0)
+		return "no setuid /usr/bin/fusermount3 (Debian's fuse3)";
+	return {};
+}
+
+bool isMounted(const std::string &mountpoint)
+{
+	return readFile("/proc/self/mountinfo").find(" " + mountpoint + " ") != std::string::npos;
+}
+
 } // namespace fr::test

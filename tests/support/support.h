@@ -188,4 +188,10 @@ struct ClientWorld {
 };
 void setUpClientWorld(ClientWorld &world, const std::string &imageDir, const std::string &tag);
 
+// Non-empty: why the test user cannot make FUSE mounts here (no /dev/fuse,
+// no setuid fusermount3). Tests of `mount` skip with it.
+std::string fuseSkipReason();
+// Whether something is mounted on mountpoint (this mount namespace).
+bool isMounted(const std::string &mountpoint);
+
 } // namespace fr::test
